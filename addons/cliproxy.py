@@ -1,0 +1,28 @@
+"""cliproxy: serve OpenAI, Anthropic and Amp clients from a ChatGPT subscription, inside mitmproxy.
+
+    mitmdump -s addons/cliproxy.py        (or mitmweb -s addons/cliproxy.py)
+
+Gives mitmproxy's regular proxy on :8080 (for HTTPS_PROXY users) and a base-URL endpoint on
+127.0.0.1:8317 (`cliproxy_listen`). The addons below run in this order for every flow; each one
+handles one concern. The protocol translators they use live in `addons/translate/` and the
+account logic in `auth/`; neither imports mitmproxy.
+"""
+
+from addons.codex_upstream import CodexUpstream
+from addons.flowstate import Guard
+from addons.listener import Listener
+from addons.openai_api import OpenAIApi
+from addons.router import Router
+from addons.runtime import Runtime
+from addons.settings import Settings
+
+runtime = Runtime()
+
+addons = [
+    Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
+    Settings(runtime),  # config file + auth dir, hot reload
+    Router(runtime),  # claims cliproxy's requests, client keys, local answers
+    OpenAIApi(runtime),  # /v1/chat/completions, /v1/responses → Codex bodies
+    CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
+    Guard(),  # a claimed flow never leaves unmodified
+]

@@ -1,0 +1,86 @@
+"""Per-flow cliproxy state and the safety net that turns any failure into a clean client error.
+
+State lives in `flow.metadata["cliproxy"]` as plain values, so flows saved with `-w` stay readable.
+A flow with that key is *claimed*: cliproxy answers it or rewrites it, and never lets it leave for
+its original host unmodified.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import Any
+
+from mitmproxy import http
+
+from .translate import errors
+
+logger = logging.getLogger(__name__)
+
+KEY = "cliproxy"
+
+
+def state(flow: http.HTTPFlow) -> dict[str, Any] | None:
+    return flow.metadata.get(KEY)
+
+
+def claim(flow: http.HTTPFlow, route: str, fmt: str) -> dict[str, Any]:
+    st = {"route": route, "format": fmt}
+    flow.metadata[KEY] = st
+    return st
+
+
+def reply_json(flow: http.HTTPFlow, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    flow.response = http.Response.make(status, body, {"content-type": "application/json", **(headers or {})})
+
+
+def reply_error(flow: http.HTTPFlow, err: errors.ProxyError) -> None:
+    st = state(flow) or {}
+    status, headers, body = errors.render(err, st.get("format", "openai"))
+    flow.response = http.Response.make(status, body, headers)
+    st["error"] = f"{status} {err.message[:200]}"
+    flow.marked = ":warning:"
+
+
+def guarded(hook):
+    """Wrap a hook: a ProxyError becomes that error; any other exception a 500, for claimed flows."""
+
+    def handle(flow: http.HTTPFlow, exc: Exception) -> None:
+        if isinstance(exc, errors.ProxyError):
+            reply_error(flow, exc)
+            return
+        logger.exception("cliproxy: %s hook failed", hook.__name__)
+        if state(flow) is not None:
+            reply_error(flow, errors.ProxyError(500, f"cliproxy internal error ({type(exc).__name__}); see the proxy log", "server_error", "internal_error"))
+
+    if inspect.iscoroutinefunction(hook):
+        @functools.wraps(hook)
+        async def async_wrapper(self, flow: http.HTTPFlow) -> None:
+            try:
+                await hook(self, flow)
+            except Exception as exc:
+                handle(flow, exc)
+
+        return async_wrapper
+
+    @functools.wraps(hook)
+    def wrapper(self, flow: http.HTTPFlow) -> None:
+        try:
+            hook(self, flow)
+        except Exception as exc:
+            handle(flow, exc)
+
+    return wrapper
+
+
+class Guard:
+    """Last in cliproxy's chain: a claimed flow that is neither answered nor rewritten gets a 500."""
+
+    name = "cliproxy_guard"
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st is not None and flow.response is None and not st.get("upstream") and not st.get("passthrough"):
+            logger.error("cliproxy: %s request was neither answered nor rewritten; refusing it", st.get("route"))
+            reply_error(flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error"))

@@ -1,0 +1,83 @@
+"""Addon: the base-URL listener, lazy upstream connections, and TLS pass-through for other hosts.
+
+`cliproxy_listen` (default `127.0.0.1:8317`, empty disables) adds a reverse-proxy listener next to
+mitmproxy's regular proxy, for tools configured with a base URL. In regular mode only the hosts
+cliproxy serves are TLS-intercepted; every other connection passes through untouched, so tools need
+the mitmproxy CA only for those hosts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from mitmproxy import ctx, exceptions, tls
+from mitmproxy.proxy.mode_specs import ReverseMode
+
+from .routes import REVERSE_TARGET, is_intercepted_host
+
+logger = logging.getLogger(__name__)
+
+_SPEC_PREFIX = f"reverse:http://{REVERSE_TARGET}@"
+
+
+def listen_spec(listen: str) -> str:
+    """The mitmproxy mode spec for a `host:port` listen address."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8317, got {listen!r}")
+    return _SPEC_PREFIX + listen
+
+
+def is_base_url_listener(mode) -> bool:
+    return isinstance(mode, ReverseMode) and mode.full_spec.startswith(_SPEC_PREFIX)
+
+
+class Listener:
+    name = "cliproxy_listener"
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "cliproxy_listen", str, "127.0.0.1:8317",
+            "Address of the base-URL endpoint for tools (http://HOST:PORT/v1 for OpenAI clients). Empty disables it.",
+        )
+        loader.add_option(
+            "cliproxy_passthrough", bool, True,
+            "Pass TLS connections to hosts cliproxy does not serve through without interception.",
+        )
+
+    def __init__(self) -> None:
+        self._running = False
+
+    def configure(self, updated: set[str]) -> None:
+        if "cliproxy_listen" in updated and ctx.options.cliproxy_listen:
+            try:
+                listen_spec(ctx.options.cliproxy_listen)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"cliproxy_listen: {exc}") from None
+        if self._running and {"cliproxy_listen", "connection_strategy", "mode"} & updated:
+            self._apply()
+
+    def running(self) -> None:
+        # Options are changed once mitmproxy runs: updates made while scripts load at startup can be
+        # rolled back by the option manager before the servers start.
+        self._running = True
+        self._apply()
+
+    def _apply(self) -> None:
+        modes = [m for m in ctx.options.mode if not m.startswith(_SPEC_PREFIX)]
+        if ctx.options.cliproxy_listen:
+            modes.append(listen_spec(ctx.options.cliproxy_listen))
+        if modes != list(ctx.options.mode):
+            ctx.options.update(mode=modes)
+        if ctx.options.connection_strategy != "lazy":
+            # Eager connections would dial api.openai.com & co. before a request can be rewritten.
+            ctx.options.update(connection_strategy="lazy")
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if not ctx.options.cliproxy_passthrough or is_base_url_listener(data.context.client.proxy_mode):
+            return
+        host = data.client_hello.sni
+        if host is None and data.context.server.address:
+            host = data.context.server.address[0]
+        if not is_intercepted_host(host):
+            data.ignore_connection = True

@@ -1,0 +1,90 @@
+"""Addon: claims the requests cliproxy serves, checks client access, and answers the local routes.
+
+Local routes are the model list (OpenAI's or Anthropic's shape), `HEAD /`, and clear errors for
+unknown paths and methods. Translated routes are left to the format addons that follow.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mitmproxy import http
+
+from . import access, routes
+from .flowstate import claim, guarded, reply_error, reply_json, state
+from .listener import is_base_url_listener
+from .runtime import Runtime
+from .translate import errors
+
+_CREATED = 1_700_000_000  # the backend publishes no dates; a fixed, plausible timestamp
+
+
+def openai_model(model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "openai"}
+
+
+def anthropic_model(model_id: str) -> dict:
+    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}
+
+
+class Router:
+    name = "cliproxy_router"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @guarded
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
+        req = flow.request
+        route = routes.classify(
+            req.pretty_host, req.path, req.method,
+            reverse_listener=is_base_url_listener(flow.client_conn.proxy_mode),
+            anthropic_client="anthropic-version" in req.headers,
+        )
+        if route is None:
+            return
+        st = claim(flow, route.name, route.format)
+        st["t0"] = time.time()
+        if route.model_id is not None:
+            st["model_id"] = route.model_id
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st is None or flow.response:
+            return
+        peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
+        if not access.allowed(peer, flow.request.headers, self.runtime.config.api_keys):
+            raise errors.ProxyError(401, "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key); add keys under api-keys in the cliproxy config", "authentication_error", "invalid_api_key")
+        route = st["route"]
+        if route == "models":
+            self._models(flow, st["format"])
+        elif route == "model":
+            self._model(flow, st["format"], st["model_id"])
+        elif route == "ping":
+            flow.response = http.Response.make(200, b"", {"content-type": "text/plain"})
+        elif route == "method_not_allowed":
+            raise errors.ProxyError(405, f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}", "invalid_request_error", "method_not_allowed")
+        elif route == "not_found":
+            raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
+
+    def _models(self, flow: http.HTTPFlow, fmt: str) -> None:
+        ids = [m.id for m in self.runtime.config.settings.catalog.listed()]
+        ids += [alias for up in self.runtime.config.api_key_upstreams for _, alias in up.models if alias not in ids]
+        if fmt == "anthropic":
+            data = [anthropic_model(i) for i in ids]
+            body = {"data": data, "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+        else:
+            body = {"object": "list", "data": [openai_model(i) for i in ids]}
+        reply_json(flow, 200, json.dumps(body).encode())
+
+    def _model(self, flow: http.HTTPFlow, fmt: str, model_id: str) -> None:
+        catalog = self.runtime.config.settings.catalog
+        choice = catalog.resolve(model_id)
+        if catalog.info(choice.model) is None:
+            raise errors.ProxyError(404, f"model {model_id!r} is not in cliproxy's catalog", "invalid_request_error", "model_not_found")
+        body = anthropic_model(model_id) if fmt == "anthropic" else openai_model(model_id)
+        reply_json(flow, 200, json.dumps(body).encode())

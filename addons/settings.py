@@ -1,0 +1,116 @@
+"""Addon: loads the cliproxy YAML config and the auth directory, and reloads both when they change.
+
+Option `cliproxy_config` names the file (default: `config.yaml` in the current directory when it
+exists, else built-in defaults). A broken edit while running is logged and the last good config
+stays in force; at startup it stops mitmproxy with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions
+
+from . import config as configfile
+from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+
+
+def _stat(path: Path | None) -> tuple | None:
+    try:
+        st = path.stat() if path else None
+    except OSError:
+        return None
+    return st and (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _dir_signature(directory: Path) -> tuple:
+    try:
+        return tuple(sorted(
+            (e.name, e.stat().st_mtime_ns, e.stat().st_size)
+            for e in os.scandir(directory)
+            if e.name.endswith(".json") and e.is_file()
+        ))
+    except OSError:
+        return ()
+
+
+class Settings:
+    name = "cliproxy_settings"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._task: asyncio.Task | None = None
+        self._config_sig: tuple | None = None
+        self._dir_sig: tuple | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "cliproxy_config", str | None, None,
+            "Path of the cliproxy YAML config file. Default: config.yaml in the current directory when "
+            "it exists, else built-in defaults.",
+        )
+
+    def path(self) -> Path | None:
+        if ctx.options.cliproxy_config:
+            return Path(ctx.options.cliproxy_config).expanduser()
+        default = Path("config.yaml")
+        return default if default.exists() else None
+
+    def configure(self, updated: set[str]) -> None:
+        if "cliproxy_config" not in updated:
+            return
+        path = self.path()
+        try:
+            cfg = configfile.load(path)
+        except configfile.ConfigError as exc:
+            raise exceptions.OptionsError(f"cliproxy config: {exc}") from None
+        self._apply(cfg, path)
+
+    def _apply(self, cfg: configfile.Config, path: Path | None) -> None:
+        for warning in cfg.warnings:
+            logger.warning("cliproxy config %s: %s", path, warning)
+        self._config_sig = _stat(path)
+        self._dir_sig = _dir_signature(cfg.auth_dir)
+        self.runtime.apply_config(cfg)
+        logger.info("cliproxy: config %s loaded", path or "(built-in defaults)")
+
+    def running(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def done(self) -> None:
+        if self._task:
+            self._task.cancel()
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                self.check()
+            except Exception:  # the watcher must survive anything
+                logger.exception("cliproxy: reload check failed")
+
+    def check(self) -> None:
+        """Reload what changed on disk: the config file, else the account files."""
+        path = self.path()
+        if _stat(path) != self._config_sig:
+            self._config_sig = _stat(path)
+            try:
+                cfg = configfile.load(path)
+            except configfile.ConfigError as exc:
+                logger.error("cliproxy: config change rejected, keeping the last good config: %s", exc)
+                return
+            self._apply(cfg, path)
+            return
+        sig = _dir_signature(self.runtime.config.auth_dir)
+        if sig != self._dir_sig:
+            self._dir_sig = sig
+            self.runtime.reload_accounts()

@@ -1,0 +1,129 @@
+"""The Codex model catalog, model-name suffixes and reasoning-effort resolution."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+#: All effort names the backend knows, weakest first.
+EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+_FOUR = ("low", "medium", "high", "xhigh")
+_FIVE = ("low", "medium", "high", "xhigh", "max")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    levels: tuple[str, ...] = _FOUR
+    context_window: int = 272_000
+    listed: bool = True
+
+
+# The catalog is data: it moves fast upstream, and `models:` in the config extends or overrides it.
+DEFAULT_MODELS: tuple[ModelInfo, ...] = (
+    ModelInfo("gpt-5.5"),
+    ModelInfo("gpt-5.4", context_window=1_050_000),
+    ModelInfo("gpt-5.4-mini", context_window=400_000),
+    ModelInfo("gpt-5.3-codex-spark", context_window=128_000),
+    ModelInfo("gpt-5.6-sol", _FIVE, 372_000),
+    ModelInfo("gpt-5.6-terra", _FIVE, 372_000),
+    ModelInfo("gpt-5.6-luna", _FIVE, 372_000),
+    ModelInfo("codex-auto-review", listed=False),
+)
+
+_PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")
+_DASH_SUFFIX = re.compile(r"^(?P<base>.+)[-_:](?P<value>none|minimal|low|medium|high|xhigh|max)$")
+
+
+class EffortError(ValueError):
+    """A reasoning effort the client asked for that is not an effort at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChoice:
+    """What a client's model string resolves to."""
+
+    requested: str  # as the client sent it
+    model: str  # upstream slug
+    suffix_effort: str | None  # effort named by a `(high)` / `-high` suffix
+
+
+@dataclass(slots=True)
+class Catalog:
+    models: dict[str, ModelInfo] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)  # lower-case alias -> model id
+
+    @classmethod
+    def default(cls) -> Catalog:
+        return cls({m.id: m for m in DEFAULT_MODELS})
+
+    def listed(self) -> list[ModelInfo]:
+        return [m for m in self.models.values() if m.listed]
+
+    def info(self, model: str) -> ModelInfo | None:
+        return self.models.get(model)
+
+    def resolve(self, requested: str) -> ModelChoice:
+        """Strip an effort suffix and apply aliases. Unknown names pass through unchanged."""
+        name = requested.strip()
+        effort: str | None = None
+        if m := _PAREN_SUFFIX.match(name):
+            name, effort = m["base"].strip(), m["value"].strip().lower()
+        elif not self._known(name) and (m := _DASH_SUFFIX.match(name)) and self._known(m["base"]):
+            name, effort = m["base"], m["value"]
+        return ModelChoice(requested, self._canonical(name), effort)
+
+    def _known(self, name: str) -> bool:
+        return name in self.models or name.lower() in self.aliases
+
+    def _canonical(self, name: str) -> str:
+        if name in self.models:
+            return name
+        return self.aliases.get(name.lower(), name)
+
+
+def budget_to_effort(budget: int) -> str:
+    """Map a thinking-token budget to an effort level (thresholds as CLIProxyAPI uses them)."""
+    if budget < 0:
+        return "auto"
+    if budget == 0:
+        return "none"
+    if budget <= 512:
+        return "minimal"
+    if budget <= 1024:
+        return "low"
+    if budget <= 8192:
+        return "medium"
+    if budget <= 24576:
+        return "high"
+    return "xhigh"
+
+
+def normalize_effort(value: object) -> str:
+    """Turn a client's effort value (level name, budget number, `auto`) into a level name or `auto`."""
+    if isinstance(value, bool):
+        raise EffortError(f"reasoning effort must be a level name, not {value!r}")
+    if isinstance(value, int):
+        return budget_to_effort(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v.lstrip("-").isdigit():
+            return budget_to_effort(int(v))
+        if v in EFFORT_ORDER or v == "auto":
+            return v
+    raise EffortError(
+        f"unknown reasoning effort {value!r}; use one of {', '.join(EFFORT_ORDER)} or auto"
+    )
+
+
+def clamp_effort(effort: str, info: ModelInfo | None, default: str = "medium") -> str:
+    """Fit an effort to the levels a model supports (nearest level, never an error)."""
+    if effort == "auto":
+        effort = default
+    levels = info.levels if info else EFFORT_ORDER
+    if effort in levels:
+        return effort
+    rank = EFFORT_ORDER.index(effort)
+    ranked = [(EFFORT_ORDER.index(lv), lv) for lv in levels]
+    below = [lv for r, lv in ranked if r <= rank]
+    return below[-1] if below else ranked[0][1]

@@ -1,0 +1,107 @@
+"""OpenAI Responses API ⇄ Codex backend: the same format, with the backend's rules applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import codex_body, errors
+from .sse import SSEEvent, encode
+from .stream import CodexStream, TERMINAL_OK
+
+
+@dataclass(slots=True)
+class ResponsesCall:
+    body: dict[str, Any]
+    stream: bool
+    model: str
+    effort: str
+
+
+def _input_items(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        raise errors.bad_request("`input` must be a string or an array of input items", "input")
+    items = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise errors.bad_request(f"input[{i}] must be an object", "input")
+        if item.get("role") == "system":
+            item = {**item, "role": "developer"}
+        if item.get("type") == "reasoning" and not item.get("encrypted_content"):
+            continue  # with store=false the backend cannot resolve a reasoning item by id alone
+        items.append(item)
+    return items
+
+
+def request_to_codex(body: Any, settings: codex_body.Settings) -> ResponsesCall:
+    """Normalise a Responses request body for the Codex backend."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise errors.bad_request("`stream` must be a boolean", "stream")
+    if "input" not in body:
+        raise errors.bad_request("`input` is required", "input")
+    reasoning = body.get("reasoning")
+    if reasoning is not None and not isinstance(reasoning, dict):
+        raise errors.bad_request("`reasoning` must be an object", "reasoning")
+    reasoning = reasoning or {}
+    resolved = codex_body.resolve_model(settings, body.get("model"), reasoning.get("effort", body.get("reasoning_effort")))
+    if body.get("instructions") is not None and not isinstance(body["instructions"], str):
+        raise errors.bad_request("`instructions` must be a string", "instructions")
+
+    out = {k: v for k, v in body.items() if k not in ("reasoning_effort",)}
+    out["model"] = resolved.model
+    out["input"] = _input_items(body["input"])
+    summary = reasoning.get("summary") if isinstance(reasoning.get("summary"), str) else None
+    out["reasoning"] = codex_body.reasoning_block(resolved.effort, summary)
+    tools = body.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        raise errors.bad_request("`tools` must be an array", "tools")
+    if tools:
+        out["tools"] = codex_body.rename_builtin_tools(tools)
+        if isinstance(body.get("tool_choice"), dict):
+            out["tool_choice"] = codex_body.rename_builtin_tools([body["tool_choice"]])[0]
+        parallel = body.get("parallel_tool_calls", True)
+        out["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else True
+    key = body.get("prompt_cache_key")
+    if not isinstance(key, str) or not key:
+        out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
+    return ResponsesCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
+
+
+def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:
+    body = {"type": "error", "code": err.code or errors.openai_body(err)["error"]["code"], "message": err.message,
+            "param": err.param, "sequence_number": sequence_number}
+    return encode(body, "error")
+
+
+class ResponsesStream(CodexStream):
+    """Passes events through byte for byte; the terminal event gets the full `output` back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sequence = 0
+
+    def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
+        if ev is not None and isinstance(ev.get("sequence_number"), int):
+            self._sequence = ev["sequence_number"]
+        if kind in TERMINAL_OK and ev is not None:
+            ev = {**ev, "response": {**ev.get("response", {}), **self._final()}}
+            return [encode(ev, kind)]
+        return [b"event: " + kind.encode() + b"\ndata: " + raw.data + b"\n\n"]
+
+    def _final(self) -> dict[str, Any]:
+        final = self.collector.final_response()
+        return {"output": final["output"], **({"usage": final["usage"]} if "usage" in final else {})}
+
+    def on_end(self, error: errors.ProxyError | None) -> list[bytes]:
+        if error is None or self.collector.error is error:
+            return []  # success, or the upstream's own failure event was already passed through
+        self._sequence += 1
+        return [error_event(error, self._sequence)]
+

@@ -6,35 +6,11 @@ the flow at the backend.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from mitmproxy import http
 
-from .flowstate import guarded, state
+from .flowstate import guarded, read_json, set_codex_body, state
 from .runtime import Runtime
-from .translate import chat, errors, responses
-
-
-def read_json(flow: http.HTTPFlow) -> Any:
-    """The request body as JSON, or a 400 that says what is wrong with it."""
-    raw = flow.request.get_content(strict=False) or b""
-    if not raw.strip():
-        raise errors.bad_request("the request body is empty; send a JSON object")
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise errors.bad_request("the request body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
-
-
-def set_codex_body(flow: http.HTTPFlow, st: dict[str, Any], body: dict[str, Any], *, stream: bool, model: str, effort: str, options: dict[str, Any]) -> None:
-    """Hand a translated request over to CodexUpstream (shared by every client format)."""
-    flow.request.headers.pop("content-encoding", None)
-    flow.request.content = json.dumps(body, ensure_ascii=False).encode()
-    st.update(ready=True, stream=stream, model=model, effort=effort, options=options,
-              client_model=st.get("client_model"), cache_key=body.get("prompt_cache_key"))
+from .translate import chat, responses
 
 
 class OpenAIApi:

@@ -33,13 +33,30 @@ def is_intercepted_host(host: str | None) -> bool:
     return bool(host) and host.lower().rstrip(".") in INTERCEPTED_HOSTS
 
 
+#: Ampcode control-plane paths served (by proxying to the Amp upstream) on the base-URL listener.
+_AMP_PREFIXES = ("/api/", "/auth", "/threads", "/docs", "/settings", "/news.rss")
+CODEX_PATH = "/backend-api/codex/responses"
+
+
+def _is_amp_path(path: str) -> bool:
+    return path == "/api" or any(path == p.rstrip("/") or path.startswith(p if p.endswith("/") else p + "/") or path.startswith(p + ".") for p in _AMP_PREFIXES)
+
+
 def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthropic_client: bool) -> Route | None:
     """The route of a request, or None when cliproxy leaves it alone."""
     host = host.lower().rstrip(".")
-    if not reverse_listener and host not in INTERCEPTED_HOSTS - {"chatgpt.com", "ampcode.com"}:
-        return None
     path = path.split("?", 1)[0].rstrip("/") or "/"
-    if not path.startswith("/v1/") and path.count("/") == 1 and f"/v1{path}" in _OPENAI_PATHS:
+    if not reverse_listener:
+        if host == "chatgpt.com":
+            return Route("codex", "openai") if path == CODEX_PATH and method == "POST" else None
+        if host not in INTERCEPTED_HOSTS:
+            return None
+    if path.startswith("/api/provider/"):
+        provider = path.split("/")[3]
+        return Route("amp_provider", "anthropic" if provider == "anthropic" else "openai")
+    if host == "ampcode.com" or (reverse_listener and _is_amp_path(path)):
+        return Route("amp_proxy", "openai")
+    if not path.startswith("/v1/") and f"/v1{path}" in _OPENAI_PATHS:
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"
     name = _OPENAI_PATHS.get(path)

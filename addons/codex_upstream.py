@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -15,8 +16,13 @@ import time
 import zlib
 from typing import Any
 
+import httpx
+
 from mitmproxy import http
 from mitmproxy.net.http.url import hostport
+
+from auth.pool import judge
+from auth.quota import parse_quota
 
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
@@ -31,7 +37,12 @@ USER_AGENT = "codex_cli_rs/0.169.0 (cliproxy)"
 FORWARDED = ("session_id", "session-id", "conversation_id", "thread-id", "x-client-request-id", "version")
 
 
-def upstream_headers(client: http.Headers, cred: Credential, host: str, cache_key: str | None) -> http.Headers:
+def forwarded_headers(client: http.Headers) -> list[tuple[str, str]]:
+    """The client headers worth keeping upstream."""
+    return [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in FORWARDED or k.lower().startswith("x-codex-")]
+
+
+def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None) -> http.Headers:
     fields: list[tuple[str, str]] = [("host", host), *cred.headers]
     fields += [
         ("content-type", "application/json"),
@@ -39,12 +50,9 @@ def upstream_headers(client: http.Headers, cred: Credential, host: str, cache_ke
         ("accept-encoding", "identity"),
         ("originator", ORIGINATOR),
         ("user-agent", USER_AGENT),
+        *forwarded,
     ]
-    for name, value in client.items(multi=True):
-        low = name.lower()
-        if low in FORWARDED or low.startswith("x-codex-"):
-            fields.append((low, value))
-    if cache_key and not any(k in client for k in ("session_id", "session-id")):
+    if cache_key and not any(k in ("session_id", "session-id") for k, _ in forwarded):
         fields.append(("session-id", cache_key))
     return http.Headers([(k.encode(), v.encode()) for k, v in fields])
 
@@ -90,25 +98,35 @@ class CodexUpstream:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
+    def done(self) -> None:
+        if self.runtime._http is not None:
+            asyncio.get_running_loop().create_task(self.runtime.close())
+
     @guarded
     async def request(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
         if st is None or not st.get("ready") or flow.response:
             return
-        cred = await self.runtime.credential(st["model"])
+        cred = await self.runtime.credential(st["model"], session=st.get("cache_key"))
         if cred is None:
             raise no_credential(self.runtime, st["model"])
         self.point(flow, cred)
 
     def point(self, flow: http.HTTPFlow, cred: Credential) -> None:
+        """Aim the flow's request at the backend with this credential."""
         st = state(flow)
         req = flow.request
-        client_headers = req.headers.copy()
+        forwarded = st.setdefault("forwarded_headers", forwarded_headers(req.headers))
+        if cred.model:
+            body = json.loads(req.content)
+            body["model"] = cred.model
+            req.content = json.dumps(body, ensure_ascii=False).encode()
         req.method = "POST"
         req.url = cred.url
-        req.headers = upstream_headers(client_headers, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"))
+        req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"))
         req.headers["content-length"] = str(len(req.raw_content or b""))
         st.update(upstream=True, account=cred.member.label, account_key=cred.member.key, t_upstream=time.time())
+        st.setdefault("tried", []).append(cred.member.key)
 
     @guarded
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -117,9 +135,10 @@ class CodexUpstream:
             return
         resp = flow.response
         st["status"] = resp.status_code
+        self._quota(st, resp.headers)
         is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
         if resp.status_code != 200 or not is_sse or not st["stream"]:
-            return  # buffered: aggregated or mapped to an error in `response`
+            return  # buffered: aggregated, failed over, or mapped to an error in `response`
         translator = registry.stream_translator(st["route"], st["model"], st["options"])
         encoding = resp.headers.get("content-encoding", "").strip().lower()
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
@@ -130,34 +149,92 @@ class CodexUpstream:
         st["streamed"] = True
 
     @guarded
-    def response(self, flow: http.HTTPFlow) -> None:
+    async def response(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
         if st is None or not st.get("upstream"):
             return
         resp = flow.response
         if st.get("streamed"):
-            stream = resp.stream
-            translator = getattr(stream, "translator", stream)
+            translator = getattr(resp.stream, "translator", resp.stream)
             if isinstance(translator, CodexStream):
-                self._record(st, translator.collector)
+                self._settle(st, translator.collector)
             return
-        is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
-        if resp.status_code != 200 or not is_sse:
-            raise errors.from_upstream_response(resp.status_code, resp.content or b"", dict(resp.headers))
-        collector = collect(resp.content or b"")
-        self._record(st, collector)
-        body = registry.aggregate(st["route"], collector, st["model"], st["options"])
-        reply_json(flow, 200, json.dumps(body, ensure_ascii=False).encode())
+        status, headers, body = resp.status_code, dict(resp.headers), resp.content or b""
+        refreshed = False
+        while not (status == 200 and headers.get("content-type", "").startswith("text/event-stream")):
+            err = errors.from_upstream_response(status, body, headers)
+            member = self.runtime.pool.get(st["account_key"])
+            cred = None
+            if status == 401 and not refreshed and member is not None:
+                refreshed = True
+                cred = await self.runtime.reauthorize(member)
+            if cred is None:
+                verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
+                                member.backoff.get(st["model"], 0) if member else 0)
+                if member is not None:
+                    self.runtime.pool.failed(member, st["model"], verdict)
+                    self.runtime.save_state(member, force=True)
+                    logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, st["model"],
+                                   f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "")
+                if not verdict.failover:
+                    raise err
+                cred = await self.runtime.credential(st["model"], exclude=set(st["tried"]), session=st.get("cache_key"))
+                if cred is None:
+                    raise err if len(st["tried"]) == 1 and not self._all_cooling(st["model"]) else no_credential(self.runtime, st["model"])
+                st["failover"] = st.get("failover", 0) + 1
+            status, headers, body = await self._resend(flow, cred)
+        self._answer(flow, st, body)
+
+    async def _resend(self, flow: http.HTTPFlow, cred: Credential) -> tuple[int, dict[str, str], bytes]:
+        """Send the request again with another credential, buffered (mitmproxy cannot re-stream a flow)."""
+        self.point(flow, cred)
+        req = flow.request
+        headers = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
+        try:
+            r = await self.runtime.http.post(req.url, content=req.raw_content, headers=headers)
+        except httpx.HTTPError as exc:
+            return 502, {"content-type": "text/plain"}, f"upstream unreachable: {type(exc).__name__}".encode()
+        self._quota(state(flow), r.headers)
+        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+
+    def _answer(self, flow: http.HTTPFlow, st: dict[str, Any], body: bytes) -> None:
+        """Turn a complete upstream SSE body into the client's answer (stream or JSON)."""
+        if st["stream"]:
+            translator = registry.stream_translator(st["route"], st["model"], st["options"])
+            out = b"".join(translator(body) + translator(b""))
+            self._settle(st, translator.collector)
+            flow.response = http.Response.make(200, out, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"})
+            return
+        collector = collect(body)
+        self._settle(st, collector)
+        reply_json(flow, 200, json.dumps(registry.aggregate(st["route"], collector, st["model"], st["options"]), ensure_ascii=False).encode())
+
+    def _all_cooling(self, model: str) -> bool:
+        wait = self.runtime.pool.soonest(model)
+        return wait is not None and wait > 0
+
+    def _quota(self, st: dict[str, Any], headers) -> None:
+        quota = parse_quota(headers)
+        member = self.runtime.pool.get(st.get("account_key", ""))
+        if quota and member is not None:
+            member.quota = quota
+            self.runtime.save_state(member)
+
+    def _settle(self, st: dict[str, Any], collector) -> None:
+        """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member."""
+        if collector.usage:
+            st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
+        member = self.runtime.pool.get(st.get("account_key", ""))
+        if collector.error is not None:
+            st["error"] = collector.error.message[:200]
+            if member is not None and collector.error.status == 429:
+                verdict = judge(429, collector.error.retry_after, collector.error.code == "usage_limit_reached", member.backoff.get(st["model"], 0))
+                self.runtime.pool.failed(member, st["model"], verdict)
+        elif collector.terminal and member is not None:
+            self.runtime.pool.succeeded(member, st["model"], st.get("cache_key"))
 
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
         if st is not None and st.get("upstream") and flow.error:
             st["error"] = flow.error.msg
             logger.warning("cliproxy: %s via %s failed: %s", st.get("route"), st.get("account"), flow.error.msg)
-
-    @staticmethod
-    def _record(st: dict[str, Any], collector) -> None:
-        if collector.usage:
-            st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
-        if collector.error is not None:
-            st["error"] = collector.error.message[:200]

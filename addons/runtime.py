@@ -6,15 +6,25 @@ so a hook never sees a half-applied config.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 
+import certifi
+import httpx
+
 from auth.pool import Member, Pool
+from auth.quota import read_state, write_state
+from auth.refresh import RefreshError, TokenRefresher
+from auth.store import Account, load_accounts
 
 from .config import ApiKeyUpstream, Config
 
 logger = logging.getLogger(__name__)
+
+STATE_WRITE_INTERVAL = 2.0  # seconds between quota-state writes per account
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,69 +34,123 @@ class Credential:
     member: Member
     url: str  # full URL of the Responses endpoint to call
     headers: tuple[tuple[str, str], ...]  # auth headers (secret: never log)
+    model: str | None = None  # upstream model name when the member renames it (API-key aliases)
 
 
 class Runtime:
     def __init__(self) -> None:
         self.config = Config()
         self.pool = Pool()
-        self.refresher = None  # auth.refresh.TokenRefresher, created for the config's issuer
-        self.accounts_signature: object = None
+        self.refresher: TokenRefresher | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._state_written: dict[str, float] = {}
+        self._state_pending: set[str] = set()
 
     # -- loading ---------------------------------------------------------------------------------
     def apply_config(self, config: Config) -> None:
-        issuer_changed = config.oauth_issuer != self.config.oauth_issuer or self.refresher is None
+        if self.refresher is None or config.oauth_issuer != self.config.oauth_issuer:
+            self.refresher = TokenRefresher(config.oauth_issuer)
         self.config = config
         self.pool.strategy = config.strategy
-        if issuer_changed:
-            from auth.refresh import TokenRefresher
-
-            self.refresher = TokenRefresher(config.oauth_issuer)
         self.reload_accounts()
 
     def reload_accounts(self) -> None:
-        from auth.store import load_accounts
-
         members = []
         for account in load_accounts(self.config.auth_dir):
-            if account.disabled:
-                continue
-            members.append(Member(account.name, account.label, account))
+            if not account.disabled:
+                members.append(Member(account.name, account.label, account))
         for n, up in enumerate(self.config.api_key_upstreams):
-            members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up))
+            models = frozenset(alias for _, alias in up.models) or None
+            members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up, models))
         self.pool.replace(members)
+        for m in self.pool.members:
+            if isinstance(m.source, Account) and not m.quota:
+                m.quota = read_state(self.config.auth_dir, m.key).get("quota", {})
         logger.info("cliproxy: %d account(s) in the pool", len(members))
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """Client for the proxy's own upstream calls (failover retries); ignores the shell's proxy settings."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                trust_env=False, verify=ssl.create_default_context(cafile=certifi.where()),
+                timeout=httpx.Timeout(self.config.request_timeout, connect=10),
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
     # -- serving ---------------------------------------------------------------------------------
-    async def credential(self, model: str, exclude: set[str] = frozenset()) -> Credential | None:
+    async def credential(self, model: str, exclude: set[str] = frozenset(), session: str | None = None) -> Credential | None:
         """A usable credential for `model`, refreshing an OAuth token first when it is about to expire."""
-        for member in self.pool.candidates(model, exclude):
-            source = member.source
-            if isinstance(source, ApiKeyUpstream):
-                headers = (("authorization", f"Bearer {source.api_key}"), *source.headers)
-                return Credential(member, source.base_url.rstrip("/") + "/responses", headers)
+        for member in self.pool.candidates(model, exclude, session):
+            if isinstance(member.source, ApiKeyUpstream):
+                return self._api_key_credential(member, model)
             account = await self._fresh(member)
-            if account is None:
-                continue
-            headers = [("authorization", f"Bearer {account.access_token}")]
-            if account.account_id:
-                headers.append(("chatgpt-account-id", account.account_id))
-            return Credential(member, self.config.responses_url, tuple(headers))
+            if account is not None:
+                return self._account_credential(member, account)
         return None
 
-    async def _fresh(self, member: Member):
-        from auth.refresh import RefreshError
+    async def reauthorize(self, member: Member) -> Credential | None:
+        """After a 401: refresh the member's token once (unless another request already did)."""
+        if not isinstance(member.source, Account):
+            return None
+        account = await self._fresh(member, force=True)
+        return self._account_credential(member, account) if account is not None else None
 
-        account = member.source
+    def _api_key_credential(self, member: Member, model: str) -> Credential:
+        up: ApiKeyUpstream = member.source
+        headers = (("authorization", f"Bearer {up.api_key}"), *up.headers)
+        rename = next((name for name, alias in up.models if alias == model), None)
+        return Credential(member, up.base_url.rstrip("/") + "/responses", headers, rename)
+
+    def _account_credential(self, member: Member, account: Account) -> Credential:
+        headers = [("authorization", f"Bearer {account.access_token}")]
+        if account.account_id:
+            headers.append(("chatgpt-account-id", account.account_id))
+        return Credential(member, self.config.responses_url, tuple(headers))
+
+    async def _fresh(self, member: Member, force: bool = False) -> Account | None:
+        account: Account = member.source
         try:
-            fresh = await self.refresher.ensure_fresh(account)
+            fresh = await self.refresher.ensure_fresh(account, force=force)
         except RefreshError as exc:
             expires = account.expires_at
-            if not exc.permanent and expires is not None and expires.timestamp() > time.time():
+            if not force and not exc.permanent and expires is not None and expires.timestamp() > time.time():
                 logger.warning("cliproxy: refresh of %s failed (%s); its current token is still valid", member.label, exc)
                 return account
             logger.warning("cliproxy: %s is unusable: %s", member.label, exc)
-            member.cooldown_until["*"] = time.time() + (3600 * 24 * 365 if exc.permanent else 60)
+            member.cooldown_until["*"] = time.time() + (365 * 24 * 3600 if exc.permanent else 60)
             return None
         member.source = fresh
         return fresh
+
+    # -- persisted per-account state (quota, cool-downs) --------------------------------------------
+    def save_state(self, member: Member, force: bool = False) -> None:
+        """Persist the member's quota and cool-down: at once when forced, else at most every few seconds."""
+        if not isinstance(member.source, Account):
+            return
+        wait = STATE_WRITE_INTERVAL - (time.time() - self._state_written.get(member.key, 0))
+        if force or wait <= 0:
+            self._write_state(member)
+        elif member.key not in self._state_pending:
+            self._state_pending.add(member.key)
+            asyncio.get_running_loop().call_later(wait, self._write_state, member)
+
+    def _write_state(self, member: Member) -> None:
+        self._state_pending.discard(member.key)
+        now = time.time()
+        self._state_written[member.key] = now
+        until = max(member.cooldown_until.values(), default=0)
+        state = {
+            "quota": member.quota,
+            "cooldown_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)) if until > now else None,
+            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        }
+        try:
+            write_state(self.config.auth_dir, member.key, state)
+        except OSError as exc:
+            logger.warning("cliproxy: cannot save state of %s: %s", member.label, exc)

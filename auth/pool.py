@@ -1,16 +1,33 @@
-"""Choosing an account for each request (pure account logic; no mitmproxy import).
+"""Choosing an account for each request, and how failures cool accounts down (pure; no mitmproxy).
 
-Members are keyed by a stable id (the account file name). The pool only orders and filters them;
-token freshness is the refresher's job and cooldown bookkeeping lives in `Member.cooldown_until`.
+Members are keyed by a stable id (the account file name, or `api-key:<n>`). State is per member and
+per model: a member that hit its usage limit for one model may still serve another.
+
+Policy (codex-backend.md §8.2):
+- 429 `usage_limit_reached` → cool down until the reset the backend announced;
+- other 429 → exponential back-off (1 s, 2 s, 4 s … capped at 30 min);
+- 5xx, 408, timeouts → a short cool-down;
+- 401 → the caller refreshes the token and retries once; if that fails the member is parked;
+- 400/404/409/413/422 → the request's own fault: no cool-down, no failover;
+- success clears the model's state.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+TRANSIENT_COOLDOWN = 30.0
+AUTH_COOLDOWN = 30 * 60.0
+FORBIDDEN_COOLDOWN = 30 * 60.0
+BACKOFF_CAP = 30 * 60.0
+SESSION_TTL = 3600.0
+MAX_SESSIONS = 10_000
+REQUEST_FAULTS = frozenset({400, 404, 405, 409, 413, 422})
 
 
 @dataclass(slots=True)
@@ -20,7 +37,13 @@ class Member:
     key: str  # stable id (account file name, or `api-key:<n>`)
     label: str  # safe display name (email or short id), never a secret
     source: Any  # the Account or ApiKeyUpstream it stands for
+    models: frozenset[str] | None = None  # models it serves; None = any
     cooldown_until: dict[str, float] = field(default_factory=dict)  # model ("*" = all) -> unix time
+    backoff: dict[str, int] = field(default_factory=dict)  # model -> consecutive 429s without reset info
+    quota: dict[str, Any] = field(default_factory=dict)  # last quota headers seen, parsed
+
+    def serves(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
     def available(self, model: str, now: float) -> bool:
         return self.cooldown_until.get(model, 0) <= now and self.cooldown_until.get("*", 0) <= now
@@ -29,35 +52,102 @@ class Member:
         return max(self.cooldown_until.get(model, 0), self.cooldown_until.get("*", 0)) - now
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a failed attempt means: whether another member should be tried."""
+
+    failover: bool
+    cooldown: float | None  # seconds the member rests for this model (None = no change)
+
+
+def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level: int) -> Verdict:
+    """Classify an upstream failure of one attempt."""
+    if status in REQUEST_FAULTS:
+        return Verdict(False, None)
+    if status == 429:
+        if retry_after is not None:
+            return Verdict(True, float(retry_after))
+        if usage_limit:
+            return Verdict(True, 3600.0)
+        return Verdict(True, min(BACKOFF_CAP, float(2**backoff_level)))
+    if status == 401:
+        return Verdict(True, AUTH_COOLDOWN)
+    if status in (402, 403):
+        return Verdict(True, FORBIDDEN_COOLDOWN)
+    return Verdict(True, TRANSIENT_COOLDOWN)
+
+
 class Pool:
-    """Round-robin or fill-first selection over the members that are not cooling down."""
+    """Round-robin or fill-first selection, sticky per conversation, skipping cooling members."""
 
     def __init__(self, strategy: str = "round-robin") -> None:
         self.strategy = strategy
         self.members: list[Member] = []
         self._cursor = itertools.count()
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     def replace(self, members: Iterable[Member]) -> None:
-        """Swap in a new member list, keeping the cooldowns of members that stay."""
+        """Swap in a new member list, keeping the state of members that stay."""
         old = {m.key: m for m in self.members}
         fresh = []
         for m in members:
             if m.key in old:
-                m.cooldown_until = old[m.key].cooldown_until
+                m.cooldown_until, m.backoff, m.quota = old[m.key].cooldown_until, old[m.key].backoff, old[m.key].quota
             fresh.append(m)
         self.members = sorted(fresh, key=lambda m: m.key)
 
-    def candidates(self, model: str, exclude: set[str] = frozenset(), now: float | None = None) -> list[Member]:
+    def get(self, key: str) -> Member | None:
+        return next((m for m in self.members if m.key == key), None)
+
+    def candidates(self, model: str, exclude: Iterable[str] = (), session: str | None = None, now: float | None = None) -> list[Member]:
         """Eligible members in the order they should be tried."""
         now = time.time() if now is None else now
-        ready = [m for m in self.members if m.key not in exclude and m.available(model, now)]
-        if not ready or self.strategy == "fill-first":
-            return ready
-        start = next(self._cursor) % len(ready)
-        return ready[start:] + ready[:start]
+        skip = set(exclude)
+        ready = [m for m in self.members if m.key not in skip and m.serves(model) and m.available(model, now)]
+        if ready and self.strategy != "fill-first":
+            start = next(self._cursor) % len(ready)
+            ready = ready[start:] + ready[:start]
+        bound = self._bound(session, now)
+        if bound is not None:
+            for i, m in enumerate(ready):
+                if m.key == bound:
+                    ready.insert(0, ready.pop(i))
+                    break
+        return ready
 
     def soonest(self, model: str, now: float | None = None) -> float | None:
-        """Seconds until some member is usable again for `model`, or None when the pool is empty."""
+        """Seconds until some member serving `model` is usable again, or None when none serves it."""
         now = time.time() if now is None else now
-        waits = [m.wait(model, now) for m in self.members]
+        waits = [m.wait(model, now) for m in self.members if m.serves(model)]
         return max(0.0, min(waits)) if waits else None
+
+    # -- outcomes -----------------------------------------------------------------------------------
+    def succeeded(self, member: Member, model: str, session: str | None = None, now: float | None = None) -> None:
+        member.cooldown_until.pop(model, None)
+        member.backoff.pop(model, None)
+        if session:
+            self._bind(session, member.key, time.time() if now is None else now)
+
+    def failed(self, member: Member, model: str, verdict: Verdict, scope: str | None = None, now: float | None = None) -> None:
+        if verdict.cooldown is None:
+            return
+        now = time.time() if now is None else now
+        key = scope or model
+        member.cooldown_until[key] = max(member.cooldown_until.get(key, 0), now + verdict.cooldown)
+        member.backoff[model] = member.backoff.get(model, 0) + 1
+
+    # -- sticky sessions ----------------------------------------------------------------------------
+    def _bound(self, session: str | None, now: float) -> str | None:
+        if not session or session not in self._sessions:
+            return None
+        key, expires = self._sessions[session]
+        if expires < now:
+            del self._sessions[session]
+            return None
+        return key
+
+    def _bind(self, session: str, key: str, now: float) -> None:
+        self._sessions[session] = (key, now + SESSION_TTL)
+        self._sessions.move_to_end(session)
+        while len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)

@@ -135,7 +135,7 @@ async def test_upstream_error_is_mapped_in_response(runtime):
     up = CodexUpstream(runtime)
     with taddons.context(up):
         up.responseheaders(f)
-        up.response(f)
+        await up.response(f)
     assert f.response.status_code == 400
     assert f.response.json()["error"]["message"] == "Unsupported parameter: foo"
 

@@ -1,0 +1,70 @@
+"""Quota windows from the backend's `x-codex-*` headers, and the per-account state file beside the auth dir.
+
+The proxy writes `<auth-dir>/.cliproxy-state/<account file name>` (JSON, 0600) with the last quota
+seen and any cool-down, so `cliproxy accounts` can show 5-hour / weekly usage and reset times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+STATE_DIR = ".cliproxy-state"
+WINDOWS = ("primary", "secondary")
+
+
+def _num(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def parse_quota(headers: Mapping[str, str], now: datetime | None = None) -> dict[str, Any]:
+    """`{"primary": {"used_percent", "window_minutes", "resets_at"}, "secondary": …}` from response headers."""
+    now = now or datetime.now(UTC)
+    out: dict[str, Any] = {}
+    for window in WINDOWS:
+        used = _num(headers.get(f"x-codex-{window}-used-percent"))
+        if used is None:
+            continue
+        entry: dict[str, Any] = {"used_percent": used}
+        minutes = _num(headers.get(f"x-codex-{window}-window-minutes"))
+        if minutes is not None:
+            entry["window_minutes"] = int(minutes)
+        reset = _num(headers.get(f"x-codex-{window}-reset-after-seconds"))
+        if reset is not None:
+            entry["resets_at"] = (now + timedelta(seconds=reset)).isoformat(timespec="seconds")
+        out[window] = entry
+    return out
+
+
+def state_path(auth_dir: Path, account_name: str) -> Path:
+    return Path(auth_dir) / STATE_DIR / account_name
+
+
+def read_state(auth_dir: Path, account_name: str) -> dict[str, Any]:
+    try:
+        data = json.loads(state_path(auth_dir, account_name).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_state(auth_dir: Path, account_name: str, state: dict[str, Any]) -> None:
+    """Replace the state file atomically (temp file + rename), mode 0600, directory 0700."""
+    path = state_path(auth_dir, account_name)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -15,6 +15,9 @@ from addons.openai_api import OpenAIApi
 from addons.router import Router
 from addons.runtime import Runtime
 from addons.settings import Settings
+from addons import streamfix
+
+streamfix.install()  # translated streams end with an error event when the upstream breaks off
 
 runtime = Runtime()
 

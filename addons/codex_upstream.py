@@ -27,7 +27,7 @@ from auth.quota import parse_quota
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
 from .translate import errors, registry
-from .translate.stream import CodexStream, collect
+from .translate.stream import CodexStream, collect, disconnected_error
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: s
 
 class _Decoding:
     """Feeds a translator with decompressed bytes when the upstream compressed the stream anyway."""
+
+    ends_on_upstream_error = True
 
     def __init__(self, translator: CodexStream, encoding: str) -> None:
         self.translator = translator
@@ -225,12 +227,13 @@ class CodexUpstream:
         if collector.usage:
             st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
         member = self.runtime.pool.get(st.get("account_key", ""))
-        if collector.error is not None:
-            st["error"] = collector.error.message[:200]
-            if member is not None and collector.error.status == 429:
-                verdict = judge(429, collector.error.retry_after, collector.error.code == "usage_limit_reached", member.backoff.get(st["model"], 0))
+        error = collector.error or (None if collector.terminal else disconnected_error())
+        if error is not None:
+            st["error"] = error.message[:200]
+            if member is not None and error.status == 429:
+                verdict = judge(429, error.retry_after, error.code == "usage_limit_reached", member.backoff.get(st["model"], 0))
                 self.runtime.pool.failed(member, st["model"], verdict)
-        elif collector.terminal and member is not None:
+        elif member is not None:
             self.runtime.pool.succeeded(member, st["model"], st.get("cache_key"))
 
     def error(self, flow: http.HTTPFlow) -> None:

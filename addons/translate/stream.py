@@ -93,6 +93,8 @@ class CodexStream:
     WANTS: frozenset[str] = frozenset()
     #: forward upstream keep-alive comments to the client
     FORWARD_KEEPALIVE = True
+    #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/streamfix.py)
+    ends_on_upstream_error = True
 
     def __init__(self) -> None:
         self.parser = SSEParser()

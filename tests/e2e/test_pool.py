@@ -132,3 +132,17 @@ def test_api_key_upstream_is_a_pool_member(tmp_path, backend_server, backend):
         assert "my-model" in ids
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_upstream_cut_mid_stream_ends_with_an_error_frame(proxy, backend, crlf):
+    backend.replies.append(sse(turn().text("partial answer here").events(), cut_after=8, chunking="awkward", crlf=crlf))
+    stream = client(proxy).chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "x"}], stream=True)
+    text = ""
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            text += chunk.choices[0].delta.content or ""
+    assert text == "partial answer here"
+    assert "stream closed before response.completed" in e.value.message
+    # the connection stays usable: the next request on a fresh client works as usual
+    assert ask(proxy).choices[0].message.content == "You said: hi"

@@ -8,6 +8,7 @@ handles one concern. The protocol translators they use live in `addons/translate
 account logic in `auth/`; neither imports mitmproxy.
 """
 
+from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
 from addons.flowstate import Guard
 from addons.listener import Listener
@@ -26,6 +27,7 @@ addons = [
     Settings(runtime),  # config file + auth dir, hot reload
     Router(runtime),  # claims cliproxy's requests, client keys, local answers
     OpenAIApi(runtime),  # /v1/chat/completions, /v1/responses → Codex bodies
+    CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
     Guard(),  # a claimed flow never leaves unmodified
 ]

@@ -24,7 +24,7 @@ CHAT_REASONING = ("reasoning_content", "think-tags", "hidden")
 SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
-    "models", "reasoning", "ampcode", "request-timeout-seconds",
+    "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
 }
 
 
@@ -53,6 +53,8 @@ class Config:
     settings: Settings = field(default_factory=Settings)
     ampcode: dict[str, Any] = field(default_factory=dict)
     request_timeout: int = 600
+    codex_cli_pooling: bool = False
+    max_request_bytes: int = 64 * 1024 * 1024
     warnings: tuple[str, ...] = ()
 
     @property
@@ -164,6 +166,8 @@ def parse(data: Any) -> Config:
         settings=settings,
         ampcode=ampcode,
         request_timeout=timeout,
+        max_request_bytes=_expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
+        codex_cli_pooling=_expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
         warnings=warnings,
     )
 

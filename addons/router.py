@@ -12,7 +12,7 @@ import time
 from mitmproxy import http
 
 from . import access, routes
-from .flowstate import claim, guarded, reply_error, reply_json, state
+from .flowstate import claim, guarded, reply_json, state
 from .listener import is_base_url_listener
 from .runtime import Runtime
 from .translate import errors
@@ -50,6 +50,9 @@ class Router:
         st["t0"] = time.time()
         if route.model_id is not None:
             st["model_id"] = route.model_id
+        length = req.headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.runtime.config.max_request_bytes:
+            raise self._too_large()
 
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
@@ -59,6 +62,8 @@ class Router:
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
         if not access.allowed(peer, flow.request.headers, self.runtime.config.api_keys):
             raise errors.ProxyError(401, "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key); add keys under api-keys in the cliproxy config", "authentication_error", "invalid_api_key")
+        if len(flow.request.raw_content or b"") > self.runtime.config.max_request_bytes:
+            raise self._too_large()
         route = st["route"]
         if route == "models":
             self._models(flow, st["format"])
@@ -70,6 +75,11 @@ class Router:
             raise errors.ProxyError(405, f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}", "invalid_request_error", "method_not_allowed")
         elif route == "not_found":
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
+
+    def _too_large(self) -> errors.ProxyError:
+        limit = self.runtime.config.max_request_bytes
+        return errors.ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
+                                 "invalid_request_error", "request_too_large")
 
     def _models(self, flow: http.HTTPFlow, fmt: str) -> None:
         ids = [m.id for m in self.runtime.config.settings.catalog.listed()]

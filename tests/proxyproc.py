@@ -85,7 +85,7 @@ def start_proxy(tmp: Path, config: dict[str, Any], *extra: str, env: dict[str, s
     cmd = [
         str(MITMDUMP), "-s", str(ADDON), "--listen-host", "127.0.0.1", "--listen-port", str(regular),
         "--set", f"cliproxy_listen=127.0.0.1:{base}", "--set", f"cliproxy_config={config_path}",
-        "--set", f"confdir={confdir}", "--set", "flow_detail=0", *extra,
+        "--set", f"confdir={confdir}", "--set", f"flow_detail={os.environ.get('CLIPROXY_FLOW_DETAIL', '0')}", *extra,
     ]
     run_env = {**os.environ, "HOME": str(tmp), **(env or {})}
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):

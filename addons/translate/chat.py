@@ -240,6 +240,11 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> ChatCall:
         raise errors.bad_request("`stream` must be a boolean", "stream")
     if body.get("n") not in (None, 1):
         raise errors.bad_request("only n=1 is supported by the ChatGPT backend", "n")
+    if body.get("logprobs") or body.get("top_logprobs"):
+        raise errors.bad_request("logprobs are not available from the ChatGPT backend; remove `logprobs`/`top_logprobs`", "logprobs")
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and any(m != "text" for m in modalities) or body.get("audio"):
+        raise errors.bad_request("only text output is available from the ChatGPT backend; remove `audio`/`modalities`", "modalities")
     reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
     resolved = codex_body.resolve_model(settings, body.get("model"), reasoning.get("effort", body.get("reasoning_effort")))
     tools, names = _tools(body)

@@ -96,6 +96,9 @@ _ANTHROPIC_ONLY = {"not_found_error", "api_error", "overloaded_error", "timeout_
 
 
 def anthropic_type(err: ProxyError) -> str:
+    """Anthropic's error type: its own type for the status when it has a specific one."""
+    if err.status in _ANTHROPIC_BY_STATUS and err.status != 400:
+        return _ANTHROPIC_BY_STATUS[err.status]
     if err.type in _ANTHROPIC_TYPES:
         return err.type  # type: ignore[return-value]
     if err.status in _ANTHROPIC_BY_STATUS:

@@ -12,7 +12,7 @@ def stream_translator(route: str, model: str, options: dict[str, Any]) -> CodexS
     """A fresh per-flow stream translator for a client route."""
     if route == "chat":
         return chat.ChatStream(model, **options)
-    if route == "responses":
+    if route in ("responses", "codex"):
         return responses.ResponsesStream()
     if route == "messages":
         from . import anthropic
@@ -32,7 +32,7 @@ def aggregate(route: str, collector: Collector, model: str, options: dict[str, A
         raise disconnected_error()
     if route == "chat":
         return chat.completion_from(collector, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))
-    if route == "responses":
+    if route in ("responses", "codex"):
         return collector.final_response()
     if route == "messages":
         from . import anthropic

@@ -154,3 +154,13 @@ def test_listener_passes_through_tls_to_other_hosts():
             data = ClientHelloData(context.Context(tflow.tclient_conn(), ctx.options), hello)
             listener.tls_clienthello(data)
             assert data.ignore_connection is ignored, sni
+
+
+async def test_oversized_bodies_are_413_in_client_format(runtime):
+    runtime.config = configfile.parse({"auth-dir": str(runtime.config.auth_dir), "max-request-bytes": 100})
+    f = chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x" * 200}]})
+    f = await run_request(runtime, f)
+    assert f.response.status_code == 413 and f.response.json()["error"]["code"] == "request_too_large"
+    g = chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x" * 200}]}, path="/v1/messages")
+    g = await run_request(runtime, g)
+    assert g.response.status_code == 413 and g.response.json()["error"]["type"] == "request_too_large"

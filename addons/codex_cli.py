@@ -1,0 +1,36 @@
+"""Addon: pooling for the official Codex CLI when it talks to chatgpt.com through HTTPS_PROXY.
+
+Opt-in with `codex-cli-pooling: true`. The CLI's own ChatGPT token is then swapped for a pool
+account (with the pool's failover); its body is already in the backend's format and passes through
+unchanged. Without the switch, the CLI's requests go to chatgpt.com untouched.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .flowstate import guarded, read_json, set_codex_body, state
+from .runtime import Runtime
+from .translate import errors
+
+
+class CodexCliPooling:
+    name = "cliproxy_codex_cli"
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @guarded
+    def request(self, flow: http.HTTPFlow) -> None:
+        st = state(flow)
+        if st is None or flow.response or st["route"] != "codex":
+            return
+        if not self.runtime.config.codex_cli_pooling:
+            st["passthrough"] = True
+            return
+        body = read_json(flow)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            raise errors.bad_request("the Codex request needs a JSON object with a `model`", "model")
+        st["client_model"] = body["model"]
+        effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
+        set_codex_body(flow, st, body, stream=body.get("stream", True) is not False, model=body["model"], effort=effort or "", options={})

@@ -12,6 +12,7 @@ from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
 from addons.flowstate import Guard
 from addons.listener import Listener
+from addons.notes import FlowNotes
 from addons.openai_api import OpenAIApi
 from addons.router import Router
 from addons.runtime import Runtime
@@ -30,4 +31,5 @@ addons = [
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
     Guard(),  # a claimed flow never leaves unmodified
+    FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
 ]

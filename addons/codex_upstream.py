@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 
 from auth.pool import judge
@@ -129,6 +129,7 @@ class CodexUpstream:
         req.headers["content-length"] = str(len(req.raw_content or b""))
         st.update(upstream=True, account=cred.member.label, account_key=cred.member.key, t_upstream=time.time())
         st.setdefault("tried", []).append(cred.member.key)
+        st.setdefault("tried_labels", []).append(cred.member.label)
 
     @guarded
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -142,6 +143,8 @@ class CodexUpstream:
         if resp.status_code != 200 or not is_sse or not st["stream"]:
             return  # buffered: aggregated, failed over, or mapped to an error in `response`
         translator = registry.stream_translator(st["route"], st["model"], st["options"])
+        if ctx.options.store_streamed_bodies:
+            translator.keep_output()
         encoding = resp.headers.get("content-encoding", "").strip().lower()
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
         if flow.request.http_version == "HTTP/1.1":
@@ -233,11 +236,24 @@ class CodexUpstream:
             if member is not None and error.status == 429:
                 verdict = judge(429, error.retry_after, error.code == "usage_limit_reached", member.backoff.get(st["model"], 0))
                 self.runtime.pool.failed(member, st["model"], verdict)
-        elif member is not None:
-            self.runtime.pool.succeeded(member, st["model"], st.get("cache_key"))
+        else:
+            st["complete"] = True
+            if member is not None:
+                self.runtime.pool.succeeded(member, st["model"], st.get("cache_key"))
 
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is not None and st.get("upstream") and flow.error:
-            st["error"] = flow.error.msg
-            logger.warning("cliproxy: %s via %s failed: %s", st.get("route"), st.get("account"), flow.error.msg)
+        if st is None or not st.get("upstream") or not flow.error:
+            return
+        stream = flow.response.stream if flow.response else None
+        translator = getattr(stream, "translator", stream)
+        if isinstance(translator, CodexStream) and translator.finished:
+            # Clients hang up as soon as they read the last event (`[DONE]`, `message_stop`), often
+            # before the upstream's own end of body: the answer was complete, so book it as such.
+            self._settle(st, translator.collector)
+            if translator.sent is not None:
+                flow.response.content = bytes(translator.sent)
+            flow.error = None
+            return
+        st["error"] = flow.error.msg
+        logger.warning("cliproxy: %s via %s failed: %s", st.get("route"), st.get("account"), flow.error.msg)

@@ -102,6 +102,11 @@ class CodexStream:
         self.finished = False  # a terminal frame has been sent to the client
         self.events = 0
         self.first_output_at: float | None = None
+        self.sent: bytearray | None = None  # a copy of the client output, when `keep_output()` was called
+
+    def keep_output(self) -> None:
+        """Keep a copy of what the client is sent (for inspection tools); costs memory."""
+        self.sent = bytearray()
 
     # -- mitmproxy entry point ---------------------------------------------------------------
     def __call__(self, data: bytes) -> list[bytes]:
@@ -118,8 +123,12 @@ class CodexStream:
             if not self.finished:
                 self.finished = True
                 out.extend(self.on_end(errors.ProxyError(502, f"cliproxy could not translate the upstream stream: {exc}", "server_error", "translation_error")))
-        if out and self.first_output_at is None:
-            self.first_output_at = time.monotonic()
+        if out:
+            if self.first_output_at is None:
+                self.first_output_at = time.monotonic()
+            if self.sent is not None:
+                for chunk in out:
+                    self.sent += chunk
         return out
 
     def _dispatch(self, ev: SSEEvent, out: list[bytes]) -> None:

@@ -17,9 +17,9 @@ from addons.openai_api import OpenAIApi
 from addons.router import Router
 from addons.runtime import Runtime
 from addons.settings import Settings
-from addons import streamfix
+from addons import upstream_failures
 
-streamfix.install()  # translated streams end with an error event when the upstream breaks off
+upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 
 runtime = Runtime()
 

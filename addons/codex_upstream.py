@@ -143,7 +143,7 @@ class CodexUpstream:
         if resp.status_code != 200 or not is_sse or not st["stream"]:
             return  # buffered: aggregated, failed over, or mapped to an error in `response`
         translator = registry.stream_translator(st["route"], st["model"], st["options"])
-        if ctx.options.store_streamed_bodies:
+        if getattr(ctx.options, "store_streamed_bodies", False):
             translator.keep_output()
         encoding = resp.headers.get("content-encoding", "").strip().lower()
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
@@ -184,8 +184,8 @@ class CodexUpstream:
                 if not verdict.failover:
                     raise err
                 cred = await self.runtime.credential(st["model"], exclude=set(st["tried"]), session=st.get("cache_key"))
-                if cred is None:
-                    raise err if len(st["tried"]) == 1 and not self._all_cooling(st["model"]) else no_credential(self.runtime, st["model"])
+                if cred is None:  # nobody left: a quota answer names the wait, anything else is itself
+                    raise no_credential(self.runtime, st["model"]) if err.status == 429 and self._all_cooling(st["model"]) else err
                 st["failover"] = st.get("failover", 0) + 1
             status, headers, body = await self._resend(flow, cred)
         self._answer(flow, st, body)

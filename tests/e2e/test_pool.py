@@ -146,3 +146,18 @@ def test_upstream_cut_mid_stream_ends_with_an_error_frame(proxy, backend, crlf):
     assert "stream closed before response.completed" in e.value.message
     # the connection stays usable: the next request on a fresh client works as usual
     assert ask(proxy).choices[0].message.content == "You said: hi"
+
+
+def test_unreachable_backend_is_a_client_format_error_not_html(tmp_path, proxy_home):
+    from tests.proxyproc import free_port
+
+    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": f"http://127.0.0.1:{free_port()}/backend-api/codex"})
+    try:
+        with pytest.raises(openai.APIStatusError) as e:
+            ask(proxy)
+        assert e.value.status_code == 502 and "cannot reach the upstream" in e.value.message
+        r = httpx.post(proxy.base_url + "/v1/messages", json={"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+        if r.status_code != 500:  # once /v1/messages exists it must fail the same clean way, in Anthropic's shape
+            assert r.status_code == 502 and r.json()["type"] == "error"
+    finally:
+        proxy.stop()

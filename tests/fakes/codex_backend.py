@@ -231,12 +231,16 @@ def default_responder(req: Received) -> Reply:
             return detail(400, f"Unsupported parameter: {name}")
     last = ""
     for item in body.get("input", []):
+        if not isinstance(item, dict):
+            return detail(400, "Invalid 'input': expected an array of objects")
         if item.get("role") == "user":
             content = item.get("content")
             if isinstance(content, str):
                 last = content
+            elif isinstance(content, list) and all(isinstance(p, dict) and isinstance(p.get("text", ""), str) for p in content):
+                last = "".join(p.get("text", "") for p in content)
             else:
-                last = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return detail(400, "Invalid 'input[].content': expected a string or content parts")
     return sse(turn(body.get("model", "gpt-5.5")).reasoning("Thinking about it.").text(f"You said: {last}").events(),
                headers=dict(QUOTA_HEADERS))
 

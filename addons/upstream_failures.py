@@ -1,0 +1,51 @@
+"""Upstream failures on cliproxy's flows end in the client's format instead of mitmproxy's HTML.
+
+mitmproxy (12.x) answers an upstream that cannot be reached, or that closes before answering, with
+its own HTML 502 page, and an upstream that dies mid-stream by cutting the client's connection; its
+`error` hook cannot change either. For flows cliproxy has claimed, this patch instead:
+
+- before any response: sets a synthetic `502` response (JSON body, header `x-cliproxy-upstream-failure`)
+  and runs the normal response path, so the addons' `response` hooks can fail over to another account
+  or render the error in the client's format;
+- mid-stream, when the stream callable sets `ends_on_upstream_error`: treats the break as the end of
+  the upstream body, so the translator appends a terminal error event in the client's format and the
+  client's response ends normally (keep-alive intact).
+
+Every other flow keeps mitmproxy's behaviour. Guarded by tests/e2e/test_pool.py and tests/e2e/test_fuzz.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mitmproxy import http
+from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
+
+logger = logging.getLogger(__name__)
+
+FAILURE_HEADER = "x-cliproxy-upstream-failure"
+_original = HttpStream.handle_protocol_error
+
+
+def _handle_protocol_error(self: HttpStream, event):
+    claimed = self.flow is not None and "cliproxy" in self.flow.metadata
+    if claimed and isinstance(event, ResponseProtocolError) and self.client_state != self.state_errored:
+        stream = getattr(self.flow.response, "stream", None)
+        if self.server_state == self.state_stream_response_body and getattr(stream, "ends_on_upstream_error", False):
+            logger.warning("cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message)
+            yield from self.state_stream_response_body(ResponseEndOfMessage(self.stream_id))
+            return
+        if self.flow.response is None:
+            host = self.flow.request.pretty_host
+            body = {"error": {"message": f"cannot reach the upstream {host}: {event.message}", "type": "server_error", "code": "upstream_unreachable"}}
+            self.flow.response = http.Response.make(502, json.dumps(body), {"content-type": "application/json", FAILURE_HEADER: "1"})
+            yield from self.send_response()
+            return
+    yield from _original(self, event)
+
+
+def install() -> None:
+    """Idempotent: the script may be reloaded."""
+    if HttpStream.handle_protocol_error is not _handle_protocol_error:
+        HttpStream.handle_protocol_error = _handle_protocol_error

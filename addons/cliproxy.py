@@ -8,6 +8,7 @@ handles one concern. The protocol translators they use live in `addons/translate
 account logic in `auth/`; neither imports mitmproxy.
 """
 
+from addons import upstream_failures
 from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
 from addons.flowstate import Guard
@@ -17,7 +18,6 @@ from addons.openai_api import OpenAIApi
 from addons.router import Router
 from addons.runtime import Runtime
 from addons.settings import Settings
-from addons import upstream_failures
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 

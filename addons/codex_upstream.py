@@ -17,7 +17,6 @@ import zlib
 from typing import Any
 
 import httpx
-
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 

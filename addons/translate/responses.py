@@ -7,7 +7,7 @@ from typing import Any
 
 from . import codex_body, errors
 from .sse import SSEEvent, encode
-from .stream import CodexStream, TERMINAL_OK
+from .stream import TERMINAL_OK, CodexStream
 
 
 @dataclass(slots=True)

@@ -34,3 +34,16 @@ def test_saved_flows_are_annotated_and_hold_no_token(tmp_path, proxy_home, backe
     from addons.translate.conversation import render
     assert "[assistant] Streamed words." in render(flows[0].response.content)
     assert token not in proxy.log
+
+
+def test_untrusted_ca_gets_a_hint_in_the_log(proxy):
+    import ssl
+
+    import httpx
+    import pytest
+
+    mark = len(proxy.lines)
+    with pytest.raises(httpx.ConnectError):
+        httpx.get("https://api.openai.com/v1/models", proxy=proxy.proxy_url, verify=ssl.create_default_context(), timeout=10)
+    line = proxy.wait_log("refused the proxy's certificate", start=mark)
+    assert "api.openai.com" in line and "NODE_EXTRA_CA_CERTS" in line and "cliproxy env" in line

@@ -1,0 +1,297 @@
+"""The `cliproxy` command: sign in, import, list, refresh and remove ChatGPT accounts.
+
+    cliproxy login [codex] [--device] [--no-browser]
+    cliproxy import-codex [PATH]
+    cliproxy accounts
+    cliproxy refresh [ACCOUNT | --all]
+    cliproxy logout ACCOUNT
+    cliproxy env
+
+Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
+`./config.yaml` when present); `--auth-dir` overrides. Expected failures print one short message
+and exit with status 1 (2 for usage errors, 130 when interrupted); tokens are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import webbrowser
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
+from auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
+from auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR, DEFAULT_ISSUER
+from auth.device import DeviceCode, device_login
+from auth.locking import LockTimeout, account_lock_sync, lock_path
+from auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
+from auth.oauth import LoginError
+from auth.quota import state_path
+from auth.refresh import RefreshError, TokenRefresher, refresh_sync
+from auth.store import Account, AccountFileError, load_accounts
+from auth.timeutil import relative
+
+from .accounts_view import accounts_table
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    auth_dir: Path
+    issuer: str
+
+
+# -- configuration ------------------------------------------------------------------------------------
+def load_settings(config: str | None, auth_dir: str | None) -> Settings:
+    """auth-dir / oauth-issuer from the YAML config (explicit path, else ./config.yaml if present)."""
+    data: dict = {}
+    path = Path(config).expanduser() if config else Path("config.yaml")
+    if config or path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CliError(f"config file {path} not found") from None
+        except OSError as exc:
+            raise CliError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise CliError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise CliError(f"config file {path}: expected a mapping of settings at the top level")
+        data = loaded or {}
+    directory = auth_dir or data.get("auth-dir") or DEFAULT_AUTH_DIR
+    if not isinstance(directory, str):
+        raise CliError(f"config file {path}: auth-dir: expected a directory path")
+    issuer = data.get("oauth-issuer") or DEFAULT_ISSUER
+    if not isinstance(issuer, str) or not issuer.startswith(("http://", "https://")):
+        raise CliError(f"config file {path}: oauth-issuer: expected an http:// or https:// URL, got {issuer!r}")
+    return Settings(Path(os.path.expandvars(directory)).expanduser(), issuer.rstrip("/"))
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def find_account(auth_dir: Path, query: str) -> Account:
+    """The account whose file name, file stem or email is `query`."""
+    accounts = load_accounts(auth_dir)
+    q = query.strip()
+    exact = [a for a in accounts if q in (a.name, a.path.stem)]
+    if exact:
+        return exact[0]
+    by_email = [a for a in accounts if a.email and a.email.lower() == q.lower()]
+    if len(by_email) == 1:
+        return by_email[0]
+    if by_email:
+        raise CliError(f"{q} matches several accounts ({', '.join(a.name for a in by_email)}); name the file instead")
+    known = ", ".join(a.name for a in accounts) or "none"
+    raise CliError(f"no account {q!r} in {auth_dir} (accounts: {known})")
+
+
+def _saved(console: Console, result: LoginResult) -> None:
+    account = result.account
+    plan = f" ({escape(account.plan)})" if account.plan else ""
+    verb = "Updated" if result.replaced else "Saved"
+    console.print(f"[green]✓[/] Signed in as [bold]{escape(account.email)}[/]{plan}. {verb} {escape(str(account.path))}")
+
+
+def _setup_logging(verbose: bool) -> None:
+    """Warnings of the auth package (e.g. a skipped broken account file) go to stderr."""
+    logger = logging.getLogger("auth")
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not any(getattr(h, "_cliproxy", False) for h in logger.handlers):
+        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+        handler._cliproxy = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+# -- commands -----------------------------------------------------------------------------------------
+def cmd_login(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if args.device:
+        return _device(args, settings, console)
+    no_browser = args.no_browser
+
+    def show_url(url: str, opened: bool) -> None:
+        if opened:
+            console.print("Your browser should open for the ChatGPT sign-in. If it did not, open this URL:")
+        else:
+            console.print("Open this URL in a browser on this machine to sign in with ChatGPT:")
+        console.print(escape(url), soft_wrap=True, highlight=False)
+        if no_browser:
+            console.print("[dim]On a remote machine? Forward the callback port first (ssh -L 1455:127.0.0.1:1455 "
+                          "user@host) or use `cliproxy login --device`.[/]")
+
+    with console.status(f"Waiting for the browser sign-in (up to {args.timeout / 60:g} min; Ctrl+C to cancel)…"):
+        result = browser_login(settings.auth_dir, settings.issuer,
+                               open_browser=None if no_browser else (lambda url: webbrowser.open(url)),
+                               on_url=show_url, ports=CALLBACK_PORTS, timeout=args.timeout)
+    _saved(console, result)
+    return 0
+
+
+def _device(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    status = console.status("Requesting a device code…")
+
+    def show_code(code: DeviceCode) -> None:
+        console.print(f"1. Open [bold]{escape(code.verification_url)}[/] on any device "
+                      "(enable device code sign-in in ChatGPT's security settings if asked).")
+        console.print(f"2. Enter the code [bold cyan]{escape(code.user_code)}[/]  [dim](never share this code)[/]")
+        if not args.no_browser:
+            try:
+                webbrowser.open(code.verification_url)
+            except Exception:  # noqa: BLE001 - opening a browser is only a convenience
+                pass
+
+    def progress(left: float) -> None:
+        minutes, seconds = divmod(int(left), 60)
+        status.update(f"Waiting for approval… code expires in {minutes}:{seconds:02d} (Ctrl+C to cancel)")
+
+    with status:
+        result = device_login(settings.auth_dir, settings.issuer, on_code=show_code, on_progress=progress,
+                              timeout=args.timeout)
+    _saved(console, result)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    source = Path(args.path).expanduser() if args.path else default_codex_auth_path()
+    result = import_codex_auth(settings.auth_dir, source)
+    account = result.account
+    console.print(f"[green]✓[/] Imported [bold]{escape(account.email)}[/]"
+                  f"{f' ({escape(account.plan)})' if account.plan else ''} from {escape(str(source))} "
+                  f"into {escape(str(account.path))}")
+    console.print(f"[yellow]Warning:[/] {escape(SHARED_LOGIN_WARNING)}")
+    return 0
+
+
+def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    accounts = load_accounts(settings.auth_dir)
+    if not accounts:
+        console.print(f"No accounts in {escape(str(settings.auth_dir))}. Sign in with `cliproxy login` "
+                      "(or `cliproxy login --device`, `cliproxy import-codex`).")
+        return 0
+    console.print(accounts_table(accounts, settings.auth_dir))
+    return 0
+
+
+def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    if args.all or not args.account:
+        accounts = load_accounts(settings.auth_dir)
+        if not accounts:
+            raise CliError(f"no accounts in {settings.auth_dir}; sign in with `cliproxy login`")
+        if not args.all and len(accounts) > 1:
+            raise CliError("several accounts: name one (file name or email) or use --all")
+    else:
+        accounts = [find_account(settings.auth_dir, args.account)]
+    refresher = TokenRefresher(settings.issuer)
+    failed = 0
+    for account in accounts:
+        try:
+            fresh = refresh_sync(account, force=True, refresher=refresher)
+        except RefreshError as exc:
+            failed += 1
+            console.print(f"[red]✗[/] {escape(str(exc))}")
+            continue
+        console.print(f"[green]✓[/] {escape(fresh.label)}: refreshed; access token expires {relative(fresh.expires_at)}")
+    return 1 if failed else 0
+
+
+def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    account = find_account(settings.auth_dir, args.account)
+    with account_lock_sync(account.path, timeout=60):
+        account.path.unlink(missing_ok=True)
+        state_path(settings.auth_dir, account.name).unlink(missing_ok=True)
+    lock_path(account.path).unlink(missing_ok=True)
+    console.print(f"[green]✓[/] Removed {escape(account.label)} ({escape(str(account.path))}). "
+                  "A running proxy stops using it within seconds.")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    from .envvars import env_lines
+
+    for line in env_lines(args.listen, args.proxy, Path(args.confdir)):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+# -- parsing ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="YAML config file (default: ./config.yaml when it exists)")
+    common.add_argument("--auth-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help=f"account directory (default: auth-dir from the config, else {DEFAULT_AUTH_DIR})")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show progress logs")
+
+    parser = argparse.ArgumentParser(prog="cliproxy", parents=[common],
+                                     description="Manage the ChatGPT accounts cliproxy serves requests with.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    login = sub.add_parser("login", parents=[common], help="sign in with a ChatGPT account",
+                           description="Sign in with a ChatGPT account (browser, or --device for headless machines).")
+    login.add_argument("provider", nargs="?", choices=["codex"], help="provider (only codex)")
+    login.add_argument("--device", action="store_true", help="device-code sign-in: enter a code on another device")
+    login.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
+    login.add_argument("--timeout", type=float, metavar="SECONDS", default=None,
+                       help=f"give up after this long (default {LOGIN_TIMEOUT:.0f}s, device flow 900s)")
+    login.set_defaults(func=cmd_login)
+
+    imp = sub.add_parser("import-codex", parents=[common], help="import the Codex CLI's login (~/.codex/auth.json)")
+    imp.add_argument("path", nargs="?", metavar="PATH", help="auth.json to import (default: $CODEX_HOME/auth.json)")
+    imp.set_defaults(func=cmd_import)
+
+    acc = sub.add_parser("accounts", parents=[common], help="list accounts: expiry, state, quota")
+    acc.set_defaults(func=cmd_accounts)
+
+    ref = sub.add_parser("refresh", parents=[common], help="refresh an account's access token now")
+    ref.add_argument("account", nargs="?", metavar="ACCOUNT", help="file name, file stem or email")
+    ref.add_argument("--all", action="store_true", help="refresh every account")
+    ref.set_defaults(func=cmd_refresh)
+
+    out = sub.add_parser("logout", parents=[common], help="remove an account file")
+    out.add_argument("account", metavar="ACCOUNT", help="file name, file stem or email")
+    out.set_defaults(func=cmd_logout)
+
+    env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")
+    env.add_argument("--listen", default="127.0.0.1:8317", help="cliproxy's base-URL listener")
+    env.add_argument("--proxy", default="127.0.0.1:8080", help="mitmproxy's regular proxy")
+    env.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's config dir (CA certificate)")
+    env.set_defaults(func=cmd_env)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = console or Console(highlight=False)
+    err = Console(stderr=True, highlight=False) if console is None else console
+    _setup_logging(getattr(args, "verbose", False))
+    if args.command == "login" and args.timeout is None:
+        args.timeout = 900.0 if args.device else LOGIN_TIMEOUT
+    if args.command == "refresh" and args.all and args.account:
+        err.print("[red]error:[/] give an ACCOUNT or --all, not both")
+        return 2
+    try:
+        settings = load_settings(getattr(args, "config", None), getattr(args, "auth_dir", None))
+        return args.func(args, settings, out)
+    except (CliError, LoginError, CodexImportError, RefreshError, AccountFileError, LockTimeout) as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"[red]error:[/] {escape((exc.strerror or str(exc)) + where)}")
+        return 1
+    except KeyboardInterrupt:
+        err.print("cancelled")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,6 +9,8 @@ account logic in `auth/`; neither imports mitmproxy.
 """
 
 from addons import upstream_failures
+from addons.amp import Amp, AmpAnswers
+from addons.anthropic_api import AnthropicApi
 from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
 from addons.flowstate import Guard
@@ -27,9 +29,12 @@ addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
     Router(runtime),  # claims cliproxy's requests, client keys, local answers
+    Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
     OpenAIApi(runtime),  # /v1/chat/completions, /v1/responses → Codex bodies
+    AnthropicApi(runtime),  # /v1/messages → Codex bodies, /v1/messages/count_tokens answered locally
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
     Guard(),  # a claimed flow never leaves unmodified
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
+    AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
 ]

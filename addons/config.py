@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from . import amp_settings
 from .translate.codex_body import Settings
 from .translate.models import EFFORT_ORDER, Catalog, ModelInfo
 
@@ -51,7 +52,7 @@ class Config:
     strategy: str = "round-robin"
     api_key_upstreams: tuple[ApiKeyUpstream, ...] = ()
     settings: Settings = field(default_factory=Settings)
-    ampcode: dict[str, Any] = field(default_factory=dict)
+    ampcode: amp_settings.AmpSettings = field(default_factory=amp_settings.AmpSettings)
     request_timeout: int = 600
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
@@ -164,7 +165,7 @@ def parse(data: Any) -> Config:
         strategy=_choice(routing.get("strategy", "round-robin"), "routing.strategy", STRATEGIES),
         api_key_upstreams=_api_key_upstreams(data.get("codex-api-key") or []),
         settings=settings,
-        ampcode=ampcode,
+        ampcode=amp_settings.parse(ampcode),
         request_timeout=timeout,
         max_request_bytes=_expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
         codex_cli_pooling=_expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),

@@ -71,6 +71,29 @@ def openai_client(proxy: Proxy, mode: str, monkeypatch):
     return client
 
 
+def anthropic_sdk(proxy: Proxy, mode: str, monkeypatch):
+    """The official Anthropic SDK, pointed at `proxy` by base URL or through HTTPS_PROXY."""
+    import anthropic
+
+    monkeypatch.delenv("ANTHROPIC_BASE_URL", raising=False)
+    if mode == "base_url":
+        return anthropic.Anthropic(base_url=proxy.base_url, api_key=CLIENT_KEY, max_retries=0)
+    # Regular mode, as a user sets it up: HTTPS_PROXY plus the mitmproxy CA, default base URL.
+    monkeypatch.setenv("HTTPS_PROXY", proxy.proxy_url)
+    monkeypatch.setenv("SSL_CERT_FILE", proxy.ca)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = anthropic.Anthropic(api_key=CLIENT_KEY, max_retries=0)
+    assert str(client.base_url).startswith("https://api.anthropic.com")
+    return client
+
+
+@pytest.fixture
+def anthropic_client(proxy: Proxy, mode: str, monkeypatch):
+    """The official Anthropic SDK, pointed at the proxy by base URL or through HTTPS_PROXY."""
+    return anthropic_sdk(proxy, mode, monkeypatch)
+
+
 @pytest.fixture
 def raw(proxy: Proxy, mode: str):
     """A plain httpx client for hand-made requests, in the same two modes (paths start with /v1)."""

@@ -1,0 +1,1039 @@
+"""Anthropic Messages (Claude Code, the Anthropic SDKs) ⇄ Codex Responses.
+
+Request (`request_to_codex`, codex-backend.md §6.1): `system` becomes a developer message (Claude
+Code's `x-anthropic-billing-header:` block is skipped), mid-conversation `system` messages become
+developer messages, content blocks become Responses parts and items (`tool_use` → `function_call`,
+`tool_result` → `function_call_output`, thinking blocks whose signature is a Codex reasoning token
+`gAAAA…` → `reasoning` items, others dropped). `thinking` picks the effort: `enabled` budget →
+`budget_to_effort`, `adaptive`/`auto` → `output_config.effort` or `xhigh`, `disabled` → the model's
+lowest level, none → `output_config.effort` or the configured default. A summary is requested when
+thinking is on and its display is not `omitted`; thinking blocks are only returned when thinking is on.
+
+Models: Claude names are served by Codex models. Exact `model-aliases` entries and catalog ids win;
+otherwise a name containing `opus` or `sonnet` → `gpt-5.5`, `haiku` → `gpt-5.4-mini`. Override a
+whole family with a `model-aliases` key named after it (`sonnet: gpt-5.4`). A `[1m]` style
+context suffix is ignored. The effort comes from `thinking`/`output_config` as above (Claude Code
+sends `output_config.effort: high` for opus and sonnet), or from a `(level)` suffix on the name.
+
+Stream (`MessagesStream`, §6.2): `message_start` as soon as `response.created` arrives (with a local
+estimate of the input tokens, and the client's own model name: Claude Code drops thinking blocks of
+"other" models from the history), then `content_block_start/delta/stop` for thinking (summary deltas,
+then a `signature_delta` carrying the reasoning item's `encrypted_content`), text and tool_use
+(`input_json_delta`). Blocks never interleave: an item that starts while another is open is
+buffered and sent when the open one ends. Then `message_delta` (stop reason, usage with
+`input_tokens` = input − cached and `cache_read_input_tokens`) and `message_stop`; failures and cut
+streams end with `event: error`.
+
+Pings: an upstream keep-alive comment becomes `event: ping`; and when upstream events keep
+arriving without producing client output (a long reasoning phase without summaries, web search
+progress) for `PING_AFTER` seconds, one ping is sent. So pings are bounded by upstream activity: at
+most one per keep-alive and one per `PING_AFTER` seconds. (A fully silent upstream cannot be
+covered from here: the translator only runs when bytes arrive.)
+
+Token counting (`count_tokens`, no tokenizer available): the request is translated as for a real
+call and every string the model would read is costed per character class, with rates fitted to
+o200k_base counts of real Claude Code prompts and tool schemas, code, Markdown, JSON and
+Chinese/Japanese/Russian text (within ±15% on each sample): ASCII letters 0.21 token, digits 0.86,
+punctuation 0.40, whitespace 0.21; other characters 0.2 (2-byte UTF-8, e.g. Cyrillic) up to 1.0
+(3-4 bytes, e.g. CJK). Plus 4 tokens per input item, 8 per tool, 800 per image, 1,500 per PDF page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import re
+import string
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codex_body, errors
+from .models import Catalog, EffortError, normalize_effort
+from .sse import COMMENT, SSEEvent, encode
+from .stream import CodexStream, Collector
+
+#: Codex model serving each Claude family when no alias says otherwise.
+FAMILY_DEFAULTS = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}
+SIGNATURE_PREFIX = "gAAAA"  # Codex reasoning tokens (Fernet); other signatures are Claude's own
+BILLING_PREFIX = "x-anthropic-billing-header:"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+#: History blocks with no Codex counterpart; dropped without complaint.
+DROPPED_BLOCKS = frozenset((
+    "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
+    "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result",
+    "tool_search_tool_result", "mcp_tool_use", "mcp_tool_result", "container_upload",
+))
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+_CONTEXT_SUFFIX = re.compile(r"\[\d+[km]\]$", re.IGNORECASE)
+_PAREN_SUFFIX = re.compile(r"\([^()]*\)$")
+_UNSAFE_ID = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+@dataclass(slots=True)
+class MessagesCall:
+    """A translated Messages request: the Codex body plus what the answer's translation needs."""
+
+    body: dict[str, Any]
+    stream: bool
+    model: str
+    effort: str
+    client_model: str = ""  # echoed as the answer's `model` (Claude Code drops thinking of other models)
+    thinking: bool = False  # the client asked for thinking: return thinking blocks
+    input_tokens: int = 0  # local estimate, for `message_start`
+    tool_names: dict[str, str] = field(default_factory=dict)  # short upstream name -> client's name
+
+    def options(self) -> dict[str, Any]:
+        """What the response side needs, as plain (flow-metadata-safe) values."""
+        return {"tool_names": self.tool_names, "thinking": self.thinking, "input_tokens": self.input_tokens,
+                "client_model": self.client_model}
+
+
+# ---------------------------------------------------------------------------------------------
+# Request: model, effort, ids
+
+
+def codex_model(requested: Any, catalog: Catalog) -> Any:
+    """The model name to resolve for a Claude client: aliases and catalog ids first, then families."""
+    if not isinstance(requested, str):
+        return requested
+    name = _CONTEXT_SUFFIX.sub("", requested.strip())
+    choice = catalog.resolve(name)
+    base = _PAREN_SUFFIX.sub("", name).strip().lower() if choice.suffix_effort else name.lower()
+    if catalog.info(choice.model) is not None or base in catalog.aliases:
+        return name
+    for family, default in FAMILY_DEFAULTS.items():
+        if family in base:
+            target = catalog.aliases.get(family, default)
+            return f"{target}({choice.suffix_effort})" if choice.suffix_effort else target
+    return name
+
+
+def _effort(body: dict[str, Any]) -> tuple[str | None, bool, bool]:
+    """(requested effort or None, thinking on, summary wanted) from `thinking` and `output_config`."""
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise errors.bad_request("`output_config` must be an object", "output_config")
+    wanted = (config or {}).get("effort")
+    if wanted is not None:
+        try:
+            wanted = normalize_effort(wanted)
+        except EffortError:
+            raise errors.bad_request("`output_config.effort` must be one of low, medium, high, xhigh, max", "output_config.effort") from None
+    thinking = body.get("thinking")
+    if thinking is None:
+        return wanted, False, False
+    if not isinstance(thinking, dict):
+        raise errors.bad_request("`thinking` must be an object such as {\"type\": \"adaptive\"}", "thinking")
+    kind = thinking.get("type")
+    display = thinking.get("display")
+    if display not in (None, "summarized", "omitted"):
+        raise errors.bad_request("`thinking.display` must be \"summarized\" or \"omitted\"", "thinking.display")
+    summary = display != "omitted"
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1024:
+            raise errors.bad_request("`thinking.budget_tokens` must be an integer of at least 1024", "thinking.budget_tokens")
+        return normalize_effort(budget), True, summary
+    if kind in ("adaptive", "auto"):
+        return wanted or "xhigh", True, summary
+    if kind == "disabled":
+        return "none", False, False
+    raise errors.bad_request("`thinking.type` must be enabled, adaptive or disabled", "thinking.type")
+
+
+def safe_id(value: str) -> str:
+    """A tool-use id Anthropic and Codex both accept: `^[a-zA-Z0-9_-]+$`, at most 64 chars."""
+    clean = _UNSAFE_ID.sub("_", value) or "toolu_empty"
+    if len(clean) > 64:
+        clean = clean[:47] + "_" + hashlib.sha256(value.encode()).hexdigest()[:16]
+    return clean
+
+
+def _short_history_name(name: str) -> str:
+    return name if len(name) <= codex_body.MAX_TOOL_NAME else name[:47] + "_" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def _session_of(metadata: Any) -> str | None:
+    """Claude Code's session id from `metadata.user_id` (JSON, or `…_session_<uuid>`)."""
+    user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if not isinstance(user_id, str):
+        return None
+    try:
+        parsed = json.loads(user_id)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("session_id"), str) and parsed["session_id"]:
+        return parsed["session_id"]
+    m = re.search(r"_session_([0-9a-fA-F-]{8,})", user_id)
+    return m[1] if m else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Request: tools
+
+
+def _schema(raw: Any, where: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise errors.bad_request(f"{where}.input_schema must be a JSON Schema object", "tools")
+    schema = {k: v for k, v in raw.items() if k != "$schema"}
+    if schema.get("type") != "object":
+        schema["type"] = "object"
+    if not isinstance(schema.get("properties"), dict):
+        schema["properties"] = {}
+    return schema
+
+
+def _web_search(tool: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "web_search"}
+    if isinstance(tool.get("allowed_domains"), list) and tool["allowed_domains"]:
+        out["filters"] = {"allowed_domains": [d for d in tool["allowed_domains"] if isinstance(d, str)]}
+    if isinstance(tool.get("user_location"), dict):
+        out["user_location"] = {k: v for k, v in tool["user_location"].items() if v is not None}
+    return out
+
+
+def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
+    """Codex tools, {short: original} for shortened names, and the web-search tool names."""
+    if raw is None:
+        return [], {}, set()
+    if not isinstance(raw, list):
+        raise errors.bad_request("`tools` must be an array", "tools")
+    custom: list[tuple[dict[str, Any], str]] = []
+    web: list[dict[str, Any]] = []
+    web_names: set[str] = set()
+    for i, tool in enumerate(raw):
+        where = f"tools[{i}]"
+        if not isinstance(tool, dict):
+            raise errors.bad_request(f"{where} must be an object", "tools")
+        kind = tool.get("type")
+        if kind in (None, "custom"):
+            name = tool.get("name")
+            if not isinstance(name, str) or not name:
+                raise errors.bad_request(f"{where}.name is required", "tools")
+            custom.append((tool, where))
+        elif isinstance(kind, str) and kind.startswith("web_search_"):
+            web.append(_web_search(tool))
+            web_names.add(tool.get("name") if isinstance(tool.get("name"), str) else "web_search")
+        else:
+            raise errors.bad_request(
+                f"{where}: tool type {kind!r} is not available through cliproxy; declare it as a custom tool "
+                "(name, description, input_schema) or use web_search", "tools")
+    short = codex_body.shorten_tool_names([t["name"] for t, _ in custom])
+    short_of = {orig: s for s, orig in short.items()}
+    out: list[dict[str, Any]] = []
+    for tool, where in custom:
+        entry: dict[str, Any] = {"type": "function", "name": short_of.get(tool["name"], tool["name"])}
+        if isinstance(tool.get("description"), str):
+            entry["description"] = tool["description"]
+        entry["parameters"] = _schema(tool.get("input_schema"), where)
+        entry["strict"] = False
+        out.append(entry)
+    return out + web[:1], short, web_names
+
+
+def _tool_choice(choice: Any, short_of: dict[str, str], names: set[str], web_names: set[str]) -> tuple[Any, bool]:
+    """(Codex tool_choice, parallel_tool_calls)."""
+    if choice is None:
+        return "auto", True
+    if not isinstance(choice, dict):
+        raise errors.bad_request("`tool_choice` must be an object such as {\"type\": \"auto\"}", "tool_choice")
+    parallel = not choice.get("disable_parallel_tool_use", False)
+    kind = choice.get("type")
+    if kind in ("auto", "none"):
+        return kind, parallel
+    if kind == "any":
+        return "required", parallel
+    if kind == "tool":
+        name = choice.get("name")
+        if isinstance(name, str) and name in web_names:
+            return {"type": "web_search"}, parallel
+        if not isinstance(name, str) or name not in names:
+            raise errors.bad_request(f"`tool_choice.name` {name!r} is not one of the declared tools", "tool_choice")
+        return {"type": "function", "name": short_of.get(name, name)}, parallel
+    raise errors.bad_request("`tool_choice.type` must be auto, any, tool or none", "tool_choice")
+
+
+# ---------------------------------------------------------------------------------------------
+# Request: messages
+
+
+def _image(block: dict[str, Any], where: str) -> dict[str, Any]:
+    src = block.get("source")
+    if not isinstance(src, dict):
+        raise errors.bad_request(f"{where}.source is required", "messages")
+    if src.get("type") == "base64":
+        mime, data = src.get("media_type"), src.get("data")
+        if mime not in IMAGE_TYPES or not isinstance(data, str) or not data:
+            raise errors.bad_request(f"{where}.source needs media_type (one of {', '.join(IMAGE_TYPES)}) and base64 data", "messages")
+        return {"type": "input_image", "image_url": f"data:{mime};base64,{data}"}
+    if src.get("type") == "url" and isinstance(src.get("url"), str) and src["url"]:
+        return {"type": "input_image", "image_url": src["url"]}
+    raise errors.bad_request(f"{where}.source.type must be base64 or url (file ids are not available through cliproxy)", "messages")
+
+
+def _document(block: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    src = block.get("source")
+    if not isinstance(src, dict):
+        raise errors.bad_request(f"{where}.source is required", "messages")
+    title = block.get("title") if isinstance(block.get("title"), str) else None
+    kind = src.get("type")
+    if kind == "base64" and src.get("media_type") == "application/pdf" and isinstance(src.get("data"), str):
+        return [{"type": "input_file", "filename": f"{title or 'document'}.pdf", "file_data": f"data:application/pdf;base64,{src['data']}"}]
+    if kind == "url" and isinstance(src.get("url"), str):
+        return [{"type": "input_file", "file_url": src["url"]}]
+    if kind == "text" and isinstance(src.get("data"), str):
+        return [{"type": "input_text", "text": f"{title}\n\n{src['data']}" if title else src["data"]}]
+    if kind == "content" and isinstance(src.get("content"), (str, list)):
+        return _parts(src["content"], where + ".source", ("text", "image"))
+    raise errors.bad_request(f"{where}.source must be a base64 PDF, a URL, text or content", "messages")
+
+
+def _kind(block: Any) -> str | None:
+    """A content block's `type`, or None when the block is not an object with a string type."""
+    kind = block.get("type") if isinstance(block, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _search_result(block: dict[str, Any]) -> dict[str, Any]:
+    content = block.get("content") if isinstance(block.get("content"), list) else []
+    texts = [c["text"] for c in content if isinstance(c, dict) and isinstance(c.get("text"), str)]
+    head = " — ".join(str(block[k]) for k in ("title", "source") if block.get(k))
+    return {"type": "input_text", "text": "\n".join([head, *texts]) if head else "\n".join(texts)}
+
+
+USER_BLOCKS = ("text", "image", "document", "search_result", "tool_reference")
+
+
+def _block_parts(block: dict[str, Any], at: str) -> list[dict[str, Any]]:
+    """One user-side content block (a type from USER_BLOCKS) as Responses input parts."""
+    kind = block["type"]
+    if kind == "text":
+        if not isinstance(block.get("text"), str):
+            raise errors.bad_request(f"{at}.text must be a string", "messages")
+        return [{"type": "input_text", "text": block["text"]}]
+    if kind == "image":
+        return [_image(block, at)]
+    if kind == "document":
+        return _document(block, at)
+    if kind == "search_result":
+        return [_search_result(block)]
+    return [{"type": "input_text", "text": f"(tool {block.get('tool_name', '?')} is available)"}]  # tool_reference
+
+
+def _parts(content: Any, where: str, allowed: tuple[str, ...]) -> list[dict[str, Any]]:
+    """User-side content (a string or blocks limited to `allowed`) as Responses input parts."""
+    if isinstance(content, str):
+        return [{"type": "input_text", "text": content}]
+    if not isinstance(content, list):
+        raise errors.bad_request(f"{where}.content must be a string or an array of content blocks", "messages")
+    parts: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = _kind(block)
+        if kind not in allowed:
+            raise errors.bad_request(f"{at}: content block type {kind!r} is not allowed here", "messages")
+        parts += _block_parts(block, at)
+    return parts
+
+
+class _Input:
+    """Builds the Codex `input` list: consecutive parts of one role share a message item."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.names = names  # client tool name -> upstream name
+        self.calls: dict[str, str] = {}  # upstream call id -> where its tool_use was
+        self.answered: set[str] = set()
+        self._role: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def part(self, role: str, part: dict[str, Any]) -> None:
+        if role != self._role:
+            self.flush()
+            self._role = role
+        self._parts.append(part)
+
+    def item(self, item: dict[str, Any]) -> None:
+        self.flush()
+        self.items.append(item)
+
+    def flush(self) -> None:
+        if self._parts:
+            self.items.append({"type": "message", "role": self._role, "content": self._parts})
+        self._role, self._parts = None, []
+
+    def user(self, content: Any, where: str) -> None:
+        if content == "" or content == []:
+            raise errors.bad_request(f"{where}: user messages must have non-empty content", "messages")
+        if isinstance(content, str):
+            self.part("user", {"type": "input_text", "text": content})
+            return
+        if not isinstance(content, list):
+            raise errors.bad_request(f"{where}.content must be a string or an array of content blocks", "messages")
+        for j, block in enumerate(content):
+            at = f"{where}.content[{j}]"
+            kind = _kind(block)
+            if kind == "tool_result":
+                self.tool_result(block, at)
+            elif kind in USER_BLOCKS:
+                for part in _block_parts(block, at):
+                    self.part("user", part)
+            elif kind == "thinking" or kind in DROPPED_BLOCKS:
+                continue
+            elif kind == "tool_use":
+                raise errors.bad_request(f"{at}: tool_use blocks belong in assistant messages", "messages")
+            else:
+                raise errors.bad_request(f"{at}: unsupported content block type {kind!r}", "messages")
+
+    def tool_result(self, block: dict[str, Any], at: str) -> None:
+        tool_id = block.get("tool_use_id")
+        if not isinstance(tool_id, str) or not tool_id:
+            raise errors.bad_request(f"{at}.tool_use_id is required", "messages")
+        content = block.get("content", "")
+        if content is None:
+            content = ""
+        parts = _parts(content, at, USER_BLOCKS)
+        error = block.get("is_error") is True
+        call_id = safe_id(tool_id)
+        if call_id not in self.calls:  # the backend rejects an output for no known call: keep it as text
+            text = "\n".join(p.get("text", "") for p in parts if p["type"] == "input_text")
+            self.part("user", {"type": "input_text", "text": f"Tool result ({tool_id}){' [error]' if error else ''}:\n{text}"})
+            return
+        self.answered.add(call_id)
+        output: Any
+        if all(p["type"] == "input_text" for p in parts):
+            output = "\n".join(p["text"] for p in parts)
+            output = f"Error: {output}" if error else output
+        else:
+            output = ([{"type": "input_text", "text": "Error:"}] if error else []) + parts
+        self.item({"type": "function_call_output", "call_id": call_id, "output": output})
+
+    def assistant(self, content: Any, where: str) -> None:
+        if isinstance(content, str):
+            if content:
+                self.part("assistant", {"type": "output_text", "text": content})
+            return
+        if not isinstance(content, list):
+            raise errors.bad_request(f"{where}.content must be a string or an array of content blocks", "messages")
+        for j, block in enumerate(content):
+            at = f"{where}.content[{j}]"
+            kind = _kind(block)
+            if kind == "text":
+                if not isinstance(block.get("text"), str):
+                    raise errors.bad_request(f"{at}.text must be a string", "messages")
+                if block["text"]:
+                    self.part("assistant", {"type": "output_text", "text": block["text"]})
+            elif kind == "thinking":
+                signature = block.get("signature")
+                if isinstance(signature, str) and signature.startswith(SIGNATURE_PREFIX):
+                    self.item({"type": "reasoning", "summary": [], "encrypted_content": signature})
+            elif kind == "tool_use":
+                self.tool_use(block, at)
+            elif kind in DROPPED_BLOCKS:
+                continue
+            elif kind == "tool_result":
+                raise errors.bad_request(f"{at}: tool_result blocks belong in user messages", "messages")
+            else:
+                raise errors.bad_request(f"{at}: unsupported content block type {kind!r} in an assistant message", "messages")
+
+    def tool_use(self, block: dict[str, Any], at: str) -> None:
+        tool_id, name = block.get("id"), block.get("name")
+        if not isinstance(tool_id, str) or not tool_id or not isinstance(name, str) or not name:
+            raise errors.bad_request(f"{at}: tool_use blocks need an id and a name", "messages")
+        args = block.get("input", {})
+        call_id = safe_id(tool_id)
+        self.calls[call_id] = at
+        self.item({"type": "function_call", "call_id": call_id, "name": self.names.get(name) or _short_history_name(name),
+                   "arguments": json.dumps(args if args is not None else {}, ensure_ascii=False)})
+
+    def system(self, content: Any, where: str) -> None:
+        text = _system_text(content, where)
+        if text:
+            self.part("developer", {"type": "input_text", "text": text})
+
+
+def _system_text(system: Any, where: str) -> str:
+    if isinstance(system, str):
+        return system
+    if not isinstance(system, list):
+        raise errors.bad_request(f"`{where}` must be a string or an array of text blocks", where)
+    texts = []
+    for i, block in enumerate(system):
+        if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
+            raise errors.bad_request(f"{where}[{i}] must be a text block", where)
+        if not block["text"].startswith(BILLING_PREFIX):
+            texts.append(block["text"])
+    return "\n\n".join(t for t in texts if t)
+
+
+def _messages(body: dict[str, Any], names: dict[str, str], check_pairs: bool) -> list[dict[str, Any]]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.bad_request("`messages` must be a non-empty array of {role, content} objects", "messages")
+    builder = _Input(names)
+    if body.get("system") is not None:
+        builder.system(body["system"], "system")
+        builder.flush()
+    for n, msg in enumerate(messages):
+        where = f"messages[{n}]"
+        if not isinstance(msg, dict):
+            raise errors.bad_request(f"{where} must be an object with role and content", "messages")
+        role = msg.get("role")
+        if "content" not in msg:
+            raise errors.bad_request(f"{where}.content is required", "messages")
+        if role == "user":
+            builder.user(msg["content"], where)
+        elif role == "assistant":
+            builder.assistant(msg["content"], where)
+        elif role == "system":  # Claude Code's mid-conversation system messages
+            builder.system(msg["content"], where)
+        else:
+            raise errors.bad_request(f"{where}.role must be \"user\" or \"assistant\" (put instructions in the top-level `system`)", "messages")
+    builder.flush()
+    missing = [cid for cid in builder.calls if cid not in builder.answered]
+    if check_pairs and missing:
+        raise errors.bad_request(
+            f"`tool_use` ids were found without `tool_result` blocks after them: {', '.join(missing)}. "
+            "Each `tool_use` block must have a corresponding `tool_result` block in a later user message.", "messages")
+    if not any(i.get("role") in ("user", "assistant") or i["type"] != "message" for i in builder.items):
+        raise errors.bad_request("`messages` has no user or assistant content", "messages")
+    return builder.items
+
+
+def _opening(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation's opening (instructions up to the first user message): it keys the prompt cache."""
+    for n, item in enumerate(items[:8]):
+        if item.get("role") == "user":
+            return items[: n + 1]
+    return items[:2]
+
+
+def _text_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = (body.get("output_config") or {}).get("format") or body.get("output_format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise errors.bad_request("`output_config.format` must be {\"type\": \"json_schema\", \"schema\": {...}}", "output_config.format")
+    return {"type": "json_schema", "name": "output", "schema": fmt["schema"], "strict": False}
+
+
+def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str | None = None, counting: bool = False) -> MessagesCall:
+    """Translate a Messages request body into a Codex Responses body.
+
+    `session` (Claude Code's session header) keys the prompt cache; `counting` relaxes the rules
+    that only matter for a real call (`max_tokens`, answered tool uses), for count_tokens.
+    """
+    if not isinstance(body, dict):
+        raise errors.bad_request("the request body must be a JSON object")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise errors.bad_request("`stream` must be a boolean", "stream")
+    max_tokens = body.get("max_tokens")
+    if not counting and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise errors.bad_request("`max_tokens` is required and must be a positive integer", "max_tokens")
+    requested, thinking, summary_wanted = _effort(body)
+    resolved = codex_body.resolve_model(settings, codex_model(body.get("model"), settings.catalog), requested)
+    tools, short, web_names = _tools(body.get("tools"))
+    names = {orig: s for s, orig in short.items()}
+    summary = settings.reasoning_summary if summary_wanted else None
+    out: dict[str, Any] = {
+        "model": resolved.model,
+        "instructions": "",
+        "input": _messages(body, names, check_pairs=not counting),
+        "reasoning": codex_body.reasoning_block(resolved.effort, summary),
+    }
+    if tools:
+        declared = {t["name"] for t in body["tools"] if isinstance(t, dict) and t.get("type") in (None, "custom")}
+        out["tools"] = tools
+        out["tool_choice"], out["parallel_tool_calls"] = _tool_choice(body.get("tool_choice"), names, declared, web_names)
+    if fmt := _text_format(body):
+        out["text"] = {"format": fmt}
+    if body.get("service_tier") in ("fast", "priority") or body.get("speed") == "fast":
+        out["service_tier"] = "priority"
+    out["prompt_cache_key"] = codex_body.derived_cache_key("messages", session or _session_of(body.get("metadata")), _opening(out["input"]))
+    codex = codex_body.finalize(out)
+    return MessagesCall(codex, stream, resolved.model, resolved.effort, client_model=body["model"], thinking=thinking,
+                        input_tokens=estimate_tokens(codex), tool_names=short)
+
+
+# ---------------------------------------------------------------------------------------------
+# Token estimate
+
+_PUNCT = str.maketrans("", "", string.punctuation)
+_DIGITS = str.maketrans("", "", string.digits)
+_SPACE = str.maketrans("", "", string.whitespace)
+IMAGE_TOKENS = 800
+PDF_PAGE_TOKENS = 1500
+ITEM_TOKENS = 4
+TOOL_TOKENS = 8
+
+
+def text_tokens(text: str) -> float:
+    """Estimated o200k tokens of a string (rates in the module docstring)."""
+    n = len(text)
+    if not n:
+        return 0.0
+    ascii_n = n if text.isascii() else len(text.encode("ascii", "ignore"))
+    punct = n - len(text.translate(_PUNCT))
+    digits = n - len(text.translate(_DIGITS))
+    space = n - len(text.translate(_SPACE))
+    letters = max(0, ascii_n - punct - digits - space)
+    cost = 0.21 * letters + 0.86 * digits + 0.40 * punct + 0.21 * space
+    other = n - ascii_n
+    if other:
+        extra_bytes = len(text.encode("utf-8", "surrogatepass")) - n
+        cost += other * min(1.0, max(0.2, 0.2 + 0.6 * (extra_bytes / other - 1)))
+    return cost
+
+
+def _file_tokens(part: dict[str, Any]) -> float:
+    data = part.get("file_data")
+    if not isinstance(data, str) or "base64," not in data:
+        return PDF_PAGE_TOKENS
+    try:
+        raw = base64.b64decode(data.split("base64,", 1)[1], validate=False)
+    except (binascii.Error, ValueError):
+        return PDF_PAGE_TOKENS
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", raw))
+    return PDF_PAGE_TOKENS * max(1, pages)
+
+
+def _content_tokens(content: Any) -> float:
+    if isinstance(content, str):
+        return text_tokens(content)
+    total = 0.0
+    for part in content if isinstance(content, list) else []:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text"):
+            total += text_tokens(part.get("text", ""))
+        elif kind == "input_image":
+            total += IMAGE_TOKENS
+        elif kind == "input_file":
+            total += _file_tokens(part)
+    return total
+
+
+def estimate_tokens(codex: dict[str, Any]) -> int:
+    """Estimated input tokens of a Codex request body: instructions, input items and tools."""
+    total = 3 + text_tokens(codex.get("instructions") or "")
+    for item in codex.get("input") or []:
+        total += ITEM_TOKENS
+        kind = item.get("type")
+        if kind == "message":
+            total += _content_tokens(item.get("content"))
+        elif kind == "function_call":
+            total += text_tokens(item.get("name", "")) + text_tokens(item.get("arguments", ""))
+        elif kind == "function_call_output":
+            total += _content_tokens(item.get("output"))
+        elif kind == "reasoning":
+            total += len(item.get("encrypted_content") or "") / 40  # the hidden reasoning, roughly
+    for tool in codex.get("tools") or []:
+        total += TOOL_TOKENS + text_tokens(tool.get("name", "")) + text_tokens(tool.get("description", ""))
+        if isinstance(tool.get("parameters"), dict):
+            total += text_tokens(json.dumps(tool["parameters"], ensure_ascii=False, separators=(",", ":")))
+    if isinstance((codex.get("text") or {}).get("format"), dict):
+        total += text_tokens(json.dumps(codex["text"]["format"], ensure_ascii=False, separators=(",", ":")))
+    return max(1, math.ceil(total))
+
+
+def count_tokens(body: Any, settings: codex_body.Settings) -> int:
+    """`POST /v1/messages/count_tokens`: a local estimate (method in the module docstring)."""
+    return request_to_codex(body, settings, counting=True).input_tokens
+
+
+# ---------------------------------------------------------------------------------------------
+# Response
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def stop_reason(status: str | None, reason: str | None, tool_used: bool, refused: bool = False) -> str:
+    if status == "incomplete":
+        if reason in ("max_output_tokens", "max_tokens"):
+            return "max_tokens"
+        if reason == "content_filter":
+            return "refusal"
+    if tool_used:
+        return "tool_use"
+    return "refusal" if refused else "end_turn"
+
+
+def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:
+    """Anthropic usage: `input_tokens` excludes cached tokens, which are `cache_read_input_tokens`."""
+    usage = _dict(usage)
+    total = _int(usage.get("input_tokens"))
+    cached = _int(_dict(usage.get("input_tokens_details")).get("cached_tokens"))
+    return {"input_tokens": max(0, total - cached), "output_tokens": _int(usage.get("output_tokens")),
+            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+
+
+def error_body(err: errors.ProxyError) -> dict[str, Any]:
+    """Anthropic's error object for a failed or cut stream."""
+    body = errors.anthropic_body(err)
+    kind = err.code or err.type or ""
+    if err.status == 408 or kind == "stream_disconnected":
+        body["error"]["type"] = "api_error"
+    elif kind in ("server_is_overloaded", "service_unavailable_error") or err.status == 503:
+        body["error"]["type"] = "overloaded_error"
+    elif kind == "context_length_exceeded" and not err.message.startswith("prompt is too long"):
+        body["error"]["message"] = f"prompt is too long: {err.message}"  # what Claude Code compacts on
+    return body
+
+
+def _args_input(arguments: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _message_text(item: dict[str, Any]) -> tuple[str, bool]:
+    """A message item's text, and whether it holds a refusal."""
+    texts, refused = [], False
+    for part in _list(item.get("content")):
+        if isinstance(part, dict) and part.get("type") == "output_text":
+            texts.append(_str(part.get("text")))
+        elif isinstance(part, dict) and part.get("type") == "refusal":
+            texts.append(_str(part.get("refusal")))
+            refused = True
+    return "".join(texts), refused
+
+
+def _summary_text(item: dict[str, Any]) -> str:
+    return "\n\n".join(s["text"] for s in _list(item.get("summary")) if isinstance(s, dict) and _str(s.get("text")))
+
+
+def _web_search_blocks(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A `web_search_call` item as Anthropic's server_tool_use and web_search_tool_result blocks."""
+    action = _dict(item.get("action"))
+    tool_id = "srvtoolu_" + safe_id(_str(item.get("id")) or "web_search")[:55]
+    query = _str(action.get("query"))
+    results = [{"type": "web_search_result", "url": s["url"], "title": _str(s.get("title")) or s["url"], "encrypted_content": "", "page_age": None}
+               for s in _list(action.get("sources")) if isinstance(s, dict) and isinstance(s.get("url"), str)]
+    use = {"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {"query": query}}
+    return use, {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results}
+
+
+@dataclass(slots=True, eq=False)
+class _Block:
+    """One output item on its way to the client as one (or, for web search, two) content blocks."""
+
+    kind: str  # thinking | text | tool_use | web_search
+    started: bool = False
+    done: bool = False
+    streamed: bool = False  # content deltas were sent (or queued)
+    parts: int = 0  # reasoning summary parts seen
+    index: int = -1
+    signature: str = ""  # the reasoning item's encrypted_content seen at `added`
+    pending: list[tuple[str, dict[str, Any] | None]] = field(default_factory=list)  # ops held while another block is open
+
+
+class MessagesStream(CodexStream):
+    """Codex events → Anthropic Messages SSE events."""
+
+    WANTS = frozenset((
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+    ))
+    FORWARD_KEEPALIVE = False  # keep-alives become `event: ping` (see `_dispatch`)
+    #: seconds of upstream activity without client output before a ping is sent
+    PING_AFTER = 5.0
+
+    def __init__(self, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
+                 input_tokens: int = 0, client_model: str = "", clock=time.monotonic) -> None:
+        super().__init__()
+        self.model = model
+        self.client_model = client_model
+        self.tool_names = tool_names or {}
+        self.thinking = thinking
+        self.input_tokens = input_tokens
+        self.clock = clock
+        self._started = False
+        self._queue: deque[_Block] = deque()  # the head is the block being sent; the rest wait
+        self._blocks: dict[Any, _Block] = {}  # output_index / item id -> block
+        self._next_index = 0
+        self._tool_used = False
+        self._refused = False
+        self._last_sent = clock()
+
+    # -- mitmproxy entry point: add idle pings ---------------------------------------------
+    def __call__(self, data: bytes) -> list[bytes]:
+        out = super().__call__(data)
+        now = self.clock()
+        if out:
+            self._last_sent = now
+        elif data and self._started and not self.finished and now - self._last_sent >= self.PING_AFTER:
+            self._last_sent = now
+            out = [PING]
+            if self.sent is not None:
+                self.sent += PING
+        return out
+
+    def _dispatch(self, ev: SSEEvent, out: list[bytes]) -> None:
+        if ev is COMMENT:
+            if self._started and not self.finished:
+                out.append(PING)
+            return
+        super()._dispatch(ev, out)
+
+    # -- framing -------------------------------------------------------------------------------
+    def _message_start(self, ev: dict[str, Any] | None) -> list[bytes]:
+        if self._started:
+            return []
+        self._started = True
+        resp = _dict(_dict(ev).get("response"))
+        message = {
+            "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}", "type": "message", "role": "assistant",
+            "model": self.client_model or _str(resp.get("model")) or self.model, "content": [], "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }
+        return [encode({"type": "message_start", "message": message}, "message_start")]
+
+    def _render(self, block: _Block, op: str, payload: dict[str, Any] | None) -> bytes:
+        if op == "start":
+            block.index = self._next_index
+            self._next_index += 1
+            return encode({"type": "content_block_start", "index": block.index, "content_block": payload}, "content_block_start")
+        if op == "delta":
+            return encode({"type": "content_block_delta", "index": block.index, "delta": payload}, "content_block_delta")
+        return encode({"type": "content_block_stop", "index": block.index}, "content_block_stop")
+
+    def _send(self, block: _Block, op: str, payload: dict[str, Any] | None, out: list[bytes]) -> None:
+        if self._queue and self._queue[0] is block:
+            out.append(self._render(block, op, payload))
+        else:
+            block.pending.append((op, payload))
+
+    def _start(self, block: _Block, content_block: dict[str, Any], out: list[bytes]) -> None:
+        if not block.started:
+            block.started = True
+            self._send(block, "start", content_block, out)
+
+    def _delta(self, block: _Block, delta: dict[str, Any], out: list[bytes]) -> None:
+        block.streamed = True
+        self._send(block, "delta", delta, out)
+
+    def _finish(self, block: _Block, out: list[bytes]) -> None:
+        if block.done:
+            return
+        if block.started:
+            self._send(block, "stop", None, out)
+        block.done = True
+        while self._queue and self._queue[0].done:  # hand over to the next block, sending what it held
+            self._queue.popleft()
+            if self._queue:
+                head = self._queue[0]
+                out.extend(self._render(head, op, payload) for op, payload in head.pending)
+                head.pending.clear()
+
+    # -- blocks by output item -------------------------------------------------------------------
+    def _keys(self, ev: dict[str, Any], item: dict[str, Any] | None = None) -> list[Any]:
+        keys: list[Any] = []
+        if isinstance(ev.get("output_index"), int):
+            keys.append(ev["output_index"])
+        item_id = _dict(item).get("id") or ev.get("item_id")
+        if isinstance(item_id, str):
+            keys.append(item_id)
+        return keys
+
+    def _block(self, kind: str, ev: dict[str, Any], item: dict[str, Any] | None = None) -> _Block:
+        """The block of the event's output item, created (and queued) on first sight."""
+        keys = self._keys(ev, item)
+        for key in keys:
+            if key in self._blocks:
+                return self._blocks[key]
+        block = _Block(kind)
+        self._queue.append(block)
+        for key in keys:
+            self._blocks[key] = block
+        return block
+
+    def _known(self, ev: dict[str, Any]) -> _Block | None:
+        for key in self._keys(ev):
+            if key in self._blocks:
+                return self._blocks[key]
+        return None
+
+    # -- events ----------------------------------------------------------------------------------
+    def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
+        if kind in ("response.created", "response.in_progress"):
+            return self._message_start(ev)
+        if ev is None:
+            return []
+        out = self._message_start(None)
+        if kind == "response.output_item.added":
+            self._item_added(ev, out)
+        elif kind == "response.output_item.done":
+            self._item_done(ev, _dict(ev.get("item")), out)
+        elif kind == "response.reasoning_summary_part.added" and self.thinking:
+            block = self._block("thinking", ev)
+            if block.parts and block.started:
+                self._delta(block, {"type": "thinking_delta", "thinking": "\n\n"}, out)
+            block.parts += 1
+            self._start(block, {"type": "thinking", "thinking": "", "signature": ""}, out)
+        elif kind in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta") and self.thinking:
+            if delta := _str(ev.get("delta")):
+                block = self._block("thinking", ev)
+                self._start(block, {"type": "thinking", "thinking": "", "signature": ""}, out)
+                self._delta(block, {"type": "thinking_delta", "thinking": delta}, out)
+        elif kind in ("response.output_text.delta", "response.refusal.delta"):
+            self._refused |= kind == "response.refusal.delta"
+            if delta := _str(ev.get("delta")):
+                block = self._block("text", ev)
+                self._start(block, {"type": "text", "text": ""}, out)
+                self._delta(block, {"type": "text_delta", "text": delta}, out)
+        elif kind == "response.function_call_arguments.delta":
+            block = self._known(ev)
+            if block is not None and block.kind == "tool_use" and _str(ev.get("delta")):
+                self._delta(block, {"type": "input_json_delta", "partial_json": ev["delta"]}, out)
+        elif kind == "response.function_call_arguments.done":
+            block = self._known(ev)
+            if block is not None and block.kind == "tool_use" and not block.streamed and _str(ev.get("arguments")):
+                self._delta(block, {"type": "input_json_delta", "partial_json": ev["arguments"]}, out)
+        return out
+
+    def _item_added(self, ev: dict[str, Any], out: list[bytes]) -> None:
+        item = _dict(ev.get("item"))
+        kind = item.get("type")
+        if kind == "reasoning" and self.thinking:
+            self._block("thinking", ev, item).signature = _str(item.get("encrypted_content"))
+        elif kind == "message":
+            self._block("text", ev, item)
+        elif kind == "function_call":
+            self._tool_start(self._block("tool_use", ev, item), item, out)
+        elif kind == "web_search_call":
+            self._block("web_search", ev, item)
+
+    def _tool_start(self, block: _Block, item: dict[str, Any], out: list[bytes]) -> None:
+        if block.started:
+            return
+        self._tool_used = True
+        name = _str(item.get("name"))
+        tool_id = safe_id(_str(item.get("call_id")) or _str(item.get("id")) or f"toolu_{self._next_index}")
+        self._start(block, {"type": "tool_use", "id": tool_id, "name": self.tool_names.get(name, name), "input": {}}, out)
+        self._send(block, "delta", {"type": "input_json_delta", "partial_json": ""}, out)
+
+    def _item_done(self, ev: dict[str, Any], item: dict[str, Any], out: list[bytes]) -> None:
+        kind = item.get("type")
+        if kind == "reasoning":
+            if not self.thinking:
+                return
+            block = self._block("thinking", ev, item)
+            signature = _str(item.get("encrypted_content")) or block.signature
+            text = "" if block.streamed else _summary_text(item)
+            if signature or text or block.started:
+                self._start(block, {"type": "thinking", "thinking": "", "signature": ""}, out)
+                if text:
+                    self._delta(block, {"type": "thinking_delta", "thinking": text}, out)
+                if signature:
+                    self._send(block, "delta", {"type": "signature_delta", "signature": signature}, out)
+            self._finish(block, out)
+        elif kind == "message":
+            block = self._block("text", ev, item)
+            text, refused = _message_text(item)
+            self._refused |= refused
+            if not block.streamed and text:
+                self._start(block, {"type": "text", "text": ""}, out)
+                self._delta(block, {"type": "text_delta", "text": text}, out)
+            self._finish(block, out)
+        elif kind == "function_call":
+            block = self._block("tool_use", ev, item)
+            self._tool_start(block, item, out)
+            if not block.streamed and _str(item.get("arguments")):
+                self._delta(block, {"type": "input_json_delta", "partial_json": item["arguments"]}, out)
+            self._finish(block, out)
+        elif kind == "web_search_call":
+            block = self._block("web_search", ev, item)
+            use, result = _web_search_blocks(item)
+            query = use["input"]
+            self._send(block, "start", {**use, "input": {}}, out)
+            self._send(block, "delta", {"type": "input_json_delta", "partial_json": json.dumps(query, ensure_ascii=False)}, out)
+            self._send(block, "stop", None, out)
+            self._send(block, "start", result, out)
+            block.started = True
+            self._finish(block, out)
+        else:
+            return
+        for key in self._keys(ev, item):
+            self._blocks.setdefault(key, block)
+
+    def on_end(self, error: errors.ProxyError | None) -> list[bytes]:
+        if error is not None:
+            return [encode(error_body(error), "error")]
+        out = self._message_start(None)
+        c = self.collector
+        for n, item in enumerate(_list(c.response.get("output"))):  # items the stream never announced
+            if isinstance(item, dict) and not any(k in self._blocks for k in (n, _str(item.get("id")))):
+                self._item_done({"output_index": n}, item, out)
+        while self._queue:
+            self._finish(self._queue[0], out)
+        reason = stop_reason(c.status, _dict(c.response.get("incomplete_details")).get("reason"), self._tool_used, self._refused)
+        usage = usage_of(c.usage)
+        del usage["cache_creation_input_tokens"]
+        out.append(encode({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None}, "usage": usage}, "message_delta"))
+        out.append(encode({"type": "message_stop"}, "message_stop"))
+        return out
+
+
+def message_from(collector: Collector, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
+                 input_tokens: int = 0, client_model: str = "") -> dict[str, Any]:
+    """Build an Anthropic `message` object from a finished Codex stream (non-stream clients)."""
+    names = tool_names or {}
+    resp = collector.final_response()
+    content: list[dict[str, Any]] = []
+    tool_used = refused = False
+    for item in _list(resp["output"]):
+        kind = _dict(item).get("type")
+        if kind == "reasoning" and thinking:
+            text, signature = _summary_text(item), _str(item.get("encrypted_content"))
+            if text or signature:
+                content.append({"type": "thinking", "thinking": text, "signature": signature})
+        elif kind == "message":
+            text, was_refusal = _message_text(item)
+            refused |= was_refusal
+            if text:
+                content.append({"type": "text", "text": text})
+        elif kind == "function_call":
+            tool_used = True
+            name = _str(item.get("name"))
+            content.append({"type": "tool_use", "id": safe_id(_str(item.get("call_id")) or _str(item.get("id")) or "toolu"),
+                            "name": names.get(name, name), "input": _args_input(item.get("arguments"))})
+        elif kind == "web_search_call":
+            content.extend(_web_search_blocks(item))
+    reason = _dict(resp.get("incomplete_details")).get("reason")
+    return {
+        "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}",
+        "type": "message",
+        "role": "assistant",
+        "model": client_model or _str(resp.get("model")) or model,
+        "content": content,
+        "stop_reason": stop_reason(collector.status, reason, tool_used, refused),
+        "stop_sequence": None,
+        "usage": usage_of(collector.usage),
+    }

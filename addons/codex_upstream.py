@@ -20,11 +20,12 @@ import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 
-from auth.pool import judge
+from auth.pool import Verdict, judge
 from auth.quota import parse_quota
 
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
+from .upstream_failures import FAILURE_HEADER
 from .translate import errors, registry
 from .translate.stream import CodexStream, collect, disconnected_error
 
@@ -173,8 +174,11 @@ class CodexUpstream:
                 refreshed = True
                 cred = await self.runtime.reauthorize(member)
             if cred is None:
-                verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
-                                member.backoff.get(st["model"], 0) if member else 0)
+                if FAILURE_HEADER in headers:  # the backend could not be reached: not the account's fault, no rest
+                    verdict = Verdict(True, None)
+                else:
+                    verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
+                                    member.backoff.get(st["model"], 0) if member else 0)
                 if member is not None:
                     self.runtime.pool.failed(member, st["model"], verdict)
                     self.runtime.save_state(member, force=True)
@@ -197,7 +201,7 @@ class CodexUpstream:
         try:
             r = await self.runtime.http.post(req.url, content=req.raw_content, headers=headers)
         except httpx.HTTPError as exc:
-            return 502, {"content-type": "text/plain"}, f"upstream unreachable: {type(exc).__name__}".encode()
+            return 502, {"content-type": "text/plain", FAILURE_HEADER: "1"}, f"upstream unreachable: {type(exc).__name__}".encode()
         self._quota(state(flow), r.headers)
         return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
 

@@ -6,7 +6,7 @@ per model: a member that hit its usage limit for one model may still serve anoth
 Policy (codex-backend.md §8.2):
 - 429 `usage_limit_reached` → cool down until the reset the backend announced;
 - other 429 → exponential back-off (1 s, 2 s, 4 s … capped at 30 min);
-- 5xx, 408, unreachable → a short cool-down (5 s);
+- 5xx, 408 → a short cool-down (5 s); an unreachable backend → failover only (not the account's fault);
 - 401 → the caller refreshes the token and retries once; if that fails the member is parked;
 - 400/404/409/413/422 → the request's own fault: no cool-down, no failover;
 - success clears the model's state.

@@ -25,9 +25,9 @@ from auth.quota import parse_quota
 
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
-from .upstream_failures import FAILURE_HEADER
 from .translate import errors, registry
 from .translate.stream import CodexStream, collect, disconnected_error
+from .upstream_failures import FAILURE_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,14 @@ def no_credential(runtime: Runtime, model: str) -> errors.ProxyError:
         503, f"no ChatGPT account is available for model {model}: run `cliproxy login` "
         f"(auth dir {runtime.config.auth_dir})", "server_error", "auth_unavailable",
     )
+
+
+def refused(err: errors.ProxyError) -> errors.ProxyError:
+    """A 401 of the backend is about a pool account, not the client's key: say so."""
+    if err.status != 401:
+        return err
+    return errors.ProxyError(401, f"ChatGPT refused the pool account's token even after a refresh; run `cliproxy login` "
+                             f"for that account (upstream said: {err.message})", "authentication_error", "account_unauthorized")
 
 
 class CodexUpstream:
@@ -188,7 +196,7 @@ class CodexUpstream:
                     raise err
                 cred = await self.runtime.credential(st["model"], exclude=set(st["tried"]), session=st.get("cache_key"))
                 if cred is None:  # nobody left: a quota answer names the wait, anything else is itself
-                    raise no_credential(self.runtime, st["model"]) if err.status == 429 and self._all_cooling(st["model"]) else err
+                    raise no_credential(self.runtime, st["model"]) if err.status == 429 and self._all_cooling(st["model"]) else refused(err)
                 st["failover"] = st.get("failover", 0) + 1
             status, headers, body = await self._resend(flow, cred)
         self._answer(flow, st, body)

@@ -18,13 +18,14 @@ import httpx
 from auth.pool import Member, Pool
 from auth.quota import read_state, write_state
 from auth.refresh import RefreshError, TokenRefresher
-from auth.store import Account, load_accounts
+from auth.store import Account, fingerprint, load_accounts
 
 from .config import ApiKeyUpstream, Config
 
 logger = logging.getLogger(__name__)
 
 STATE_WRITE_INTERVAL = 2.0  # seconds between quota-state writes per account
+PARKED = 365 * 24 * 3600.0  # a dead login rests until a new login replaces its file
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._state_written: dict[str, float] = {}
         self._state_pending: set[str] = set()
+        self._refresh_warned: dict[str, str] = {}  # member key -> code of the refresh failure already logged
 
     # -- loading ---------------------------------------------------------------------------------
     def apply_config(self, config: Config) -> None:
@@ -58,7 +60,7 @@ class Runtime:
         members = []
         for account in load_accounts(self.config.auth_dir):
             if not account.disabled:
-                members.append(Member(account.name, account.label, account))
+                members.append(Member(account.name, account.label, account, credential=fingerprint(account.refresh_token)))
         for n, up in enumerate(self.config.api_key_upstreams):
             models = frozenset(alias for _, alias in up.models) or None
             members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up, models))
@@ -114,17 +116,24 @@ class Runtime:
         return Credential(member, self.config.responses_url, tuple(headers))
 
     async def _fresh(self, member: Member, force: bool = False) -> Account | None:
+        """The member's account with a usable token, or None after parking the member.
+
+        A failed refresh does not stop a token that has not expired yet: it is used until it runs out
+        or is refused (`force`). A dead login is parked until its file changes (a new login)."""
         account: Account = member.source
         try:
             fresh = await self.refresher.ensure_fresh(account, force=force)
         except RefreshError as exc:
             expires = account.expires_at
-            if not force and not exc.permanent and expires is not None and expires.timestamp() > time.time():
-                logger.warning("cliproxy: refresh of %s failed (%s); its current token is still valid", member.label, exc)
+            if not force and expires is not None and expires.timestamp() > time.time():
+                if self._refresh_warned.get(member.key) != exc.code:
+                    self._refresh_warned[member.key] = exc.code
+                    logger.warning("cliproxy: refresh of %s failed (%s); using its current token until it expires", member.label, exc)
                 return account
             logger.warning("cliproxy: %s is unusable: %s", member.label, exc)
-            member.cooldown_until["*"] = time.time() + (365 * 24 * 3600 if exc.permanent else 60)
+            member.cooldown_until["*"] = time.time() + (PARKED if exc.permanent else 60)
             return None
+        self._refresh_warned.pop(member.key, None)
         member.source = fresh
         return fresh
 

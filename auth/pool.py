@@ -41,6 +41,7 @@ class Member:
     cooldown_until: dict[str, float] = field(default_factory=dict)  # model ("*" = all) -> unix time
     backoff: dict[str, int] = field(default_factory=dict)  # model -> consecutive 429s without reset info
     quota: dict[str, Any] = field(default_factory=dict)  # last quota headers seen, parsed
+    credential: str = ""  # fingerprint of the login it holds; a new login lifts a whole-member ("*") park
 
     def serves(self, model: str) -> bool:
         return self.models is None or model in self.models
@@ -92,7 +93,10 @@ class Pool:
         fresh = []
         for m in members:
             if m.key in old:
-                m.cooldown_until, m.backoff, m.quota = old[m.key].cooldown_until, old[m.key].backoff, old[m.key].quota
+                was = old[m.key]
+                m.cooldown_until, m.backoff, m.quota = was.cooldown_until, was.backoff, was.quota
+                if was.credential != m.credential:
+                    m.cooldown_until.pop("*", None)
             fresh.append(m)
         self.members = sorted(fresh, key=lambda m: m.key)
 

@@ -686,19 +686,6 @@ def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:
             "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
 
 
-def error_body(err: errors.ProxyError) -> dict[str, Any]:
-    """Anthropic's error object for a failed or cut stream."""
-    body = errors.anthropic_body(err)
-    kind = err.code or err.type or ""
-    if err.status == 408 or kind == "stream_disconnected":
-        body["error"]["type"] = "api_error"
-    elif kind in ("server_is_overloaded", "service_unavailable_error") or err.status == 503:
-        body["error"]["type"] = "overloaded_error"
-    elif kind == "context_length_exceeded" and not err.message.startswith("prompt is too long"):
-        body["error"]["message"] = f"prompt is too long: {err.message}"  # what Claude Code compacts on
-    return body
-
-
 def _args_input(arguments: Any) -> dict[str, Any]:
     try:
         parsed = json.loads(arguments) if isinstance(arguments, str) and arguments.strip() else {}
@@ -985,7 +972,7 @@ class MessagesStream(CodexStream):
 
     def on_end(self, error: errors.ProxyError | None) -> list[bytes]:
         if error is not None:
-            return [encode(error_body(error), "error")]
+            return [encode(errors.anthropic_body(error), "error")]
         out = self._message_start(None)
         c = self.collector
         for n, item in enumerate(_list(c.response.get("output"))):  # items the stream never announced

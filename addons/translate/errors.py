@@ -107,7 +107,16 @@ def anthropic_type(err: ProxyError) -> str:
 
 
 def anthropic_body(err: ProxyError) -> dict[str, Any]:
-    return {"type": "error", "error": {"type": anthropic_type(err), "message": err.message}}
+    """Anthropic's error object, with the types and wording Claude Code acts on."""
+    kind, message = anthropic_type(err), err.message
+    reason = err.code or err.type or ""
+    if err.status == 408 or reason == "stream_disconnected":
+        kind = "api_error"  # a cut stream: retryable, not the client's timeout
+    elif reason in ("server_is_overloaded", "service_unavailable_error") or err.status == 503:
+        kind = "overloaded_error"
+    elif reason == "context_length_exceeded" and not message.startswith("prompt is too long"):
+        message = f"prompt is too long: {message}"  # the wording Claude Code compacts the conversation on
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def render(err: ProxyError, fmt: ClientFormat) -> tuple[int, dict[str, str], bytes]:

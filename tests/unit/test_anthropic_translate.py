@@ -13,7 +13,7 @@ from addons import config as configfile
 from addons.translate import anthropic as A
 from addons.translate import errors
 from addons.translate.codex_body import Settings
-from addons.translate.stream import collect
+from addons.translate.stream import collect, disconnected_error
 from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import run, wire
 
@@ -394,6 +394,15 @@ def test_failure_mid_stream_and_cut_stream_end_with_error_events():
     pairs = events(run(A.MessagesStream("gpt-5.5"), data[: len(data) // 2]))
     assert pairs[-1][0] == "error" and pairs[-1][1]["error"]["type"] == "api_error"
     assert "stream closed before response.completed" in pairs[-1][1]["error"]["message"]
+
+
+def test_buffered_answers_use_the_same_error_types_and_wording():
+    """A non-streaming client gets the same Anthropic error as a streaming one for the same failure."""
+    body = errors.render(errors.from_stream_failure({"response": {"error": {"code": "context_length_exceeded", "message": "too big"}}}), "anthropic")[2]
+    assert json.loads(body) == {"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: too big"}}
+    status, _, body = errors.render(disconnected_error(), "anthropic")
+    assert status == 408 and json.loads(body)["error"]["type"] == "api_error"
+    assert json.loads(errors.render(errors.ProxyError(503, "busy"), "anthropic")[2])["error"]["type"] == "overloaded_error"
 
 
 def test_incomplete_maps_to_max_tokens():

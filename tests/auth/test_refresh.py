@@ -21,7 +21,7 @@ from auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from auth.store import STATUS_KEY, Account, load_account, load_accounts
 from tests.fakes.oauth_server import FakeOAuthServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAY = 86400
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from auth.store import load_accounts
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import sys
 from auth.store import write_account_file

@@ -34,4 +34,4 @@ class AnthropicApi:
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             st["client_model"] = body["model"]
         call = anthropic.request_to_codex(body, settings, session=flow.request.headers.get("x-claude-code-session-id"))
-        set_codex_body(flow, st, call.body, stream=call.stream, model=call.model, effort=call.effort, options=call.options())
+        set_codex_body(flow, st, call)

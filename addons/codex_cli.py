@@ -12,6 +12,7 @@ from mitmproxy import http
 from .flowstate import guarded, read_json, set_codex_body, state
 from .runtime import Runtime
 from .translate import errors
+from .translate.codex_body import CodexCall
 
 
 class CodexCliPooling:
@@ -33,4 +34,4 @@ class CodexCliPooling:
             raise errors.bad_request("the Codex request needs a JSON object with a `model`", "model")
         st["client_model"] = body["model"]
         effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-        set_codex_body(flow, st, body, stream=body.get("stream", True) is not False, model=body["model"], effort=effort or "", options={})
+        set_codex_body(flow, st, CodexCall(body, body.get("stream", True) is not False, body["model"], effort or ""))

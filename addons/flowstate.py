@@ -16,6 +16,7 @@ from typing import Any
 from mitmproxy import http
 
 from .translate import errors
+from .translate.codex_body import CodexCall
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,12 @@ def read_json(flow: http.HTTPFlow) -> Any:
         raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
 
 
-def set_codex_body(flow: http.HTTPFlow, st: dict[str, Any], body: dict[str, Any], *, stream: bool, model: str, effort: str, options: dict[str, Any]) -> None:
+def set_codex_body(flow: http.HTTPFlow, st: dict[str, Any], call: CodexCall) -> None:
     """Hand a translated request over to CodexUpstream (shared by every client format)."""
     flow.request.headers.pop("content-encoding", None)
-    flow.request.content = json.dumps(body, ensure_ascii=False).encode()
-    st.update(ready=True, stream=stream, model=model, effort=effort, options=options,
-              client_model=st.get("client_model"), cache_key=body.get("prompt_cache_key"))
+    flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
+    st.update(ready=True, stream=call.stream, model=call.model, effort=call.effort, options=call.options,
+              client_model=st.get("client_model"), cache_key=call.body.get("prompt_cache_key"))
 
 
 def guarded(hook):

@@ -28,9 +28,5 @@ class OpenAIApi:
         if isinstance(body, dict) and isinstance(body.get("model"), str):
             st["client_model"] = body["model"]
         settings = self.runtime.config.settings
-        if st["route"] == "chat":
-            call = chat.request_to_codex(body, settings)
-            set_codex_body(flow, st, call.body, stream=call.stream, model=call.model, effort=call.effort, options=call.options())
-        else:
-            rcall = responses.request_to_codex(body, settings)
-            set_codex_body(flow, st, rcall.body, stream=rcall.stream, model=rcall.model, effort=rcall.effort, options={})
+        translate = chat.request_to_codex if st["route"] == "chat" else responses.request_to_codex
+        set_codex_body(flow, st, translate(body, settings))

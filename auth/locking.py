@@ -41,17 +41,23 @@ def _try_lock(fd: int) -> bool:
         return False
 
 
+def _waits(account_path: Path, timeout: float) -> Iterator[float]:
+    """Pauses between lock attempts (doubling up to POLL_MAX); LockTimeout once `timeout` has passed."""
+    deadline, delay = time.monotonic() + timeout, POLL_START
+    while time.monotonic() < deadline:
+        yield delay
+        delay = min(delay * 2, POLL_MAX)
+    raise LockTimeout(f"{account_path.name} stayed locked for {timeout:.0f}s")
+
+
 @asynccontextmanager
 async def account_lock(account_path: Path, timeout: float = 120.0) -> AsyncIterator[None]:
     """Hold the account's lock; waits by polling with `asyncio.sleep`, never blocking the event loop."""
     fd = _open(account_path)
     try:
-        deadline, delay = time.monotonic() + timeout, POLL_START
+        waits = _waits(account_path, timeout)
         while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(f"{account_path.name} stayed locked for {timeout:.0f}s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, POLL_MAX)
+            await asyncio.sleep(next(waits))
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -62,12 +68,9 @@ def account_lock_sync(account_path: Path, timeout: float = 120.0) -> Iterator[No
     """Blocking variant for command-line code (login, logout)."""
     fd = _open(account_path)
     try:
-        deadline, delay = time.monotonic() + timeout, POLL_START
+        waits = _waits(account_path, timeout)
         while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockTimeout(f"{account_path.name} stayed locked for {timeout:.0f}s")
-            time.sleep(delay)
-            delay = min(delay * 2, POLL_MAX)
+            time.sleep(next(waits))
         yield
     finally:
         os.close(fd)

@@ -140,14 +140,13 @@ async def concurrent(t: Target, concurrency: int, requests: int) -> dict:
 
 
 def translator_speed(events: int) -> dict[str, float]:
-    from addons.translate import chat, registry
+    from addons.translate import registry
 
     data = b"".join(f"event: {k}\ndata: {json.dumps(p)}\n\n".encode() for k, p in events_for(events))
     n = len(events_for(events))
     out = {}
-    routes = ["chat", "responses"] + (["messages"] if (REPO / "addons" / "translate" / "anthropic.py").exists() else [])
-    for route in routes:
-        opts = chat.ChatCall({}, True, "gpt-5.5", "medium").options() if route == "chat" else {}
+    for route in ("chat", "responses", "messages"):
+        opts = {"include_usage": True} if route == "chat" else {}
         best = float("inf")
         for _ in range(3):
             tr = registry.stream_translator(route, "gpt-5.5", opts)

@@ -74,25 +74,6 @@ _PAREN_SUFFIX = re.compile(r"\([^()]*\)$")
 _UNSAFE_ID = re.compile(r"[^a-zA-Z0-9_-]")
 
 
-@dataclass(slots=True)
-class MessagesCall:
-    """A translated Messages request: the Codex body plus what the answer's translation needs."""
-
-    body: dict[str, Any]
-    stream: bool
-    model: str
-    effort: str
-    client_model: str = ""  # echoed as the answer's `model` (Claude Code drops thinking of other models)
-    thinking: bool = False  # the client asked for thinking: return thinking blocks
-    input_tokens: int = 0  # local estimate, for `message_start`
-    tool_names: dict[str, str] = field(default_factory=dict)  # short upstream name -> client's name
-
-    def options(self) -> dict[str, Any]:
-        """What the response side needs, as plain (flow-metadata-safe) values."""
-        return {"tool_names": self.tool_names, "thinking": self.thinking, "input_tokens": self.input_tokens,
-                "client_model": self.client_model}
-
-
 # ---------------------------------------------------------------------------------------------
 # Request: model, effort, ids
 
@@ -522,7 +503,7 @@ def _text_format(body: dict[str, Any]) -> dict[str, Any] | None:
     return {"type": "json_schema", "name": "output", "schema": fmt["schema"], "strict": False}
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str | None = None, counting: bool = False) -> MessagesCall:
+def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str | None = None, counting: bool = False) -> codex_body.CodexCall:
     """Translate a Messages request body into a Codex Responses body.
 
     `session` (Claude Code's session header) keys the prompt cache; `counting` relaxes the rules
@@ -557,8 +538,10 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
         out["service_tier"] = "priority"
     out["prompt_cache_key"] = codex_body.derived_cache_key("messages", session or _session_of(body.get("metadata")), _opening(out["input"]))
     codex = codex_body.finalize(out)
-    return MessagesCall(codex, stream, resolved.model, resolved.effort, client_model=body["model"], thinking=thinking,
-                        input_tokens=estimate_tokens(codex), tool_names=short)
+    # `client_model` is echoed as the answer's `model` (Claude Code drops thinking of other models);
+    # `input_tokens` is the local estimate `message_start` reports; `tool_names` maps short upstream names back.
+    options = {"tool_names": short, "thinking": thinking, "input_tokens": estimate_tokens(codex), "client_model": body["model"]}
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -643,7 +626,7 @@ def estimate_tokens(codex: dict[str, Any]) -> int:
 
 def count_tokens(body: Any, settings: codex_body.Settings) -> int:
     """`POST /v1/messages/count_tokens`: a local estimate (method in the module docstring)."""
-    return request_to_codex(body, settings, counting=True).input_tokens
+    return request_to_codex(body, settings, counting=True).options["input_tokens"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import codex_body, errors
@@ -11,23 +10,6 @@ from .sse import DONE, SSEEvent, dumps, encode
 from .stream import CodexStream, Collector
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-
-
-@dataclass(slots=True)
-class ChatCall:
-    """A translated chat request: the Codex body plus what the answer's translation needs."""
-
-    body: dict[str, Any]
-    stream: bool
-    model: str
-    effort: str
-    include_usage: bool = False
-    reasoning: str = "reasoning_content"
-    tool_names: dict[str, str] = field(default_factory=dict)  # short upstream name -> client's name
-
-    def options(self) -> dict[str, Any]:
-        """What the response side needs, as plain (flow-metadata-safe) values."""
-        return {"include_usage": self.include_usage, "reasoning": self.reasoning, "tool_names": self.tool_names}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +213,7 @@ def _text_format(response_format: Any) -> dict[str, Any] | None:
     raise errors.bad_request("`response_format.type` must be text, json_object or json_schema", "response_format")
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings) -> ChatCall:
+def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.CodexCall:
     """Translate a Chat Completions request body into a Codex Responses body."""
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be a JSON object")
@@ -279,15 +261,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> ChatCall:
     key = body.get("prompt_cache_key")
     out["prompt_cache_key"] = key if isinstance(key, str) and key else codex_body.derived_cache_key("chat", out["input"][:2])
     stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
-    return ChatCall(
-        body=codex_body.finalize(out),
-        stream=stream,
-        model=resolved.model,
-        effort=resolved.effort,
-        include_usage=bool(stream_options.get("include_usage")),
-        reasoning=display,
-        tool_names=names,
-    )
+    options = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
+    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, options)
 
 
 # ---------------------------------------------------------------------------------------------

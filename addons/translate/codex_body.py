@@ -48,6 +48,17 @@ class Settings:
 
 
 @dataclass(slots=True)
+class CodexCall:
+    """A translated client request: the Codex body plus what translating the answer needs."""
+
+    body: dict[str, Any]
+    stream: bool  # the client wants a stream (the backend always streams)
+    model: str  # upstream slug
+    effort: str
+    options: dict[str, Any] = field(default_factory=dict)  # plain values for the route's stream translator and aggregator
+
+
+@dataclass(slots=True)
 class Resolved:
     model: str  # upstream slug
     effort: str

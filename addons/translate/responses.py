@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from . import codex_body, errors
 from .sse import SSEEvent, encode
 from .stream import TERMINAL_OK, CodexStream
-
-
-@dataclass(slots=True)
-class ResponsesCall:
-    body: dict[str, Any]
-    stream: bool
-    model: str
-    effort: str
 
 
 def _input_items(value: Any) -> list[Any]:
@@ -37,7 +28,7 @@ def _input_items(value: Any) -> list[Any]:
     return items
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings) -> ResponsesCall:
+def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.CodexCall:
     """Normalise a Responses request body for the Codex backend."""
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be a JSON object")
@@ -71,7 +62,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> ResponsesCall:
     key = body.get("prompt_cache_key")
     if not isinstance(key, str) or not key:
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
-    return ResponsesCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
+    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:

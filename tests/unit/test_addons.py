@@ -14,6 +14,7 @@ from addons.router import Router
 from addons.runtime import Runtime
 from tests.conftest import mint_account
 from tests.fakes.codex_backend import turn
+from tests.unit.hooks import run_hooks
 from tests.unit.test_chat_translate import wire
 
 
@@ -34,16 +35,7 @@ def chat_flow(body, host="api.openai.com", path="/v1/chat/completions"):
 
 
 async def run_request(runtime, f, extra=()):
-    chain = [Router(runtime), OpenAIApi(runtime), CodexUpstream(runtime), *extra, Guard()]
-    with taddons.context(*chain):
-        for addon in chain:
-            for hook in ("requestheaders", "request"):
-                fn = getattr(addon, hook, None)
-                if fn and not f.response:
-                    res = fn(f)
-                    if hasattr(res, "__await__"):
-                        await res
-    return f
+    return await run_hooks([Router(runtime), OpenAIApi(runtime), CodexUpstream(runtime), *extra, Guard()], f)
 
 
 async def test_chat_request_is_rewritten_onto_codex(runtime):

@@ -16,6 +16,7 @@ from addons.router import Router
 from addons.runtime import Runtime
 from addons.upstream_failures import FAILURE_HEADER
 from tests.conftest import mint_account
+from tests.unit.hooks import run_hooks
 
 KEY = "sk-amp-client"
 
@@ -46,16 +47,7 @@ def amp_flow(path: str, body=None, peer=("127.0.0.1", 5555), method=b"POST", hea
 
 
 async def run(runtime, f):
-    chain = [Router(runtime), Amp(runtime), OpenAIApi(runtime), CodexUpstream(runtime), Guard()]
-    with taddons.context(*chain):
-        for hook in ("requestheaders", "request"):
-            for addon in chain:
-                fn = getattr(addon, hook, None)
-                if fn and not f.response:
-                    res = fn(f)
-                    if hasattr(res, "__await__"):
-                        await res
-    return f
+    return await run_hooks([Router(runtime), Amp(runtime), OpenAIApi(runtime), CodexUpstream(runtime), Guard()], f)
 
 
 REMOTE = ("192.168.1.100", 40000)

@@ -127,8 +127,8 @@ def test_request_mapping_covers_system_content_tools_and_history():
     assert b["tool_choice"] == "auto" and b["parallel_tool_calls"] is True
     for gone in ("temperature", "top_k", "stop_sequences", "metadata", "context_management", "max_tokens", "messages", "system", "thinking"):
         assert gone not in b
-    assert b["prompt_cache_key"] and not call.stream and not call.thinking
-    assert call.options() == {"tool_names": {}, "thinking": False, "input_tokens": call.input_tokens, "client_model": "claude-sonnet-4-5"}
+    assert b["prompt_cache_key"] and not call.stream and not call.options["thinking"]
+    assert call.options == {"tool_names": {}, "thinking": False, "input_tokens": call.options["input_tokens"], "client_model": "claude-sonnet-4-5"}
 
 
 def test_tool_results_with_images_and_errors():
@@ -180,7 +180,7 @@ def test_thinking_picks_effort_and_summary(thinking, output_config, effort, summ
     call = translate(**extra)
     assert call.effort == effort and call.body["reasoning"]["effort"] == effort
     assert ("summary" in call.body["reasoning"]) is summary
-    assert call.thinking is (thinking is not None and thinking["type"] != "disabled")
+    assert call.options["thinking"] is (thinking is not None and thinking["type"] != "disabled")
 
 
 @pytest.mark.parametrize("model,upstream,effort", [
@@ -215,13 +215,13 @@ def test_long_tool_names_and_odd_ids_round_trip():
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu.01/ä", "content": "ok"}]},
     ])
     short = call.body["tools"][0]["name"]
-    assert len(short) <= 64 and call.tool_names == {short: name}
+    assert len(short) <= 64 and call.options["tool_names"] == {short: name}
     fc, out = call.body["input"][1], call.body["input"][2]
     assert fc["name"] == short and fc["call_id"] == out["call_id"] == "toolu_01__"
-    pairs = stream(turn().tool_call(short, {"a": 1}, call_id="call.x:1").events(), **call.options())
+    pairs = stream(turn().tool_call(short, {"a": 1}, call_id="call.x:1").events(), **call.options)
     start = next(d for n, d in pairs if n == "content_block_start")
     assert start["content_block"]["name"] == name and start["content_block"]["id"] == "call_x_1"
-    msg = A.message_from(collect(wire(turn().tool_call(short, {"a": 1}).events())), "gpt-5.5", **call.options())
+    msg = A.message_from(collect(wire(turn().tool_call(short, {"a": 1}).events())), "gpt-5.5", **call.options)
     assert msg["content"][0]["name"] == name
     assert A.safe_id("a" * 100) == A.safe_id("a" * 100) and len(A.safe_id("a" * 100)) == 64
 

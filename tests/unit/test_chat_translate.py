@@ -57,7 +57,7 @@ def test_request_mapping_covers_roles_tools_images_and_format():
     }
     call = chat.request_to_codex(body, S)
     b = call.body
-    assert call.stream and call.include_usage and call.model == "gpt-5.5" and call.effort == "high"
+    assert call.stream and call.options["include_usage"] and call.model == "gpt-5.5" and call.effort == "high"
     assert b["store"] is False and b["stream"] is True and b["instructions"] == ""
     assert b["include"] == ["reasoning.encrypted_content"]
     assert b["reasoning"] == {"effort": "high", "summary": "auto"}
@@ -95,8 +95,8 @@ def test_long_tool_names_round_trip():
     call = chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}],
                                   "tools": [{"type": "function", "function": {"name": name}}]}, S)
     short = call.body["tools"][0]["name"]
-    assert len(short) <= 64 and call.tool_names[short] == name
-    stream = chat.ChatStream("gpt-5.5", tool_names=call.tool_names)
+    assert len(short) <= 64 and call.options["tool_names"][short] == name
+    stream = chat.ChatStream("gpt-5.5", tool_names=call.options["tool_names"])
     out = run(stream, wire(turn().tool_call(short, {"a": 1}).events()))
     names = [tc["function"].get("name") for f in frames(out) if f != "[DONE]"
              for tc in json.loads(f)["choices"][0]["delta"].get("tool_calls", []) if json.loads(f)["choices"]]

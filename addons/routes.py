@@ -34,7 +34,7 @@ def is_intercepted_host(host: str | None) -> bool:
 
 
 #: Ampcode control-plane paths served (by proxying to the Amp upstream) on the base-URL listener.
-_AMP_PREFIXES = ("/api/", "/auth", "/threads", "/docs", "/settings", "/news.rss")
+_AMP_PREFIXES = ("/api/", "/actors/", "/auth", "/threads", "/docs", "/settings", "/news.rss")
 CODEX_PATH = "/backend-api/codex/responses"
 
 

@@ -6,6 +6,7 @@ Every proxy here has its own config (the session proxy's is never changed); ampc
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 
 import anthropic
@@ -13,7 +14,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.ampcode import TEXT, FakeAmpcode
+from tests.fakes.ampcode import TEXT, FakeAmpcode, ws_frame, ws_read
 from tests.fakes.codex_backend import sse, turn
 from tests.proxyproc import free_port, start_proxy
 
@@ -217,6 +218,37 @@ def test_browser_pages_are_proxied(client, ampcode, path, kind):
     r = client.get(path)
     assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
     assert ampcode.received[-1].path == path.split("?")[0]
+
+
+def open_socket(amp_proxy, mode: str) -> socket.socket:
+    """A raw connection to ampcode.com as Amp opens it: to the base URL, or through HTTPS_PROXY with TLS."""
+    if mode == "base_url":
+        return socket.create_connection(("127.0.0.1", amp_proxy.base_port), timeout=10)
+    sock = socket.create_connection(("127.0.0.1", amp_proxy.regular_port), timeout=10)
+    sock.sendall(b"CONNECT ampcode.com:443 HTTP/1.1\r\nHost: ampcode.com:443\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    return ssl.create_default_context(cafile=amp_proxy.ca).wrap_socket(sock, server_hostname="ampcode.com")
+
+
+def test_thread_actor_websocket_is_proxied(amp_proxy, mode, ampcode):
+    """The Amp CLI runs its agent loop over a WebSocket to /actors/…: it must reach the Amp upstream."""
+    sock = open_socket(amp_proxy, mode)
+    with sock:
+        sock.sendall(("GET /actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-key=T-1 HTTP/1.1\r\n"
+                      "Host: ampcode.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: rivet, rivet_encoding.bare\r\n"
+                      f"Authorization: Bearer {CLIENT_KEY}\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head  # the upstream's accept for that key
+        sock.sendall(ws_frame(0x1, b"hello actor", mask=True))
+        assert ws_read(sock) == (0x1, b"echo: hello actor")
+    got = ampcode.last("/actors/")
+    assert got.query == [("rvt-namespace", "default"), ("rvt-key", "T-1")]
+    assert got.headers["authorization"] == f"Bearer {AMP_KEY}" and got.headers["sec-websocket-protocol"] == "rivet, rivet_encoding.bare"
+    no_client_credentials(got.headers)
 
 
 def test_sse_management_stream(client, ampcode):

@@ -9,7 +9,8 @@ What it answers:
   the shapes the pinned Amp CLI accepts were found by probing it (getUserInfo, loadPlugins, loadSkills);
 - `POST /api/thread-actors` (Amp "Neo" thread creation): `{threadId, wsToken, ownerUserId, threadVersion}`;
   the CLI then opens a WebSocket to `/actors/gateway/threadActor/websocket/` (Rivet actor protocol),
-  which this fake does not speak;
+  which this fake accepts as a plain WebSocket that echoes text messages (`echo: <text>`); it does not
+  speak Rivet;
 - `POST /api/provider/anthropic/v1/messages`, `…/openai/v1/chat/completions`, `…/openai/v1/responses`,
   `…/google/…:generateContent`: a canned answer from "ampcode", as SSE when the body asks to stream;
 - `GET /api/test/sse`: a short event stream; `GET /api/test/hidden-gzip`: gzip bytes *without*
@@ -20,8 +21,12 @@ What it answers:
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -91,6 +96,49 @@ def responses_answer(model: str) -> tuple[str, bytes]:
         "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}]}).encode()
 
 
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def ws_frame(opcode: int, data: bytes, mask: bool = False) -> bytes:
+    """One final WebSocket frame (clients mask, servers do not)."""
+    head = bytes([0x80 | opcode])
+    n = len(data)
+    bit = 0x80 if mask else 0
+    head += bytes([bit | n]) if n < 126 else bytes([bit | 126]) + struct.pack("!H", n) if n < 65536 else bytes([bit | 127]) + struct.pack("!Q", n)
+    if not mask:
+        return head + data
+    key = b"\x01\x02\x03\x04"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+def ws_read(stream) -> tuple[int, bytes] | None:
+    """(opcode, payload) of the next frame from a file-like stream or socket, None at EOF."""
+    read = stream.read if hasattr(stream, "read") else lambda n: _recv_exact(stream, n)
+    head = read(2)
+    if len(head) < 2:
+        return None
+    n = head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", read(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", read(8))[0]
+    key = read(4) if head[1] & 0x80 else None
+    data = read(n)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return head[0] & 0x0F, data
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        piece = sock.recv(n - len(out))
+        if not piece:
+            break
+        out += piece
+    return out
+
+
 class FakeAmpcode:
     def __init__(self) -> None:
         self.received: list[AmpRequest] = []
@@ -111,6 +159,9 @@ class FakeAmpcode:
                 req = AmpRequest(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True), parts.query,
                                  {k.lower(): v for k, v in self.headers.items()}, body)
                 fake.received.append(req)
+                if self.headers.get("upgrade", "").lower() == "websocket" and req.path.startswith("/actors/"):
+                    self._websocket()
+                    return
                 status, ctype, payload, stream = fake.answer(req)
                 self.send_response(status)
                 self.send_header("content-type", ctype)
@@ -128,6 +179,25 @@ class FakeAmpcode:
                 self.send_header("content-length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _websocket(self) -> None:
+                accept = base64.b64encode(hashlib.sha1(self.headers["sec-websocket-key"].encode() + WS_GUID).digest()).decode()
+                self.send_response(101)
+                self.send_header("upgrade", "websocket")
+                self.send_header("connection", "Upgrade")
+                self.send_header("sec-websocket-accept", accept)
+                if protocols := self.headers.get("sec-websocket-protocol"):
+                    self.send_header("sec-websocket-protocol", protocols.split(",")[0].strip())
+                self.end_headers()
+                self.wfile.flush()
+                while (frame := ws_read(self.rfile)) is not None:
+                    opcode, data = frame
+                    if opcode == 0x8:  # close
+                        self.connection.sendall(ws_frame(0x8, data[:2]))
+                        break
+                    if opcode == 0x1:
+                        self.connection.sendall(ws_frame(0x1, b"echo: " + data))
+                self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 

@@ -90,8 +90,11 @@ class SSEParser:
         # id / retry / unknown fields carry nothing we use
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # built once: json.dumps with options builds one per call
+
+
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return _encode(obj).encode()
 
 
 def encode(data: Any, event: str | None = None) -> bytes:

@@ -16,6 +16,7 @@ from . import errors
 from .sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
+_decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
 
 TERMINAL_OK = ("response.completed", "response.incomplete")
 TERMINAL_FAIL = ("response.failed", "error")
@@ -145,7 +146,7 @@ class CodexStream:
             if ev.data == b"[DONE]":
                 return
             try:
-                parsed = json.loads(ev.data)
+                parsed = _decode(ev.data.decode())
             except ValueError:
                 logger.warning("cliproxy: ignoring an upstream event whose data is not JSON")
                 return
@@ -178,7 +179,7 @@ def collect(body: bytes) -> Collector:
         if ev is COMMENT or ev.data == b"[DONE]":
             continue
         try:
-            payload = json.loads(ev.data)
+            payload = _decode(ev.data.decode())
         except ValueError:
             continue
         if not isinstance(payload, dict):

@@ -88,8 +88,10 @@ def no_credential(runtime: Runtime, model: str) -> errors.ProxyError:
             "rate_limit_error", "model_cooldown", retry_after=seconds,
             extra={"model": model, "reset_seconds": seconds},
         )
+    parked = runtime.pool.count_parked(model)
+    why = f"{parked} account(s) need a new login (see `cliproxy accounts`)" if parked else "no account is logged in"
     return errors.ProxyError(
-        503, f"no ChatGPT account is available for model {model}: run `cliproxy login` "
+        503, f"no ChatGPT account is available for model {model}: {why}; run `cliproxy login` "
         f"(auth dir {runtime.config.auth_dir})", "server_error", "auth_unavailable",
     )
 
@@ -188,9 +190,12 @@ class CodexUpstream:
                     verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
                                     member.backoff.get(st["model"], 0) if member else 0)
                 if member is not None:
+                    if err.status == 401:  # refused even after a refresh (or an API key that is wrong)
+                        self.runtime.pool.park(member)
                     self.runtime.pool.failed(member, st["model"], verdict)
                     self.runtime.save_state(member, force=True)
                     logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, st["model"],
+                                   "; parked until it is logged in again" if member.parked else
                                    f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "")
                 if not verdict.failover:
                     raise err

@@ -27,12 +27,19 @@ SECRET_HEADERS = ("authorization", "x-api-key", "x-goog-api-key", "cookie", "pro
 _HINT_EVERY = 300.0
 
 
+_SECRET_NAMES = frozenset(n.encode() for n in SECRET_HEADERS)
+_REDACTED = "…(redacted)".encode()
+
+
+def _masked(value: bytes) -> bytes:
+    return value.split(b" ", 1)[0] + b" " + _REDACTED if b" " in value else _REDACTED
+
+
 def mask_headers(headers: http.Headers) -> None:
-    """Replace secret header values by a marker that keeps the scheme (`Bearer …`)."""
-    for name in SECRET_HEADERS:
-        values = headers.get_all(name)
-        if values:
-            headers.set_all(name, [v.split(" ", 1)[0] + " …(redacted)" if " " in v else "…(redacted)" for v in values])
+    """Replace secret header values by a marker that keeps the scheme (`Bearer …`); one pass over the fields."""
+    fields = headers.fields
+    if any(k.lower() in _SECRET_NAMES for k, _ in fields):
+        headers.fields = tuple((k, _masked(v)) if k.lower() in _SECRET_NAMES else (k, v) for k, v in fields)
 
 
 def comment(st: dict) -> str:

@@ -25,7 +25,6 @@ from .config import ApiKeyUpstream, Config
 logger = logging.getLogger(__name__)
 
 STATE_WRITE_INTERVAL = 2.0  # seconds between quota-state writes per account
-PARKED = 365 * 24 * 3600.0  # a dead login rests until a new login replaces its file
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ class Runtime:
                 members.append(Member(account.name, account.label, account, credential=fingerprint(account.refresh_token)))
         for n, up in enumerate(self.config.api_key_upstreams):
             models = frozenset(alias for _, alias in up.models) or None
-            members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up, models))
+            members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up, models, credential=fingerprint(up.api_key)))
         self.pool.replace(members)
         for m in self.pool.members:
             if isinstance(m.source, Account) and not m.quota:
@@ -119,7 +118,7 @@ class Runtime:
         """The member's account with a usable token, or None after parking the member.
 
         A failed refresh does not stop a token that has not expired yet: it is used until it runs out
-        or is refused (`force`). A dead login is parked until its file changes (a new login)."""
+        or is refused (`force`). A dead login is parked until its file holds a new login."""
         account: Account = member.source
         try:
             fresh = await self.refresher.ensure_fresh(account, force=force)
@@ -131,10 +130,13 @@ class Runtime:
                     logger.warning("cliproxy: refresh of %s failed (%s); using its current token until it expires", member.label, exc)
                 return account
             logger.warning("cliproxy: %s is unusable: %s", member.label, exc)
-            member.cooldown_until["*"] = time.time() + (PARKED if exc.permanent else 60)
+            if exc.permanent:
+                self.pool.park(member)
+            else:
+                member.cooldown_until["*"] = time.time() + 60
             return None
         self._refresh_warned.pop(member.key, None)
-        member.source = fresh
+        member.source, member.credential = fresh, fingerprint(fresh.refresh_token)  # our own refresh is not a new login
         return fresh
 
     # -- persisted per-account state (quota, cool-downs) --------------------------------------------
@@ -157,6 +159,7 @@ class Runtime:
         state = {
             "quota": member.quota,
             "cooldown_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)) if until > now else None,
+            "refused": member.parked,  # the backend refused even a refreshed token: needs a new login
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         }
         try:

@@ -7,7 +7,8 @@ Policy (codex-backend.md §8.2):
 - 429 `usage_limit_reached` → cool down until the reset the backend announced;
 - other 429 → exponential back-off (1 s, 2 s, 4 s … capped at 30 min);
 - 5xx, 408 → a short cool-down (5 s); an unreachable backend → failover only (not the account's fault);
-- 401 → the caller refreshes the token and retries once; if that fails the member is parked;
+- 401 → the caller refreshes the token and retries once; if that fails the member is parked until
+  it holds a new login (so is a member whose refresh token was refused);
 - 400/404/409/413/422 → the request's own fault: no cool-down, no failover;
 - success clears the model's state.
 """
@@ -22,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TRANSIENT_COOLDOWN = 5.0
-AUTH_COOLDOWN = 30 * 60.0
 FORBIDDEN_COOLDOWN = 30 * 60.0
 BACKOFF_CAP = 30 * 60.0
 SESSION_TTL = 3600.0
@@ -41,13 +41,14 @@ class Member:
     cooldown_until: dict[str, float] = field(default_factory=dict)  # model ("*" = all) -> unix time
     backoff: dict[str, int] = field(default_factory=dict)  # model -> consecutive 429s without reset info
     quota: dict[str, Any] = field(default_factory=dict)  # last quota headers seen, parsed
-    credential: str = ""  # fingerprint of the login it holds; a new login lifts a whole-member ("*") park
+    credential: str = ""  # fingerprint of the login (or key) it holds
+    parked: bool = False  # its login is dead (refused by the backend or the issuer) until `credential` changes
 
     def serves(self, model: str) -> bool:
         return self.models is None or model in self.models
 
     def available(self, model: str, now: float) -> bool:
-        return self.cooldown_until.get(model, 0) <= now and self.cooldown_until.get("*", 0) <= now
+        return not self.parked and self.cooldown_until.get(model, 0) <= now and self.cooldown_until.get("*", 0) <= now
 
     def wait(self, model: str, now: float) -> float:
         return max(self.cooldown_until.get(model, 0), self.cooldown_until.get("*", 0)) - now
@@ -72,7 +73,7 @@ def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level
             return Verdict(True, 3600.0)
         return Verdict(True, min(BACKOFF_CAP, float(2**backoff_level)))
     if status == 401:
-        return Verdict(True, AUTH_COOLDOWN)
+        return Verdict(True, None)  # the caller parks the member (`Pool.park`)
     if status in (402, 403):
         return Verdict(True, FORBIDDEN_COOLDOWN)
     return Verdict(True, TRANSIENT_COOLDOWN)
@@ -95,8 +96,7 @@ class Pool:
             if m.key in old:
                 was = old[m.key]
                 m.cooldown_until, m.backoff, m.quota = was.cooldown_until, was.backoff, was.quota
-                if was.credential != m.credential:
-                    m.cooldown_until.pop("*", None)
+                m.parked = was.parked and was.credential == m.credential  # a new login starts afresh
             fresh.append(m)
         self.members = sorted(fresh, key=lambda m: m.key)
 
@@ -122,7 +122,7 @@ class Pool:
     def soonest(self, model: str, now: float | None = None) -> float | None:
         """Seconds until some member serving `model` is usable again, or None when none serves it."""
         now = time.time() if now is None else now
-        waits = [m.wait(model, now) for m in self.members if m.serves(model)]
+        waits = [m.wait(model, now) for m in self.members if m.serves(model) and not m.parked]
         return max(0.0, min(waits)) if waits else None
 
     # -- outcomes -----------------------------------------------------------------------------------
@@ -139,6 +139,14 @@ class Pool:
         key = scope or model
         member.cooldown_until[key] = max(member.cooldown_until.get(key, 0), now + verdict.cooldown)
         member.backoff[model] = member.backoff.get(model, 0) + 1
+
+    def park(self, member: Member) -> None:
+        """Take a member out until its login changes (a new account file, a new key)."""
+        member.parked = True
+
+    def count_parked(self, model: str) -> int:
+        """How many members serving `model` wait for a new login."""
+        return sum(1 for m in self.members if m.serves(model) and m.parked)
 
     # -- sticky sessions ----------------------------------------------------------------------------
     def _bound(self, session: str | None, now: float) -> str | None:

@@ -50,6 +50,8 @@ def display_state(account: Account, state: dict[str, Any], at: datetime) -> str:
     base = account.state(at)
     if base != "ok":
         return base
+    if state.get("refused") is True:
+        return "needs-login (token refused)"
     until = parse_time(state.get("cooldown_until"))
     if until is not None and until > at:
         return f"cooling down ({humanize(until - at)})"

@@ -2,13 +2,18 @@
 one auth dir, and account files added, changed and removed while it runs."""
 
 import asyncio
+import io
 import json
 import os
+import time
 
 import httpx
 import openai
 import pytest
+from rich.console import Console
 
+from auth.quota import read_state
+from scripts import cli
 from tests.fakes.codex_backend import default_responder, unauthorized
 from tests.fakes.oauth_server import FakeOAuthServer
 from tests.proxyproc import start_proxy
@@ -40,6 +45,12 @@ def proxies(tmp_path, backend_server):
 def chat(proxy, text="hi"):
     c = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key="x", max_retries=0)
     return c.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": text}])
+
+
+def accounts_output(auth_dir) -> str:
+    console = Console(width=200, file=io.StringIO())
+    assert cli.main(["--auth-dir", str(auth_dir), "accounts"], console=console) == 0
+    return console.file.getvalue()
 
 
 def tokens_sent(backend):
@@ -77,13 +88,23 @@ def test_401_refreshes_once_and_retries_once(tmp_path, oauth, proxies, backend):
 
 
 def test_401_after_a_refresh_is_not_retried_in_a_loop(tmp_path, oauth, proxies, backend):
-    oauth.make_account(tmp_path / "auth", email="a@example.com")
+    path = oauth.make_account(tmp_path / "auth", email="a@example.com")
     backend.responder = lambda req: unauthorized()
     proxy = proxies(oauth.url)
     with pytest.raises(openai.AuthenticationError) as e:
         chat(proxy)
     assert e.value.status_code == 401 and e.value.body["type"] == "authentication_error"
     assert oauth.refresh_count() == 1 and len(backend.received) == 2  # one refresh, one retry, then the error
+    assert "cliproxy login" in e.value.message
+    with pytest.raises(openai.APIStatusError) as e:
+        chat(proxy, "again")
+    assert e.value.status_code == 503 and "need a new login" in e.value.message  # parked, not hammered
+    time.sleep(1.5)  # the proxy re-reads the auth dir (the refresh rewrote the file): still parked
+    with pytest.raises(openai.APIStatusError):
+        chat(proxy, "and again")
+    assert len(backend.received) == 2 and oauth.refresh_count() == 1
+    assert read_state(tmp_path / "auth", path.name)["refused"] is True
+    assert "token refused" in accounts_output(tmp_path / "auth")
 
 
 def test_two_proxies_100_concurrent_requests_on_an_expired_token_refresh_once(tmp_path, oauth, proxies, backend):
@@ -133,3 +154,27 @@ def test_account_files_are_picked_up_removed_and_replaced_while_running(tmp_path
     with pytest.raises(openai.APIStatusError) as e:
         chat(proxy)
     assert e.value.status_code == 503
+
+
+def test_dead_login_serves_until_its_token_runs_out_then_a_new_login_takes_over(tmp_path, oauth, proxies, backend):
+    path = oauth.make_account(tmp_path / "auth", email="a@example.com", expires_in=120, age=10 * DAY - 120, name="a.json")
+    old_access, old_refresh = file_tokens(path)
+    oauth.revoke(old_refresh)  # e.g. the password was changed: refreshing is over for this login
+    proxy = proxies(oauth.url)
+    chat(proxy)  # the refresh fails for good, but the current token still works for two minutes
+    assert tokens_sent(backend) == [old_access] and json.loads(path.read_text())["cliproxy_status"]["state"] == "needs-login"
+    chat(proxy, "again")
+    assert len(oauth.refresh_requests()) == 1  # a dead login is not retried
+    assert proxy.log.count("using its current token until it expires") == 1
+
+    backend.responder = lambda req: unauthorized() if req.headers["authorization"] == f"Bearer {old_access}" else default_responder(req)
+    with pytest.raises(openai.AuthenticationError) as e:
+        chat(proxy, "refused now")
+    assert "cliproxy login" in e.value.message
+
+    mark = len(proxy.lines)
+    tmp = oauth.make_account(tmp_path, email="a@example.com", name="relogin.json")  # `cliproxy login` again
+    tmp.replace(path)
+    proxy.wait_log("account(s) in the pool", start=mark)
+    assert chat(proxy, "back").choices[0].message.content == "You said: back"
+    assert tokens_sent(backend)[-1] == file_tokens(path)[0] != old_access

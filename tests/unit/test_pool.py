@@ -56,6 +56,19 @@ def test_replace_keeps_state_of_members_that_stay():
     assert keys(p.candidates("gpt", now=1)) == ["m9"]
 
 
+def test_a_new_login_lifts_a_park_but_not_usage_limits():
+    p = Pool()
+    p.replace([Member("a", "a", None, credential="old"), Member("b", "b", None, credential="b")])
+    p.park(p.get("a"))  # the login died
+    p.failed(p.get("a"), "gpt", Verdict(True, 60), now=0)  # and the account hit its limit
+    p.park(p.get("b"))
+    p.replace([Member("a", "a", None, credential="old"), Member("b", "b", None, credential="b")])
+    assert keys(p.candidates("other", now=100)) == []  # same files, same dead logins
+    assert p.soonest("other", now=100) is None and p.count_parked("other") == 2  # waiting will not help
+    p.replace([Member("a", "a", None, credential="new"), Member("b", "b", None, credential="b")])
+    assert keys(p.candidates("other", now=1)) == ["a"] and keys(p.candidates("gpt", now=1)) == []
+
+
 def test_members_serve_only_their_models():
     p = Pool()
     p.replace([Member("k", "k", None, frozenset({"alias"})), Member("a", "a", None)])
@@ -71,4 +84,4 @@ def test_judge_policy():
     assert judge(400, None, False, 0) == Verdict(False, None)
     assert judge(404, None, False, 0).failover is False
     assert judge(503, None, False, 0).failover is True
-    assert judge(401, None, False, 0).cooldown == 1800
+    assert judge(401, None, False, 0) == Verdict(True, None)  # the caller parks the member

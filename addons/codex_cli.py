@@ -2,7 +2,8 @@
 
 Opt-in with `codex-cli-pooling: true`. The CLI's own ChatGPT token is then swapped for a pool
 account (with the pool's failover); its body is already in the backend's format and passes through
-unchanged. Without the switch, the CLI's requests go to chatgpt.com untouched.
+unchanged. Its WebSocket transport is refused with a 426, on which the CLI switches to HTTP at once.
+Without the switch, the CLI's requests go to chatgpt.com untouched.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from mitmproxy import http
 
 from .flowstate import guarded, read_json, set_codex_body, state
+from .router import websocket_refused
 from .runtime import Runtime
 from .translate import errors
 from .translate.codex_body import CodexCall
@@ -24,11 +26,13 @@ class CodexCliPooling:
     @guarded
     def request(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is None or flow.response or st["route"] != "codex":
+        if st is None or flow.response or st["route"] not in ("codex", "codex_websocket"):
             return
         if not self.runtime.config.codex_cli_pooling:
             st["passthrough"] = True
             return
+        if st["route"] == "codex_websocket":
+            raise websocket_refused()  # a WebSocket turn would reach chatgpt.com with the CLI's own account
         body = read_json(flow)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise errors.bad_request("the Codex request needs a JSON object with a `model`", "model")

@@ -28,6 +28,13 @@ def anthropic_model(model_id: str) -> dict:
     return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}
 
 
+def websocket_refused() -> errors.ProxyError:
+    """The answer to a Responses WebSocket upgrade: 426 makes the Codex CLI switch to HTTP at once
+    (other statuses cost it seven retries, several seconds)."""
+    return errors.ProxyError(426, "cliproxy serves the Responses API over HTTP: send POST /v1/responses (the WebSocket transport is not supported)",
+                             "invalid_request_error", "websocket_not_supported")
+
+
 class Router:
     name = "cliproxy_router"
 
@@ -43,6 +50,7 @@ class Router:
             req.pretty_host, req.path, req.method,
             reverse_listener=is_base_url_listener(flow.client_conn.proxy_mode),
             anthropic_client="anthropic-version" in req.headers,
+            websocket=req.headers.get("upgrade", "").lower() == "websocket",
         )
         if route is None:
             return
@@ -73,6 +81,8 @@ class Router:
             flow.response = http.Response.make(200, b"", {"content-type": "text/plain"})
         elif route == "method_not_allowed":
             raise errors.ProxyError(405, f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}", "invalid_request_error", "method_not_allowed")
+        elif route == "websocket_refused":
+            raise websocket_refused()
         elif route == "not_found":
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
 

@@ -42,13 +42,15 @@ def _is_amp_path(path: str) -> bool:
     return path == "/api" or any(path == p.rstrip("/") or path.startswith(p if p.endswith("/") else p + "/") or path.startswith(p + ".") for p in _AMP_PREFIXES)
 
 
-def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthropic_client: bool) -> Route | None:
-    """The route of a request, or None when cliproxy leaves it alone."""
+def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthropic_client: bool, websocket: bool = False) -> Route | None:
+    """The route of a request, or None when cliproxy leaves it alone. `websocket`: a WebSocket upgrade."""
     host = host.lower().rstrip(".")
     path = path.split("?", 1)[0].rstrip("/") or "/"
     if not reverse_listener:
         if host == "chatgpt.com":
-            return Route("codex", "openai") if path == CODEX_PATH and method == "POST" else None
+            if path == CODEX_PATH and (method == "POST" or websocket):
+                return Route("codex" if method == "POST" else "codex_websocket", "openai")
+            return None
         if host not in INTERCEPTED_HOSTS:
             return None
     if path.startswith("/api/provider/"):
@@ -66,6 +68,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         return Route("model", fmt, path[len("/v1/models/"):])
     if name and name != "models" and method == "POST":
         return Route(name, fmt)
+    if name == "responses" and websocket:
+        return Route("websocket_refused", fmt)
     if name:
         return Route("method_not_allowed", fmt)
     if path == "/" and method == "HEAD":

@@ -26,6 +26,7 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.replies.clear()
     backend_server.received.clear()
     backend_server.responder = default_responder
+    backend_server.pages.clear()
     return backend_server
 
 

@@ -1,20 +1,28 @@
 """Pooling for the official Codex CLI: its own ChatGPT token, sent to chatgpt.com through HTTPS_PROXY,
 is swapped for a pool account when `codex-cli-pooling` is on.
 
-The request is made by httpx exactly as Codex CLI 0.169 sends it (headers and body keys observed in
-clients.md §5.2). The real CLI cannot be used offline here: in ChatGPT mode it first runs a
-"workspace routing discovery" against chatgpt.com/backend-api/wham/accounts/check and refuses to
-start a turn without a real answer from that endpoint.
+The real CLI runs against a fake chatgpt.com: `tests/fakes/chatgpt_dns.py` sends the chatgpt.com
+paths cliproxy leaves alone (workspace discovery, which the CLI needs before a turn; model list;
+plugins) to the fake backend. The other tests make the CLI's request with httpx, exactly as Codex
+CLI 0.169 sends it (headers and body keys observed in clients.md §5.2).
 """
 
+import json
 import ssl
+import subprocess
+import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ACCOUNT_ID
-from tests.fakes.codex_backend import sse, turn
+from tests.fakes.accounts import mint_account
+from tests.fakes.codex_backend import PATH, JSONReply, sse, turn, workspace_discovery
+from tests.npmtools import npm_tool
 from tests.proxyproc import start_proxy
+
+CHATGPT_DNS = Path(__file__).resolve().parents[1] / "fakes" / "chatgpt_dns.py"
 
 OWN_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJjbGkiOiJvd24ifQ.c2lnbmF0dXJl"
 BODY = {
@@ -36,9 +44,9 @@ def cli_client(proxy):
 def start(tmp_path, proxy_home, backend_server):
     started = []
 
-    def run(pooling: bool):
+    def run(pooling: bool, *extra: str, env: dict | None = None):
         p = start_proxy(tmp_path / f"p{len(started)}", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                                          "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling})
+                                                          "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling}, *extra, env=env)
         started.append(p)
         return p
 
@@ -68,3 +76,36 @@ def test_without_the_switch_chatgpt_traffic_is_left_alone(start, backend):
         r = c.post("https://chatgpt.com/backend-api/codex/responses", json=BODY, headers=HEADERS)
     # forwarded untouched to the real chatgpt.com, which this sandbox cannot reach
     assert r.status_code == 502 and backend.received == []
+
+
+def codex_login(codex_home: Path) -> str:
+    """A Codex CLI ChatGPT login of its own (`~/.codex/auth.json`); returns its access token."""
+    own = json.loads(mint_account(codex_home / "minted", "own@example.com", "acct-cli-own").read_text())
+    tokens = {k: own[k] for k in ("id_token", "access_token", "refresh_token")} | {"account_id": "acct-cli-own"}
+    (codex_home / "auth.json").write_text(json.dumps({"OPENAI_API_KEY": None, "tokens": tokens,
+                                                      "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    return own["access_token"]
+
+
+def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path):
+    codex = npm_tool("@openai/codex", "codex")
+    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"})
+    backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
+                     "/backend-api/codex/models": JSONReply(200, {"models": []})}
+    backend.replies.append(sse(turn().text("Pooled hello.").events()))
+    own_token = codex_login(tmp_path / "codex")
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5", "Say hello"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
+             "HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Pooled hello."]
+    turns = [r for r in backend.received if r.path == PATH]
+    assert [r.method for r in turns] == ["POST"]  # its WebSocket try was refused with 426, so the turn came over HTTP
+    assert turns[0].headers["chatgpt-account-id"] == ACCOUNT_ID and own_token not in turns[0].headers["authorization"]
+    assert ("GET", "/backend-api/wham/accounts/check") in [(r.method, r.path) for r in backend.received]  # its own calls still work
+    assert time.monotonic() - started < 30  # no WebSocket retry loop before the fallback
+    assert own_token not in proxy.log

@@ -82,6 +82,13 @@ def unauthorized() -> JSONReply:
                                      "type": "invalid_request_error", "code": "token_invalidated", "param": None}, "status": 401})
 
 
+def workspace_discovery(account_id: str) -> JSONReply:
+    """`GET /backend-api/wham/accounts/check` as the Codex CLI needs it before a turn in ChatGPT mode."""
+    return JSONReply(200, {"accounts": [{"id": account_id, "structure": "personal", "workspace_backend_origin": "NO_CONSTRAINT",
+                                         "account_routing_override": "NO_CONSTRAINT"}],
+                           "account_ordering": [account_id], "default_account_id": account_id})
+
+
 def detail(status: int, message: str) -> JSONReply:
     return JSONReply(status, {"detail": message})
 
@@ -257,6 +264,7 @@ class CodexBackend:
         self.replies: list[Reply] = []  # answered first, in order, before the responder
         self.received: list[Received] = []
         self.disconnects = 0  # streams whose client went away before the end
+        self.pages: dict[str, JSONReply] = {}  # other chatgpt.com paths (no query) -> answer; else 404
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-codex")
         self._server: asyncio.AbstractServer | None = None
@@ -303,7 +311,7 @@ class CodexBackend:
                     return
                 self.received.append(req)
                 if req.method != "POST" or req.path.split("?")[0] != PATH:
-                    await _write_json(writer, JSONReply(404, {"detail": "Not Found"}))
+                    await _write_json(writer, self.pages.get(req.path.split("?")[0], JSONReply(404, {"detail": "Not Found"})))
                     continue
                 reply = self._next_reply(req)
                 if isinstance(reply, JSONReply):

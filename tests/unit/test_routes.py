@@ -36,3 +36,15 @@ def test_claimed(host, path, method, reverse, anthropic, expected):
 ])
 def test_left_alone(host, path):
     assert classify(host, path, "POST", reverse_listener=False, anthropic_client=False) is None
+
+
+@pytest.mark.parametrize("host,path,reverse,expected", [
+    ("cliproxy.invalid", "/v1/responses", True, "websocket_refused"),  # Codex's built-in provider tries this first
+    ("api.openai.com", "/v1/responses", False, "websocket_refused"),
+    ("chatgpt.com", "/backend-api/codex/responses", False, "codex_websocket"),  # refused only when pooling
+    ("cliproxy.invalid", "/actors/gateway/threadActor/websocket/", True, "amp_proxy"),  # Amp's threads go upstream
+])
+def test_websocket_upgrades(host, path, reverse, expected):
+    assert classify(host, path, "GET", reverse_listener=reverse, anthropic_client=False, websocket=True).name == expected
+    if host == "chatgpt.com":
+        assert classify(host, path, "GET", reverse_listener=reverse, anthropic_client=False) is None

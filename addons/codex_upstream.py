@@ -100,8 +100,9 @@ def refused(err: errors.ProxyError) -> errors.ProxyError:
     """A 401 of the backend is about a pool account, not the client's key: say so."""
     if err.status != 401:
         return err
-    return errors.ProxyError(401, f"ChatGPT refused the pool account's token even after a refresh; run `cliproxy login` "
-                             f"for that account (upstream said: {err.message})", "authentication_error", "account_unauthorized")
+    return errors.ProxyError(401, f"the upstream refused the pool's credential even after a token refresh; run `cliproxy login` "
+                             f"for that account, or fix its codex-api-key (upstream said: {err.message})", "authentication_error",
+                             "account_unauthorized")
 
 
 class CodexUpstream:

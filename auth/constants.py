@@ -8,6 +8,7 @@ DEFAULT_AUTH_DIR = "~/.cli-proxy-api"
 
 AUTHORIZE_PATH = "/oauth/authorize"
 TOKEN_PATH = "/oauth/token"
+REVOKE_PATH = "/oauth/revoke"
 DEVICE_USERCODE_PATH = "/api/accounts/deviceauth/usercode"
 DEVICE_TOKEN_PATH = "/api/accounts/deviceauth/token"
 DEVICE_PAGE_PATH = "/codex/device"

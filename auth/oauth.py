@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from .constants import AUTHORIZE_PATH, AUTHORIZE_SCOPE, CLIENT_ID, TOKEN_PATH, endpoint
+from .constants import AUTHORIZE_PATH, AUTHORIZE_SCOPE, CLIENT_ID, REVOKE_PATH, TOKEN_PATH, endpoint
 from .http import sync_client
 
 
@@ -124,6 +124,27 @@ def response_json(response: httpx.Response) -> Any:
         return response.json()
     except (ValueError, json.JSONDecodeError):
         return None
+
+
+def revoke(issuer: str, refresh_token: str, access_token: str = "", *, client: httpx.Client | None = None) -> str | None:
+    """Best-effort revocation of a login at the issuer, as the Codex CLI does on logout (auth-details §4.6):
+    the refresh token (with the client id), else the access token. Returns why it failed, or None."""
+    if refresh_token:
+        body = {"token": refresh_token, "token_type_hint": "refresh_token", "client_id": CLIENT_ID}
+    elif access_token:
+        body = {"token": access_token, "token_type_hint": "access_token"}
+    else:
+        return "no token to revoke"
+    own = client is None
+    http = client or sync_client(timeout=10)
+    try:
+        response = http.post(endpoint(issuer, REVOKE_PATH), json=body)
+    except httpx.HTTPError as exc:
+        return f"cannot reach the issuer: {type(exc).__name__}"
+    finally:
+        if own:
+            http.close()
+    return None if response.status_code < 300 else f"the issuer answered HTTP {response.status_code}"
 
 
 def exchange_code(issuer: str, code: str, redirect_uri: str, code_verifier: str, *, client: httpx.Client | None = None) -> TokenResponse:

@@ -4,7 +4,7 @@
     cliproxy import-codex [PATH]
     cliproxy accounts
     cliproxy refresh [ACCOUNT | --all]
-    cliproxy logout ACCOUNT
+    cliproxy logout ACCOUNT [--keep-login]
     cliproxy env
 
 Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
@@ -33,10 +33,10 @@ from auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR, DEFAULT_ISSUER
 from auth.device import DeviceCode, device_login
 from auth.locking import LockTimeout, account_lock_sync, lock_path
 from auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
-from auth.oauth import LoginError
+from auth.oauth import LoginError, revoke
 from auth.quota import state_path
 from auth.refresh import RefreshError, TokenRefresher, refresh_sync
-from auth.store import Account, AccountFileError, load_accounts
+from auth.store import Account, AccountFileError, load_account, load_accounts
 from auth.timeutil import relative
 
 from .accounts_view import accounts_table
@@ -206,11 +206,18 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) 
 def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     account = find_account(settings.auth_dir, args.account)
     with account_lock_sync(account.path, timeout=60):
+        current = load_account(account.path)  # the tokens as they are now, not as listed before the lock
         account.path.unlink(missing_ok=True)
         state_path(settings.auth_dir, account.name).unlink(missing_ok=True)
     lock_path(account.path).unlink(missing_ok=True)
     console.print(f"[green]✓[/] Removed {escape(account.label)} ({escape(str(account.path))}). "
                   "A running proxy stops using it within seconds.")
+    if not args.keep_login:
+        problem = revoke(settings.issuer, current.refresh_token, current.access_token)
+        if problem:
+            console.print(f"[yellow]![/] The login could not be revoked at the issuer ({escape(problem)}); it ends when its tokens expire.")
+        else:
+            console.print("Signed out at the issuer too (tokens revoked).")
     return 0
 
 
@@ -256,8 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--all", action="store_true", help="refresh every account")
     ref.set_defaults(func=cmd_refresh)
 
-    out = sub.add_parser("logout", parents=[common], help="remove an account file")
+    out = sub.add_parser("logout", parents=[common], help="remove an account file and revoke its login")
     out.add_argument("account", metavar="ACCOUNT", help="file name, file stem or email")
+    out.add_argument("--keep-login", action="store_true",
+                     help="only remove the file; do not revoke the tokens (e.g. when another program still uses this login)")
     out.set_defaults(func=cmd_logout)
 
     env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")

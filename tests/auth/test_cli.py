@@ -16,7 +16,7 @@ from rich.console import Console
 from auth.quota import write_state
 from auth.store import STATUS_KEY, load_account, status_record
 from scripts import cli
-from tests.fakes.oauth_server import FakeOAuthServer, Identity, browse
+from tests.fakes.oauth_server import CLIENT_ID, FakeOAuthServer, Identity, browse
 
 DAY = 86400
 CLIPROXY = Path(sys.executable).parent / "cliproxy"
@@ -157,6 +157,26 @@ def test_logout(populated):
     assert not (populated / ".cliproxy-state" / path.name).exists()
     code, out = run("logout", "ok@example.com", "--auth-dir", str(populated))
     assert code == 1 and "no account" in out
+
+
+def test_logout_revokes_the_login_unless_kept(populated, srv):
+    token = json.loads((populated / "codex-ok@example.com-plus.json").read_text())["refresh_token"]
+    code, out = run("logout", "ok@example.com", "--auth-dir", str(populated))
+    assert code == 0 and "revoked" in out
+    sent = srv.requests_to("/oauth/revoke")[-1]
+    assert sent.form == {"token": token, "token_type_hint": "refresh_token", "client_id": CLIENT_ID} and sent.status == 200
+    assert srv.lineages[srv.refresh_tokens[token]].revoked  # the login is over at the issuer too
+    assert_clean(out, populated, token)
+
+    kept = json.loads((populated / "codex-cool@example.com-pro.json").read_text())["refresh_token"]
+    code, out = run("logout", "cool@example.com", "--keep-login", "--auth-dir", str(populated))
+    assert code == 0 and len(srv.requests_to("/oauth/revoke")) == 1 and not srv.lineages[srv.refresh_tokens[kept]].revoked
+
+
+def test_logout_when_the_issuer_is_unreachable(populated, tmp_path):
+    (tmp_path / "config.yaml").write_text("oauth-issuer: http://127.0.0.1:9\n")
+    code, out = run("logout", "ok@example.com", "--auth-dir", str(populated))
+    assert code == 0 and "Removed ok@example.com" in out and "could not be revoked" in out
 
 
 def test_login_device(srv, tmp_path):

@@ -266,6 +266,8 @@ class FakeOAuthServer:
             return self._authorize(req)
         if req.method == "POST" and req.path == "/oauth/token":
             return self._token(req)
+        if req.method == "POST" and req.path == "/oauth/revoke":
+            return self._revoke(req)
         if req.method == "POST" and req.path == "/api/accounts/deviceauth/usercode":
             return self._usercode(req)
         if req.method == "POST" and req.path == "/api/accounts/deviceauth/token":
@@ -350,6 +352,18 @@ class FakeOAuthServer:
                 return 401, {}, REUSED_BODY
             lineage.refreshes += 1
             return 200, {}, self.issue(lineage.identity, lineage=lineage_id)
+
+    def _revoke(self, req: Recorded) -> tuple[int, dict[str, str], Any]:
+        """RFC 7009-style: 200 whether or not the token was known; a known refresh token ends its login."""
+        with self._lock:
+            token, hint = req.form.get("token", ""), req.form.get("token_type_hint")
+            if not token or hint not in ("refresh_token", "access_token"):
+                return 400, {}, {"error": "invalid_request"}
+            if hint == "refresh_token" and req.form.get("client_id") != CLIENT_ID:
+                return 400, {}, {"error": "invalid_client"}
+            if hint == "refresh_token" and token in self.refresh_tokens:
+                self.lineages[self.refresh_tokens[token]].revoked = True
+            return 200, {}, {}
 
     def _usercode(self, req: Recorded) -> tuple[int, dict[str, str], Any]:
         if req.form.get("client_id") != CLIENT_ID:

@@ -11,7 +11,7 @@
 
 `AmpAnswers` (after CodexUpstream and FlowNotes) fixes up locally served answers for Amp (amp.md §5.3)
 and notes on each flow which way it went. Settings are read from the runtime at request time, so
-config edits apply without a restart. The pure logic lives in `amp_settings`.
+config edits apply without a restart. The pure logic lives in `amp_settings` and `amp_wire`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from typing import Any
 from mitmproxy import http
 
 from . import access
-from .amp_settings import (
+from .amp_settings import Decision, decide
+from .amp_wire import (
     LOCAL_KINDS,
-    Decision,
     ResponseRewriter,
     SSERewriter,
-    decide,
     forwarded_query,
     join_url,
     provider_kind,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from addons import amp_settings as amp
+from addons import amp_wire as amp
 
 # -- request side -------------------------------------------------------------------------------
 

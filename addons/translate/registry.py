@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import chat, errors, responses
+from . import anthropic_stream, chat, errors, responses
 from .stream import CodexStream, Collector, disconnected_error
 
 
@@ -15,9 +15,7 @@ def stream_translator(route: str, model: str, options: dict[str, Any]) -> CodexS
     if route in ("responses", "codex"):
         return responses.ResponsesStream()
     if route == "messages":
-        from . import anthropic
-
-        return anthropic.MessagesStream(model, **options)
+        return anthropic_stream.MessagesStream(model, **options)
     raise ValueError(f"no stream translator for route {route!r}")
 
 
@@ -35,7 +33,5 @@ def aggregate(route: str, collector: Collector, model: str, options: dict[str, A
     if route in ("responses", "codex"):
         return collector.final_response()
     if route == "messages":
-        from . import anthropic
-
-        return anthropic.message_from(collector, model, **options)
+        return anthropic_stream.message_from(collector, model, **options)
     raise errors.ProxyError(500, f"no aggregator for route {route!r}")

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from addons import config as configfile
 from addons.translate import anthropic as A
+from addons.translate import anthropic_stream as AS
 from addons.translate import errors
 from addons.translate.codex_body import Settings
 from addons.translate.stream import collect, disconnected_error
@@ -71,7 +72,7 @@ def assert_sequential_blocks(pairs):
 
 
 def stream(events_, **options):
-    return events(run(A.MessagesStream("gpt-5.5", **options), wire(events_)))
+    return events(run(AS.MessagesStream("gpt-5.5", **options), wire(events_)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_long_tool_names_and_odd_ids_round_trip():
     pairs = stream(turn().tool_call(short, {"a": 1}, call_id="call.x:1").events(), **call.options)
     start = next(d for n, d in pairs if n == "content_block_start")
     assert start["content_block"]["name"] == name and start["content_block"]["id"] == "call_x_1"
-    msg = A.message_from(collect(wire(turn().tool_call(short, {"a": 1}).events())), "gpt-5.5", **call.options)
+    msg = AS.message_from(collect(wire(turn().tool_call(short, {"a": 1}).events())), "gpt-5.5", **call.options)
     assert msg["content"][0]["name"] == name
     assert A.safe_id("a" * 100) == A.safe_id("a" * 100) and len(A.safe_id("a" * 100)) == 64
 
@@ -294,7 +295,7 @@ def test_stream_is_valid_anthropic_events_and_matches_aggregation():
     # block indices are consecutive and blocks never interleave
     assert_sequential_blocks(pairs)
     # the non-stream answer has the same content
-    body = A.message_from(collect(wire(TOOL_TURN)), "gpt-5.5", client_model="claude-opus-4-8")
+    body = AS.message_from(collect(wire(TOOL_TURN)), "gpt-5.5", client_model="claude-opus-4-8")
     assert Message.model_validate(body).model == "claude-opus-4-8"
     assert body["content"] == [b.model_dump(exclude_none=True) for b in msg.content]
     assert body["stop_reason"] == "tool_use" and body["usage"]["cache_read_input_tokens"] == 8
@@ -304,8 +305,8 @@ def test_stream_is_valid_anthropic_events_and_matches_aggregation():
 @given(st.lists(st.integers(min_value=1, max_value=len(wire(TOOL_TURN, crlf=True)) - 1), max_size=60), st.booleans())
 def test_random_chunking_yields_identical_client_output(cuts, crlf):
     data = wire(TOOL_TURN, crlf=crlf)
-    reference = b"".join(run(A.MessagesStream("gpt-5.5"), wire(TOOL_TURN)))
-    assert b"".join(run(A.MessagesStream("gpt-5.5"), data, cuts)) == reference
+    reference = b"".join(run(AS.MessagesStream("gpt-5.5"), wire(TOOL_TURN)))
+    assert b"".join(run(AS.MessagesStream("gpt-5.5"), data, cuts)) == reference
 
 
 def test_interleaved_upstream_items_come_out_one_block_at_a_time():
@@ -337,7 +338,7 @@ def test_thinking_blocks_only_when_asked_and_signature_only_without_summary():
     assert "secret plan" not in json.dumps(hidden)
     bare = sdk_message(stream(turn().reasoning().text("Hi").events(), thinking=True))
     assert [(b.type, getattr(b, "thinking", None), getattr(b, "signature", None)) for b in bare.content[:1]] == [("thinking", "", SIG)]
-    body = A.message_from(collect(wire(turn().reasoning("plan").text("Hi").events())), "gpt-5.5", thinking=False)
+    body = AS.message_from(collect(wire(turn().reasoning("plan").text("Hi").events())), "gpt-5.5", thinking=False)
     assert [b["type"] for b in body["content"]] == ["text"]
 
 
@@ -361,23 +362,23 @@ def test_web_search_call_becomes_server_tool_blocks():
     assert msg.content[0].input == {"query": "cliproxy"} and msg.content[1].tool_use_id == msg.content[0].id
     assert msg.content[1].content[0].url == "https://example.com/a"
     assert msg.stop_reason == "end_turn"
-    Message.model_validate(A.message_from(collect(wire(seq)), "gpt-5.5"))
+    Message.model_validate(AS.message_from(collect(wire(seq)), "gpt-5.5"))
 
 
 def test_keepalives_become_pings_and_idle_upstream_activity_pings():
     data = wire(turn().text("Hi").events())
     data = data.replace(b"event: response.in_progress", b": keep-alive\n\nevent: response.in_progress", 1)
-    pairs = events(run(A.MessagesStream("gpt-5.5"), data))
+    pairs = events(run(AS.MessagesStream("gpt-5.5"), data))
     assert [n for n, _ in pairs][:2] == ["message_start", "ping"] and pairs[1][1] == {"type": "ping"}
     now = [0.0]
-    s = A.MessagesStream("gpt-5.5", thinking=False, clock=lambda: now[0])
+    s = AS.MessagesStream("gpt-5.5", thinking=False, clock=lambda: now[0])
     evs = turn().reasoning("a long hidden plan").text("Hi").events()
     frames = [f"event: {k}\ndata: {json.dumps(p)}\n\n".encode() for k, p in evs]
     outputs = []
     for frame in frames:
         now[0] += 2.0
         outputs.append(s(frame))
-    pings = [i for i, o in enumerate(outputs) if o == [A.PING]]
+    pings = [i for i, o in enumerate(outputs) if o == [AS.PING]]
     assert pings and all(b - a >= 3 for a, b in zip(pings, pings[1:]))  # at most one per PING_AFTER seconds
     assert b"".join(b"".join(o) for o in outputs).count(b"event: message_start") == 1
 
@@ -391,7 +392,7 @@ def test_failure_mid_stream_and_cut_stream_end_with_error_events():
     pairs = stream(turn().error().events())
     assert pairs[-1][1]["error"]["type"] == "rate_limit_error"
     data = wire(turn().text("partial answer").events())
-    pairs = events(run(A.MessagesStream("gpt-5.5"), data[: len(data) // 2]))
+    pairs = events(run(AS.MessagesStream("gpt-5.5"), data[: len(data) // 2]))
     assert pairs[-1][0] == "error" and pairs[-1][1]["error"]["type"] == "api_error"
     assert "stream closed before response.completed" in pairs[-1][1]["error"]["message"]
 
@@ -407,7 +408,7 @@ def test_buffered_answers_use_the_same_error_types_and_wording():
 
 def test_incomplete_maps_to_max_tokens():
     assert sdk_message(stream(turn().text("cut").incomplete().events())).stop_reason == "max_tokens"
-    body = A.message_from(collect(wire(turn().text("cut").incomplete().events())), "gpt-5.5")
+    body = AS.message_from(collect(wire(turn().text("cut").incomplete().events())), "gpt-5.5")
     assert body["stop_reason"] == "max_tokens"
 
 
@@ -493,7 +494,7 @@ EVENT_PAYLOAD = st.fixed_dictionaries({}, optional={"output_index": st.integers(
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(KINDS), EVENT_PAYLOAD), max_size=12), st.booleans())
 def test_odd_upstream_events_still_give_valid_anthropic_events(seq, thinking):
-    out = run(A.MessagesStream("gpt-5.5", thinking=thinking), wire([(k, {"type": k, **p}) for k, p in seq]))
+    out = run(AS.MessagesStream("gpt-5.5", thinking=thinking), wire([(k, {"type": k, **p}) for k, p in seq]))
     pairs = events(out)
     assert "could not translate" not in json.dumps(pairs)
     for name, data in pairs:

@@ -13,6 +13,7 @@ from addons.amp import Amp, AmpAnswers
 from addons.anthropic_api import AnthropicApi
 from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
+from addons.deadline import UpstreamDeadline
 from addons.flowstate import Guard
 from addons.listener import Listener
 from addons.notes import FlowNotes
@@ -34,6 +35,7 @@ addons = [
     AnthropicApi(runtime),  # /v1/messages → Codex bodies, /v1/messages/count_tokens answered locally
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
+    UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)
     Guard(),  # a claimed flow never leaves unmodified
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes

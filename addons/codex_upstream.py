@@ -185,7 +185,7 @@ class CodexUpstream:
                 refreshed = True
                 cred = await self.runtime.reauthorize(member)
             if cred is None:
-                if FAILURE_HEADER in headers:  # the backend could not be reached: not the account's fault, no rest
+                if FAILURE_HEADER in headers and status == 502:  # the backend could not be reached: not the account's fault, no rest
                     verdict = Verdict(True, None)
                 else:
                     verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
@@ -214,6 +214,8 @@ class CodexUpstream:
         headers = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
         try:
             r = await self.runtime.http.post(req.url, content=req.raw_content, headers=headers)
+        except httpx.TimeoutException:
+            return 504, {"content-type": "text/plain", FAILURE_HEADER: "1"}, f"the upstream did not answer within {self.runtime.config.request_timeout}s".encode()
         except httpx.HTTPError as exc:
             return 502, {"content-type": "text/plain", FAILURE_HEADER: "1"}, f"upstream unreachable: {type(exc).__name__}".encode()
         self._quota(state(flow), r.headers)

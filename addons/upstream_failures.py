@@ -11,6 +11,9 @@ its own HTML 502 page, and an upstream that dies mid-stream by cutting the clien
   the upstream body, so the translator appends a terminal error event in the client's format and the
   client's response ends normally (keep-alive intact).
 
+`abandon_upstream` closes a flow's upstream connection (for the request deadline), which then takes
+the first path above.
+
 Every other flow keeps mitmproxy's behaviour. Guarded by tests/e2e/test_pool.py and tests/e2e/test_fuzz.py.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 
-from mitmproxy import http
+from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 
 logger = logging.getLogger(__name__)
@@ -38,11 +41,25 @@ def _handle_protocol_error(self: HttpStream, event):
             return
         if self.flow.response is None:
             host = self.flow.request.pretty_host
-            body = {"error": {"message": f"cannot reach the upstream {host}: {event.message}", "type": "server_error", "code": "upstream_unreachable"}}
-            self.flow.response = http.Response.make(502, json.dumps(body), {"content-type": "application/json", FAILURE_HEADER: "1"})
+            waited = self.flow.metadata["cliproxy"].get("timed_out")
+            status, body = (504, {"error": {"message": f"the upstream {host} did not start answering within {waited}s", "type": "server_error",
+                                            "code": "upstream_timeout"}}) if waited else \
+                (502, {"error": {"message": f"cannot reach the upstream {host}: {event.message}", "type": "server_error", "code": "upstream_unreachable"}})
+            self.flow.response = http.Response.make(status, json.dumps(body), {"content-type": "application/json", FAILURE_HEADER: "1"})
             yield from self.send_response()
             return
     yield from _original(self, event)
+
+
+def abandon_upstream(flow: http.HTTPFlow) -> bool:
+    """Close the flow's upstream connection (mitmproxy 12 internals); the layer then sees the upstream
+    close before answering, which the patch above turns into a marked synthetic response."""
+    server = ctx.master.addons.get("proxyserver")
+    handler = getattr(server, "connections", {}).get(flow.client_conn.id)
+    if handler is None or flow.server_conn not in getattr(handler, "transports", {}):
+        return False
+    handler.close_connection(flow.server_conn)
+    return True
 
 
 def install() -> None:

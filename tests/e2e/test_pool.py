@@ -161,3 +161,17 @@ def test_unreachable_backend_is_a_client_format_error_not_html(tmp_path, proxy_h
             assert r.status_code == 502 and r.json()["type"] == "error"
     finally:
         proxy.stop()
+
+
+def test_silent_upstream_is_given_up_after_the_timeout_and_failed_over(two_accounts, backend):
+    proxy = two_accounts(routing={"strategy": "fill-first"}, **{"request-timeout-seconds": 2})
+    backend.replies.append(sse(turn().text("too late").events(), stall=8))  # A: headers never come in time
+    started = time.monotonic()
+    assert ask(proxy).choices[0].message.content == "You said: hi"
+    assert 2 <= time.monotonic() - started < 6 and accounts_used(backend) == [A, B]
+    proxy.wait_log("did not start answering within 2s")
+
+    backend.replies.append(sse(turn().text("too late").events(), stall=8))  # B too, while A rests
+    with pytest.raises(openai.APIStatusError) as e:
+        ask(proxy, text="again")
+    assert e.value.status_code == 504 and "did not start answering within 2s" in e.value.message

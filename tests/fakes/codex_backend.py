@@ -51,6 +51,7 @@ class SSEReply:
     keepalive_every: int = 0  # a `: keep-alive` comment after every N frames
     cut_after: int | None = None  # close the connection after N frames, mid-stream
     delay: float = 0.0  # seconds between frames
+    stall: float = 0.0  # seconds of silence before the status line (a hung upstream)
     gzip: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
@@ -284,6 +285,10 @@ class CodexBackend:
     def stop(self) -> None:
         async def _close() -> None:
             self._server.close()
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:  # handlers still streaming or stalling
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -326,6 +331,8 @@ class CodexBackend:
 
     async def _write_sse(self, writer: asyncio.StreamWriter, reply: SSEReply) -> bool:
         """Stream the reply; False when the connection was closed (cut, or client gone)."""
+        if reply.stall:
+            await asyncio.sleep(reply.stall)
         head = ["HTTP/1.1 200 OK", "content-type: text/event-stream; charset=utf-8", "transfer-encoding: chunked",
                 "cache-control: no-cache", "x-request-id: req_fake"]
         if reply.gzip:

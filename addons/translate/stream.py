@@ -103,6 +103,7 @@ class CodexStream:
         self.finished = False  # a terminal frame has been sent to the client
         self.events = 0
         self.first_output_at: float | None = None
+        self.last_input_at = time.monotonic()  # when upstream bytes last arrived (for the silence deadline)
         self.sent: bytearray | None = None  # a copy of the client output, when `keep_output()` was called
 
     def keep_output(self) -> None:
@@ -111,6 +112,7 @@ class CodexStream:
 
     # -- mitmproxy entry point ---------------------------------------------------------------
     def __call__(self, data: bytes) -> list[bytes]:
+        self.last_input_at = time.monotonic()
         out: list[bytes] = []
         try:
             events = self.parser.feed(data) if data else self.parser.close()

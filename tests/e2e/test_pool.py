@@ -169,9 +169,21 @@ def test_silent_upstream_is_given_up_after_the_timeout_and_failed_over(two_accou
     started = time.monotonic()
     assert ask(proxy).choices[0].message.content == "You said: hi"
     assert 2 <= time.monotonic() - started < 6 and accounts_used(backend) == [A, B]
-    proxy.wait_log("did not start answering within 2s")
+    proxy.wait_log("went silent for 2s before answering")
 
     backend.replies.append(sse(turn().text("too late").events(), stall=8))  # B too, while A rests
     with pytest.raises(openai.APIStatusError) as e:
         ask(proxy, text="again")
     assert e.value.status_code == 504 and "did not start answering within 2s" in e.value.message
+
+
+def test_upstream_silent_mid_stream_ends_with_an_error_frame(two_accounts, backend):
+    proxy = two_accounts(**{"request-timeout-seconds": 2})
+    backend.replies.append(sse(turn().text("first words, then nothing").events(), chunking="frames", delay=10))
+    stream = client(proxy).chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "x"}], stream=True)
+    started = time.monotonic()
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert "went silent for 2s mid-answer" in e.value.message and time.monotonic() - started < 8
+    assert ask(proxy).choices[0].message.content == "You said: hi"  # and the proxy carries on

@@ -82,8 +82,17 @@ class Settings:
         logger.info("cliproxy: config %s loaded", path or "(built-in defaults)")
 
     def running(self) -> None:
+        self._fit_tcp_timeout()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def _fit_tcp_timeout(self) -> None:
+        """Keep mitmproxy's inactivity timeout (which drops the client's connection without an answer)
+        above `request-timeout-seconds`, so that cliproxy's deadline, which answers, comes first."""
+        wanted = self.runtime.config.request_timeout + 30
+        if ctx.options.tcp_timeout < wanted:
+            ctx.options.update(tcp_timeout=wanted)
+            logger.info("cliproxy: tcp_timeout raised to %ss (request-timeout-seconds + 30)", wanted)
 
     def done(self) -> None:
         if self._task:
@@ -109,6 +118,7 @@ class Settings:
                 logger.error("cliproxy: config change rejected, keeping the last good config: %s", exc)
                 return
             self._apply(cfg, path)
+            self._fit_tcp_timeout()
             return
         sig = _dir_signature(self.runtime.config.auth_dir)
         if sig != self._dir_sig:

@@ -156,3 +156,32 @@ async def test_oversized_bodies_are_413_in_client_format(runtime):
     g = chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x" * 200}]}, path="/v1/messages")
     g = await run_request(runtime, g)
     assert g.response.status_code == 413 and g.response.json()["error"]["type"] == "request_too_large"
+
+
+async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
+    from addons import deadline
+    from addons.translate.registry import stream_translator
+
+    abandoned = []
+    monkeypatch.setattr(deadline, "abandon_upstream", lambda flow: abandoned.append(flow.id) or True)
+    d = deadline.UpstreamDeadline(runtime)
+    limit = runtime.config.request_timeout
+    waiting = await run_request(runtime, chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}))
+    streaming = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    with taddons.context(d):
+        d.request(waiting)
+        d.request(streaming)
+        t0 = deadline.time.monotonic()
+        streaming.response = http.Response.make(200, b"", {"content-type": "text/event-stream"})
+        streaming.response.stream = translator = stream_translator("chat", "gpt-5.5", {})
+        d.check(t0 + limit / 2)
+        assert abandoned == []  # nobody silent long enough yet
+        translator(wire(turn().text("partial").events())[:200])
+        translator.last_input_at = t0 + limit  # the stream's bytes keep coming
+        d.check(t0 + limit + 1)
+        assert abandoned == [waiting.id] and state(waiting)["timed_out"] == limit  # no answer yet: given up
+        d.check(t0 + 2 * limit + 1)
+        assert abandoned == [waiting.id, streaming.id] and "went silent" in translator.collector.error.message
+        d.response(streaming)
+        d.check(t0 + 10 * limit)
+        assert len(abandoned) == 2  # each flow is given up once

@@ -1,7 +1,8 @@
 """Addon: the base-URL listener, lazy upstream connections, and TLS pass-through for other hosts.
 
 `cliproxy_listen` (default `127.0.0.1:8317`, empty disables) adds a reverse-proxy listener next to
-mitmproxy's regular proxy, for tools configured with a base URL. In regular mode only the hosts
+mitmproxy's regular proxy, for tools configured with a base URL. The regular proxy, too, listens on
+loopback unless `listen_host` is given. In regular mode only the hosts
 cliproxy serves are TLS-intercepted; every other connection passes through untouched, so tools need
 the mitmproxy CA only for those hosts.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from mitmproxy import ctx, exceptions, tls
-from mitmproxy.proxy.mode_specs import ReverseMode
+from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .routes import REVERSE_TARGET, is_intercepted_host
 
@@ -26,6 +27,17 @@ def listen_spec(listen: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8317, got {listen!r}")
     return _SPEC_PREFIX + listen
+
+
+def loopback_spec(spec: str, default_port: int | None) -> str:
+    """`spec` bound to 127.0.0.1 when it names no listen host. mitmproxy's default is every
+    interface, an open proxy for the whole network; `--listen-host 0.0.0.0` (with `api-keys` in the
+    config) still opens it on purpose."""
+    mode = ProxyMode.parse(spec)
+    port = mode.listen_port(default_port)
+    if mode.custom_listen_host is not None or port is None:
+        return spec
+    return f"{spec.rsplit('@', 1)[0] if mode.custom_listen_port is not None else spec}@127.0.0.1:{port}"
 
 
 def is_base_url_listener(mode) -> bool:
@@ -65,6 +77,8 @@ class Listener:
 
     def _apply(self) -> None:
         modes = [m for m in ctx.options.mode if not m.startswith(_SPEC_PREFIX)]
+        if not ctx.options.listen_host and modes != (modes := [loopback_spec(m, ctx.options.listen_port) for m in modes]):
+            logger.info("cliproxy: listening on 127.0.0.1 only; --listen-host 0.0.0.0 (with api-keys in the config) serves other machines")
         if ctx.options.cliproxy_listen:
             modes.append(listen_spec(ctx.options.cliproxy_listen))
         if modes != list(ctx.options.mode):

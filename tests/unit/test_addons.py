@@ -185,3 +185,21 @@ async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
         d.response(streaming)
         d.check(t0 + 10 * limit)
         assert len(abandoned) == 2  # each flow is given up once
+
+
+def test_listeners_default_to_loopback():
+    from addons.listener import Listener, loopback_spec
+
+    assert loopback_spec("regular", None) == "regular@127.0.0.1:8080"
+    assert loopback_spec("regular@8081", None) == "regular@127.0.0.1:8081"
+    assert loopback_spec("socks5@0.0.0.0:1080", None) == "socks5@0.0.0.0:1080"  # an explicit host is kept
+    from mitmproxy.addons.proxyserver import Proxyserver
+
+    listener = Listener()
+    with taddons.context(Proxyserver(), listener) as tctx:  # Proxyserver declares mode, listen_host, ...
+        tctx.options.update(mode=["regular"], listen_host="")
+        listener.running()
+        assert tctx.options.mode == ["regular@127.0.0.1:8080", "reverse:http://cliproxy.invalid@127.0.0.1:8317"]
+        assert tctx.options.connection_strategy == "lazy"
+        tctx.options.update(mode=["regular"], listen_host="0.0.0.0")  # the user asked for every interface
+        assert tctx.options.mode == ["regular", "reverse:http://cliproxy.invalid@127.0.0.1:8317"]

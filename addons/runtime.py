@@ -68,6 +68,8 @@ class Runtime:
             if isinstance(m.source, Account) and not m.quota:
                 m.quota = read_state(self.config.auth_dir, m.key).get("quota", {})
         logger.info("cliproxy: %d account(s) in the pool", len(members))
+        if not members:
+            logger.warning("cliproxy: no accounts in %s yet: run `cliproxy login` (picked up without a restart)", self.config.auth_dir)
 
     @property
     def http(self) -> httpx.AsyncClient:

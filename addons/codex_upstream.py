@@ -21,7 +21,7 @@ from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 
 from auth.pool import Verdict, judge
-from auth.quota import parse_quota
+from auth.quota import parse_quota, quota_summary
 
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
@@ -242,6 +242,7 @@ class CodexUpstream:
         member = self.runtime.pool.get(st.get("account_key", ""))
         if quota and member is not None:
             member.quota = quota
+            st["quota"] = quota_summary(quota)
             self.runtime.save_state(member)
 
     def _settle(self, st: dict[str, Any], collector) -> None:

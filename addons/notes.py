@@ -50,7 +50,7 @@ def comment(st: dict) -> str:
     if st.get("effort"):
         parts.append(st["effort"])
     if st.get("account"):
-        parts.append(st["account"])
+        parts.append(f"{st['account']} ({st['quota']})" if st.get("quota") else st["account"])
     if usage := st.get("usage"):
         parts.append(f"{usage.get('input_tokens')}→{usage.get('output_tokens')} tok")
     if st.get("t0"):

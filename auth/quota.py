@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from .timeutil import humanize
+
 STATE_DIR = ".cliproxy-state"
 WINDOWS = ("primary", "secondary")
 
@@ -23,6 +25,26 @@ def _num(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def window_name(minutes: Any) -> str:
+    """`5h`, `week`, … for a quota window length in minutes."""
+    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or minutes <= 0:
+        return "quota"
+    if minutes == 10080:
+        return "week"
+    return humanize(timedelta(minutes=minutes))
+
+
+def quota_summary(quota: Mapping[str, Any]) -> str:
+    """`5h 12% · week 40%`: each window's use, for one-line displays; empty when nothing is known."""
+    parts = []
+    for window in WINDOWS:
+        entry = quota.get(window)
+        used = entry.get("used_percent") if isinstance(entry, dict) else None
+        if isinstance(used, int | float) and not isinstance(used, bool):
+            parts.append(f"{window_name(entry.get('window_minutes'))} {used:g}%")
+    return " · ".join(parts)
 
 
 def parse_quota(headers: Mapping[str, str], now: datetime | None = None) -> dict[str, Any]:

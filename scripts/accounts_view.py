@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
-from auth.quota import read_state
+from auth.quota import read_state, window_name
 from auth.store import Account
 from auth.timeutil import humanize, now, parse_time, relative
 
 STATE_STYLES = {"ok": "green", "expired": "yellow", "needs-login": "bold red", "disabled": "dim",
                 "cooling down": "yellow"}
-
-
-def window_name(minutes: Any) -> str:
-    if not isinstance(minutes, int | float) or isinstance(minutes, bool) or minutes <= 0:
-        return "quota"
-    if minutes == 10080:
-        return "week"
-    return humanize(timedelta(minutes=minutes))
 
 
 def quota_text(state: dict[str, Any], at: datetime) -> str:

@@ -64,3 +64,14 @@ def test_notes_addon_masks_after_the_request_went_upstream():
         notes.response(f)
     assert "secret" not in json.dumps(f.get_state(), default=str)
     assert f.comment.endswith("✗ 429 cooling") and f.marked
+
+
+def test_comment_shows_the_accounts_quota():
+    from auth.quota import parse_quota, quota_summary
+    from tests.fakes.codex_backend import QUOTA_HEADERS
+
+    summary = quota_summary(parse_quota(QUOTA_HEADERS))
+    assert summary == "5h 12.5% · week 40%"
+    st = {"route": "chat", "model": "gpt-5.5", "account": "dev@example.com", "quota": summary}
+    assert "dev@example.com (5h 12.5% · week 40%)" in comment(st)
+    assert quota_summary({}) == "" and quota_summary({"primary": {"used_percent": "x"}}) == ""

@@ -20,7 +20,7 @@ import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 
-from auth.pool import Verdict, judge
+from auth.pool import judge
 from auth.quota import parse_quota, quota_summary
 
 from .flowstate import guarded, reply_json, state
@@ -185,14 +185,10 @@ class CodexUpstream:
                 refreshed = True
                 cred = await self.runtime.reauthorize(member)
             if cred is None:
-                if FAILURE_HEADER in headers and status == 502:  # the backend could not be reached: not the account's fault, no rest
-                    verdict = Verdict(True, None)
-                else:
-                    verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
-                                    member.backoff.get(st["model"], 0) if member else 0)
+                verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
+                                member.backoff.get(st["model"], 0) if member else 0,
+                                unreachable=FAILURE_HEADER in headers and status == 502)  # a marked 504 is a timeout: it rests
                 if member is not None:
-                    if err.status == 401:  # refused even after a refresh (or an API key that is wrong)
-                        self.runtime.pool.park(member)
                     self.runtime.pool.failed(member, st["model"], verdict)
                     self.runtime.save_state(member, force=True)
                     logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, st["model"],

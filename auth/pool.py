@@ -60,10 +60,13 @@ class Verdict:
 
     failover: bool
     cooldown: float | None  # seconds the member rests for this model (None = no change)
+    park: bool = False  # the member's login is dead: out until it holds a new one
 
 
-def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level: int) -> Verdict:
-    """Classify an upstream failure of one attempt."""
+def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level: int, unreachable: bool = False) -> Verdict:
+    """Classify an upstream failure of one attempt. `unreachable`: the backend itself could not be reached."""
+    if unreachable:
+        return Verdict(True, None)  # not the member's fault: try the next one, rest nobody
     if status in REQUEST_FAULTS:
         return Verdict(False, None)
     if status == 429:
@@ -73,7 +76,7 @@ def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level
             return Verdict(True, 3600.0)
         return Verdict(True, min(BACKOFF_CAP, float(2**backoff_level)))
     if status == 401:
-        return Verdict(True, None)  # the caller parks the member (`Pool.park`)
+        return Verdict(True, None, park=True)  # reached only once the caller's one refresh-and-retry failed
     if status in (402, 403):
         return Verdict(True, FORBIDDEN_COOLDOWN)
     return Verdict(True, TRANSIENT_COOLDOWN)
@@ -133,6 +136,8 @@ class Pool:
             self._bind(session, member.key, time.time() if now is None else now)
 
     def failed(self, member: Member, model: str, verdict: Verdict, scope: str | None = None, now: float | None = None) -> None:
+        if verdict.park:
+            self.park(member)
         if verdict.cooldown is None:
             return
         now = time.time() if now is None else now

@@ -84,4 +84,5 @@ def test_judge_policy():
     assert judge(400, None, False, 0) == Verdict(False, None)
     assert judge(404, None, False, 0).failover is False
     assert judge(503, None, False, 0).failover is True
-    assert judge(401, None, False, 0) == Verdict(True, None)  # the caller parks the member
+    assert judge(401, None, False, 0) == Verdict(True, None, park=True)  # after the caller's one refresh and retry
+    assert judge(502, None, False, 0, unreachable=True) == Verdict(True, None)  # not the account's fault: no rest

@@ -38,10 +38,10 @@ from .amp_wire import (
     tool_casing,
     upstream_headers,
 )
+from .failover import FAILURE_HEADER
 from .flowstate import guarded, reply_json, state
 from .runtime import Runtime
 from .translate import errors
-from .upstream_failures import FAILURE_HEADER
 
 logger = logging.getLogger(__name__)
 

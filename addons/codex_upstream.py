@@ -14,20 +14,22 @@ import logging
 import math
 import time
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import httpx
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
 
-from auth.pool import judge
+from auth.pool import Member, Verdict, judge
 from auth.quota import parse_quota, quota_summary
 
+from .failover import FAILURE_HEADER, Attempt, decide
 from .flowstate import guarded, reply_json, state
 from .runtime import Credential, Runtime
 from .translate import errors, registry
+from .translate.headers import check_client_headers, safe_value, session_token
 from .translate.stream import CodexStream, collect, disconnected_error
-from .upstream_failures import FAILURE_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +40,23 @@ FORWARDED = ("session_id", "session-id", "conversation_id", "thread-id", "x-clie
 
 
 def forwarded_headers(client: http.Headers) -> list[tuple[str, str]]:
-    """The client headers worth keeping upstream."""
-    return [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in FORWARDED or k.lower().startswith("x-codex-")]
+    """The client headers worth keeping upstream; a value that is not a clean header value is a 400."""
+    fields = [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in FORWARDED or k.lower().startswith("x-codex-")]
+    check_client_headers(fields)
+    return fields
+
+
+def credential_headers(cred: Credential) -> list[tuple[str, str]]:
+    """The member's auth headers, refused (503) when a file or config entry holds a broken value."""
+    for name, value in cred.headers:
+        if not safe_value(value, limit=1 << 16):
+            raise errors.ProxyError(503, f"the credential of {cred.member.label} has a malformed {name} value; log it in again "
+                                    "or fix its entry in the cliproxy config", "server_error", "auth_unavailable")
+    return list(cred.headers)
 
 
 def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None) -> http.Headers:
-    fields: list[tuple[str, str]] = [("host", host), *cred.headers]
+    fields: list[tuple[str, str]] = [("host", host), *credential_headers(cred)]
     fields += [
         ("content-type", "application/json"),
         ("accept", "text/event-stream"),
@@ -53,7 +66,7 @@ def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: s
         *forwarded,
     ]
     if cache_key and not any(k in ("session_id", "session-id") for k, _ in forwarded):
-        fields.append(("session-id", cache_key))
+        fields.append(("session-id", session_token(cache_key)))
     return http.Headers([(k.encode(), v.encode()) for k, v in fields])
 
 
@@ -77,6 +90,12 @@ class _Decoding:
         if data:
             return self.translator(self._feed(data))
         return self.translator(self._flush()) + self.translator(b"")
+
+
+def _made_up(status: int, code: str, message: str) -> Attempt:
+    """An attempt that got no answer: marked, so that `decide` knows the account is not to blame for it."""
+    body = json.dumps({"error": {"message": message, "type": "server_error", "code": code}}).encode()
+    return Attempt(status, {"content-type": "application/json", FAILURE_HEADER: "1"}, body)
 
 
 def no_credential(runtime: Runtime, model: str) -> errors.ProxyError:
@@ -123,7 +142,13 @@ class CodexUpstream:
         cred = await self.runtime.credential(st["model"], session=st.get("cache_key"))
         if cred is None:
             raise no_credential(self.runtime, st["model"])
-        self.point(flow, cred)
+        if st["stream"]:
+            self.point(flow, cred)  # mitmproxy forwards it, and the answer is translated as it streams
+            return
+        # A non-stream client gets one JSON answer: read the upstream here, so that silence, a cut body
+        # and failover are handled before the client sees anything.
+        st["answered"] = True  # here, success or error (mitmproxy runs `response` on it all the same)
+        self._answer(flow, st, await self._settled(flow, st, await self._send(flow, cred)))
 
     def point(self, flow: http.HTTPFlow, cred: Credential) -> None:
         """Aim the flow's request at the backend with this credential."""
@@ -167,65 +192,94 @@ class CodexUpstream:
     @guarded
     async def response(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is None or not st.get("upstream"):
-            return
+        if st is None or not st.get("upstream") or st.get("answered"):
+            return  # not ours, or answered in `request` already (mitmproxy still runs this hook then)
         resp = flow.response
         if st.get("streamed"):
             translator = getattr(resp.stream, "translator", resp.stream)
             if isinstance(translator, CodexStream):
                 self._settle(st, translator.collector)
             return
-        status, headers, body = resp.status_code, dict(resp.headers), resp.content or b""
-        refreshed = False
-        while not (status == 200 and headers.get("content-type", "").startswith("text/event-stream")):
-            err = errors.from_upstream_response(status, body, headers)
-            member = self.runtime.pool.get(st["account_key"])
-            cred = None
-            if status == 401 and not refreshed and member is not None:
-                refreshed = True
-                cred = await self.runtime.reauthorize(member)
-            if cred is None:
-                verdict = judge(err.status, err.retry_after, err.type == "usage_limit_reached" or err.code == "usage_limit_reached",
-                                member.backoff.get(st["model"], 0) if member else 0,
-                                unreachable=FAILURE_HEADER in headers and status == 502)  # a marked 504 is a timeout: it rests
-                if member is not None:
-                    self.runtime.pool.failed(member, st["model"], verdict)
-                    self.runtime.save_state(member, force=True)
-                    logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, st["model"],
-                                   "; parked until it is logged in again" if member.parked else
-                                   f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "")
-                if not verdict.failover:
-                    raise err
-                cred = await self.runtime.credential(st["model"], exclude=set(st["tried"]), session=st.get("cache_key"))
-                if cred is None:  # nobody left: a quota answer names the wait, anything else is itself
-                    raise no_credential(self.runtime, st["model"]) if err.status == 429 and self._all_cooling(st["model"]) else refused(err)
-                st["failover"] = st.get("failover", 0) + 1
-            status, headers, body = await self._resend(flow, cred)
-        self._answer(flow, st, body)
+        attempt = Attempt(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content or b"")
+        if attempt.is_event_stream:
+            attempt = replace(attempt, collector=collect(attempt.body))
+        self._answer(flow, st, await self._settled(flow, st, attempt))
 
-    async def _resend(self, flow: http.HTTPFlow, cred: Credential) -> tuple[int, dict[str, str], bytes]:
-        """Send the request again with another credential, buffered (mitmproxy cannot re-stream a flow)."""
+    async def _settled(self, flow: http.HTTPFlow, st: dict[str, Any], attempt: Attempt) -> Attempt:
+        """Refresh, fail over and retry until an attempt can answer the client; raises the client's error."""
+        refreshed = False
+        model = st["model"]
+        while True:
+            member = self.runtime.pool.get(st["account_key"])
+            decision = decide(attempt, refreshed=refreshed, backoff_level=member.backoff.get(model, 0) if member else 0)
+            if decision.action == "answer":
+                return attempt
+            err = decision.error
+            assert err is not None
+            if decision.action == "refresh":
+                refreshed = True
+                cred = await self.runtime.reauthorize(member) if member is not None else None
+                if cred is None:
+                    continue  # judged again, as refused after a refresh
+            else:
+                if member is not None and decision.verdict is not None:
+                    self._judge(member, model, err, decision.verdict)
+                if decision.action == "fail":
+                    raise err
+                cred = await self.runtime.credential(model, exclude=set(st["tried"]), session=st.get("cache_key"))
+                if cred is None:  # nobody left: a quota answer names the wait, anything else is itself
+                    raise no_credential(self.runtime, model) if err.status == 429 and self._all_cooling(model) else refused(err)
+                st["failover"] = st.get("failover", 0) + 1
+            attempt = await self._send(flow, cred)
+
+    def _judge(self, member: Member, model: str, err: errors.ProxyError, verdict: Verdict) -> None:
+        self.runtime.pool.failed(member, model, verdict)
+        self.runtime.save_state(member, force=True)
+        logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, model,
+                       "; parked until it is logged in again" if member.parked else
+                       f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "")
+
+    async def _send(self, flow: http.HTTPFlow, cred: Credential) -> Attempt:
+        """Send the request with this credential and read the whole answer (mitmproxy cannot re-stream a flow).
+
+        httpx's read timeout applies to every read, so an upstream silent for `request-timeout-seconds`
+        (before or after its headers) ends the attempt as a marked 504."""
         self.point(flow, cred)
         req = flow.request
-        headers = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
+        fields = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
+        chunks: list[bytes] = []
         try:
-            r = await self.runtime.http.post(req.url, content=req.raw_content, headers=headers)
+            async with self.runtime.http.stream("POST", req.url, content=req.raw_content, headers=fields) as r:
+                self._quota(state(flow), r.headers)
+                status, received = r.status_code, {k.lower(): v for k, v in r.headers.items()}
+                cut = False
+                try:
+                    async for chunk in r.aiter_bytes():
+                        chunks.append(chunk)
+                except httpx.TimeoutException:
+                    raise
+                except httpx.HTTPError:
+                    cut = True  # the body broke off: what arrived is judged as such
         except httpx.TimeoutException:
-            return 504, {"content-type": "text/plain", FAILURE_HEADER: "1"}, f"the upstream did not answer within {self.runtime.config.request_timeout}s".encode()
+            limit = self.runtime.config.request_timeout
+            where = "mid-answer" if chunks else "before answering"
+            logger.warning("cliproxy: %s went silent for %ss %s; giving up on it", cred.member.label, limit, where)
+            return _made_up(504, "upstream_timeout", f"the upstream went silent for {limit}s {where}")
         except httpx.HTTPError as exc:
-            return 502, {"content-type": "text/plain", FAILURE_HEADER: "1"}, f"upstream unreachable: {type(exc).__name__}".encode()
-        self._quota(state(flow), r.headers)
-        return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
+            return _made_up(502, "upstream_unreachable", f"cannot reach the upstream: {type(exc).__name__}")
+        body = b"".join(chunks)
+        attempt = Attempt(status, received, body, cut=cut)
+        return replace(attempt, collector=collect(body)) if attempt.is_event_stream else attempt
 
-    def _answer(self, flow: http.HTTPFlow, st: dict[str, Any], body: bytes) -> None:
-        """Turn a complete upstream SSE body into the client's answer (stream or JSON)."""
+    def _answer(self, flow: http.HTTPFlow, st: dict[str, Any], attempt: Attempt) -> None:
+        """Turn a complete upstream event stream into the client's answer (stream or JSON)."""
         if st["stream"]:
             translator = registry.stream_translator(st["route"], st["model"], st["options"])
-            out = b"".join(translator(body) + translator(b""))
+            out = b"".join(translator(attempt.body) + translator(b""))
             self._settle(st, translator.collector)
             flow.response = http.Response.make(200, out, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"})
             return
-        collector = collect(body)
+        collector = attempt.collector or collect(attempt.body)
         self._settle(st, collector)
         reply_json(flow, 200, json.dumps(registry.aggregate(st["route"], collector, st["model"], st["options"]), ensure_ascii=False).encode())
 

@@ -51,17 +51,28 @@ def read_json(flow: http.HTTPFlow) -> Any:
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except UnicodeDecodeError:
         raise errors.bad_request("the request body is not UTF-8 text") from None
     except ValueError as exc:
         raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise errors.bad_request("the request body is nested too deeply") from None
+    if b"\\ud" in raw or b"\\uD" in raw:  # escaped surrogates: fine in pairs, unencodable alone
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise errors.bad_request("the request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a string") from None
+    return body
 
 
 def set_codex_body(flow: http.HTTPFlow, st: dict[str, Any], call: CodexCall) -> None:
     """Hand a translated request over to CodexUpstream (shared by every client format)."""
     flow.request.headers.pop("content-encoding", None)
-    flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
+    try:
+        flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
+    except RecursionError:
+        raise errors.bad_request("the request body is nested too deeply") from None
     st.update(ready=True, stream=call.stream, model=call.model, effort=call.effort, options=call.options,
               client_model=st.get("client_model"), cache_key=call.body.get("prompt_cache_key"))
 
@@ -72,6 +83,11 @@ def guarded(hook):
     def handle(flow: http.HTTPFlow, exc: Exception) -> None:
         if isinstance(exc, errors.ProxyError):
             reply_error(flow, exc)
+            return
+        if isinstance(exc, (RecursionError, UnicodeEncodeError)) and state(flow) is not None:
+            # Only client input reaches these: JSON nested past Python's limit, a lone surrogate escape.
+            what = "nested too deeply" if isinstance(exc, RecursionError) else "not encodable as UTF-8 (an unpaired surrogate)"
+            reply_error(flow, errors.bad_request(f"the request is {what}"))
             return
         logger.exception("cliproxy: %s hook failed", hook.__name__)
         if state(flow) is not None:

@@ -16,6 +16,7 @@ from .flowstate import claim, guarded, reply_json, state
 from .listener import is_base_url_listener
 from .runtime import Runtime
 from .translate import errors
+from .translate.headers import check_line_breaks
 
 _CREATED = 1_700_000_000  # the backend publishes no dates; a fixed, plausible timestamp
 
@@ -56,6 +57,7 @@ class Router:
             return
         st = claim(flow, route.name, route.format)
         st["t0"] = time.time()
+        check_line_breaks(req.headers.items(multi=True))  # claimed flows are forwarded: no folded or smuggled lines
         if route.model_id is not None:
             st["model_id"] = route.model_id
         length = req.headers.get("content-length", "")

@@ -25,9 +25,10 @@ import logging
 from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 
+from .failover import FAILURE_HEADER
+
 logger = logging.getLogger(__name__)
 
-FAILURE_HEADER = "x-cliproxy-upstream-failure"
 _original = HttpStream.handle_protocol_error
 
 
@@ -39,7 +40,7 @@ def _handle_protocol_error(self: HttpStream, event):
             logger.warning("cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message)
             yield from self.state_stream_response_body(ResponseEndOfMessage(self.stream_id))
             return
-        if self.flow.response is None:
+        if self.flow.response is None or self.server_state == self.state_consume_response_body:
             host = self.flow.request.pretty_host
             waited = self.flow.metadata["cliproxy"].get("timed_out")
             status, body = (504, {"error": {"message": f"the upstream {host} did not start answering within {waited}s", "type": "server_error",

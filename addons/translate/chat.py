@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import codex_body, errors
+from . import codex_body, errors, headers
 from .sse import DONE, SSEEvent, dumps, encode
 from .stream import CodexStream, Collector
 
@@ -259,7 +259,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     if body.get("service_tier") == "priority":
         out["service_tier"] = "priority"
     key = body.get("prompt_cache_key")
-    out["prompt_cache_key"] = key if isinstance(key, str) and key else codex_body.derived_cache_key("chat", out["input"][:2])
+    out["prompt_cache_key"] = headers.check_text(key, "prompt_cache_key") if isinstance(key, str) and key else \
+        codex_body.derived_cache_key("chat", out["input"][:2])
     stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
     options = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
     return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, options)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codex_body, errors
+from . import codex_body, errors, headers
 from .sse import SSEEvent, encode
 from .stream import TERMINAL_OK, CodexStream
 
@@ -60,7 +60,9 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         parallel = body.get("parallel_tool_calls", True)
         out["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else True
     key = body.get("prompt_cache_key")
-    if not isinstance(key, str) or not key:
+    if isinstance(key, str) and key:
+        headers.check_text(key, "prompt_cache_key")
+    else:
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
     return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
 
@@ -91,7 +93,7 @@ class ResponsesStream(CodexStream):
         return {"output": final["output"], **({"usage": final["usage"]} if "usage" in final else {})}
 
     def on_end(self, error: errors.ProxyError | None) -> list[bytes]:
-        if error is None or self.collector.error is error:
+        if error is None or (self.collector.terminal and self.collector.error is error):
             return []  # success, or the upstream's own failure event was already passed through
         self._sequence += 1
         return [error_event(error, self._sequence)]

@@ -52,6 +52,7 @@ class SSEReply:
     cut_after: int | None = None  # close the connection after N frames, mid-stream
     delay: float = 0.0  # seconds between frames
     stall: float = 0.0  # seconds of silence before the status line (a hung upstream)
+    pause_after: tuple[int, float] | None = None  # (N, seconds): silence after N frames, mid-stream
     gzip: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     seed: int = 0
@@ -64,7 +65,22 @@ class JSONReply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-Reply = SSEReply | JSONReply
+@dataclass
+class RawReply:
+    """Bytes exactly as given (a broken answer), then the connection is reset."""
+
+    data: bytes = b""
+
+
+Reply = SSEReply | JSONReply | RawReply
+
+
+def sse_head(extra: str = "") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n" + extra.encode() + b"\r\n"
+
+
+def chunked(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def sse(events: list[tuple[str, dict[str, Any]]], **kw: Any) -> SSEReply:
@@ -322,6 +338,11 @@ class CodexBackend:
                 if isinstance(reply, JSONReply):
                     await _write_json(writer, reply)
                     continue
+                if isinstance(reply, RawReply):
+                    writer.write(reply.data)
+                    await writer.drain()
+                    writer.transport.abort()
+                    return
                 if not await self._write_sse(writer, reply):
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -348,11 +369,18 @@ class CodexBackend:
         if reply.cut_after is not None:
             frames = frames[: reply.cut_after]
         rng = random.Random(reply.seed)
-        pieces = _chunk(frames, reply.chunking, rng)
+        if reply.pause_after is not None:  # the frames before the pause leave whole, then silence
+            n, pause = reply.pause_after
+            pieces = [b"".join(frames[:n]), b"", *_chunk(frames[n:], reply.chunking, rng)]
+        else:
+            pieces = _chunk(frames, reply.chunking, rng)
         if reply.gzip:
             pieces = [gzip.compress(b"".join(pieces))]
         try:
             for piece in pieces:
+                if not piece:
+                    await asyncio.sleep(pause)
+                    continue
                 writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
                 await writer.drain()
                 if reply.delay:

@@ -39,8 +39,8 @@ async def run_request(runtime, f, extra=()):
 
 
 async def test_chat_request_is_rewritten_onto_codex(runtime):
-    f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}))
-    assert f.response is None
+    f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
+    assert f.response is None  # a stream is forwarded by mitmproxy and translated as it comes
     assert f.request.url == "http://127.0.0.1:9/backend-api/codex/responses"
     assert f.request.headers["host"] == "127.0.0.1:9"
     assert f.request.headers["authorization"] != "Bearer sk-user"
@@ -98,7 +98,7 @@ async def test_non_loopback_peer_needs_a_client_key(runtime):
     assert f.response.status_code == 401
     runtime.config = configfile.parse({"api-keys": ["sk-user"], "auth-dir": str(runtime.config.auth_dir),
                                        "codex-base-url": runtime.config.codex_base_url})
-    g = chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
+    g = chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     g.client_conn.peername = ("192.0.2.7", 5555)
     g = await run_request(runtime, g)
     assert g.response is None and state(g)["upstream"]
@@ -121,7 +121,7 @@ async def test_stream_callable_translates_and_never_returns_empty_bytes(runtime)
 
 
 async def test_upstream_error_is_mapped_in_response(runtime):
-    f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}))
+    f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
     f.response = tutils.tresp(status_code=400, headers=http.Headers(content_type="application/json"),
                               content=b'{"detail":"Unsupported parameter: foo"}')
     up = CodexUpstream(runtime)
@@ -166,7 +166,7 @@ async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
     monkeypatch.setattr(deadline, "abandon_upstream", lambda flow: abandoned.append(flow.id) or True)
     d = deadline.UpstreamDeadline(runtime)
     limit = runtime.config.request_timeout
-    waiting = await run_request(runtime, chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}))
+    waiting = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
     streaming = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
     with taddons.context(d):
         d.request(waiting)

@@ -64,7 +64,7 @@ async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
     assert f.response is None and state(f)["passthrough"] and f.request.url == "http://127.0.0.1:7/api/internal?getUserInfo"
 
     # provider aliases are not management routes: served locally for a remote client with a key
-    f = await run(runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}]}, peer=REMOTE))
+    f = await run(runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "x"}]}, peer=REMOTE))
     assert f.response is None and state(f)["upstream"] and state(f)["amp"] == "local"
 
     runtime.reconfigure(**{"restrict-management-to-localhost": False})  # hot reload: the next request sees it

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import subprocess
 
 import httpx
 import pytest
@@ -123,29 +124,46 @@ def hostile_body(path: str, kind: str) -> bytes:
     return template.replace(marker, DEEP)
 
 
+def curl_h2(proxy: Proxy, path: str, content: bytes, headers: dict[str, str]) -> tuple[str, int, bytes]:
+    """POST through the regular proxy with curl, which offers h2 first in ALPN (httpx offers http/1.1 first,
+    and mitmproxy honours the client's preference)."""
+    cmd = ["curl", "-sS", "--http2", "--proxy", proxy.proxy_url, "--cacert", proxy.ca, "--max-time", "30",
+           "-o", "-", "-w", "\n%{http_version} %{http_code}", "--data-binary", "@-", f"https://api.openai.com{path}"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    out = subprocess.run(cmd, input=content, capture_output=True, timeout=40, check=True).stdout
+    body, _, tail = out.rpartition(b"\n")
+    version, status = tail.decode().split()
+    return {"2": "HTTP/2", "1.1": "HTTP/1.1"}[version], int(status), body
+
+
 @pytest.fixture(params=["base_url_h1", "https_proxy_h1", "https_proxy_h2"])
-def hostile_client(request, proxy: Proxy):
+def hostile_post(request, proxy: Proxy):
+    """POST a raw body on one transport; returns (HTTP version, status, body)."""
+    if request.param == "https_proxy_h2":
+        yield lambda path, content, headers: curl_h2(proxy, path, content, headers)
+        return
     if request.param == "base_url_h1":
         client = httpx.Client(base_url=proxy.base_url, timeout=30)
     else:
-        ctx = ssl.create_default_context(cafile=proxy.ca)
-        client = httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ctx, timeout=30,
-                              http2=request.param.endswith("h2"), http1=not request.param.endswith("h2"))
+        client = httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30)
     with client:
-        yield client, request.param
+        def post(path: str, content: bytes, headers: dict[str, str]) -> tuple[str, int, bytes]:
+            r = client.post(path, content=content, headers=headers)
+            return r.http_version, r.status_code, r.content
+        yield post
 
 
 @pytest.mark.parametrize("kind", ["surrogate_text", "surrogate_cache_key", "deep_nesting"])
 @pytest.mark.parametrize("path", sorted(ROUTES))
-def test_unencodable_or_too_deep_json_is_a_400_in_the_clients_format(hostile_client, backend, path, kind):
-    client, transport = hostile_client
+def test_unencodable_or_too_deep_json_is_a_400_in_the_clients_format(request, hostile_post, backend, path, kind):
     headers = {"content-type": "application/json"}
     if path.startswith("/v1/messages"):
         headers["anthropic-version"] = "2023-06-01"
-    r = client.post(path, content=hostile_body(path, kind), headers=headers)
-    assert r.http_version == ("HTTP/2" if transport.endswith("h2") else "HTTP/1.1")
-    assert r.status_code == 400, r.text[:300]
-    body = r.json()
+    version, status, payload = hostile_post(path, hostile_body(path, kind), headers)
+    assert version == ("HTTP/2" if request.node.callspec.params["hostile_post"].endswith("h2") else "HTTP/1.1")
+    assert status == 400, payload[:300]
+    body = json.loads(payload)
     if path.startswith("/v1/messages"):
         assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
     else:

@@ -1,26 +1,34 @@
 """cliproxy: serve OpenAI, Anthropic and Amp clients from a ChatGPT subscription, inside mitmproxy.
 
-    mitmdump -s addons/cliproxy.py        (or mitmweb -s addons/cliproxy.py)
+    mitmdump -s addons/cliproxy.py        (or mitmweb -s addons/cliproxy.py, or `cliproxy run`)
 
 Gives mitmproxy's regular proxy on :8080 (for HTTPS_PROXY users) and a base-URL endpoint on
 127.0.0.1:8317 (`cliproxy_listen`). The addons below run in this order for every flow; each one
-handles one concern. The protocol translators they use live in `addons/translate/` and the
-account logic in `auth/`; neither imports mitmproxy.
+handles one concern and lives in `addons/hooks/`. What they decide with is pure and mitmproxy-free:
+protocol translation in `addons/translate/`, config, routes, access and failover rules in
+`addons/core/`, accounts and the pool in `auth/`.
 """
 
-from addons import upstream_failures
-from addons.amp import Amp, AmpAnswers
-from addons.anthropic_api import AnthropicApi
-from addons.codex_cli import CodexCliPooling
-from addons.codex_upstream import CodexUpstream
-from addons.deadline import UpstreamDeadline
-from addons.flowstate import Guard
-from addons.listener import Listener
-from addons.notes import FlowNotes
-from addons.openai_api import OpenAIApi
-from addons.router import Router
-from addons.runtime import Runtime
-from addons.settings import Settings
+import sys
+from pathlib import Path
+
+# mitmproxy puts this script's folder first on sys.path (and leaves it there); this file's name would
+# then shadow the installed `cliproxy` package it imports from.
+sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file__).resolve().parent]
+
+from cliproxy.addons.core.runtime import Runtime  # noqa: E402
+from cliproxy.addons.hooks.amp import Amp, AmpAnswers  # noqa: E402
+from cliproxy.addons.hooks.anthropic_api import AnthropicApi  # noqa: E402
+from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
+from cliproxy.addons.hooks.codex_upstream import CodexUpstream  # noqa: E402
+from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
+from cliproxy.addons.hooks.guard import Guard  # noqa: E402
+from cliproxy.addons.hooks.listener import Listener  # noqa: E402
+from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
+from cliproxy.addons.hooks.openai_api import OpenAIApi  # noqa: E402
+from cliproxy.addons.hooks.router import Router  # noqa: E402
+from cliproxy.addons.hooks.settings import Settings  # noqa: E402
+from cliproxy.addons.mitm import upstream_failures  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 

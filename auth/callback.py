@@ -17,9 +17,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .constants import CALLBACK_PATH, CALLBACK_PORTS, redirect_uri_for
-from .oauth import LoginError, OAuthError
-from .pages import error_page, info_page, success_page
+from cliproxy.auth.constants import CALLBACK_PATH, CALLBACK_PORTS, redirect_uri_for
+from cliproxy.auth.oauth import LoginError, OAuthError
+from cliproxy.auth.pages import error_page, info_page, success_page
 
 SUCCESS_GRACE = 3.0  # seconds to keep serving /success after the code was redeemed
 

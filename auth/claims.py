@@ -11,9 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import jwt
-
-from .constants import AUTH_CLAIMS, PROFILE_CLAIMS
-from .timeutil import parse_time
+from cliproxy.auth.constants import AUTH_CLAIMS, PROFILE_CLAIMS
+from cliproxy.auth.timeutil import parse_time
 
 
 @dataclass(frozen=True, slots=True)

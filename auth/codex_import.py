@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from .login import LoginResult, save_tokens
-from .oauth import TokenResponse
-from .timeutil import parse_time
+from cliproxy.auth.login import LoginResult, save_tokens
+from cliproxy.auth.oauth import TokenResponse
+from cliproxy.auth.timeutil import parse_time
 
 SHARED_LOGIN_WARNING = (
     "The Codex CLI and cliproxy now share one login. Refresh tokens are single-use: whichever program "

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from .constants import (
+from cliproxy.auth.constants import (
     CLIENT_ID,
     DEFAULT_ISSUER,
     DEVICE_PAGE_PATH,
@@ -29,9 +28,9 @@ from .constants import (
     DEVICE_USERCODE_PATH,
     endpoint,
 )
-from .http import sync_client
-from .login import LoginResult, save_tokens
-from .oauth import LoginError, error_fields, exchange_code, response_json
+from cliproxy.auth.http import sync_client
+from cliproxy.auth.login import LoginResult, save_tokens
+from cliproxy.auth.oauth import LoginError, error_fields, exchange_code, response_json
 
 DEVICE_TIMEOUT = 15 * 60.0
 DEFAULT_INTERVAL = 5.0

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
-from .callback import CallbackServer
-from .claims import Identity, identity_from_tokens, token_expiry
-from .constants import CALLBACK_PORTS, DEFAULT_ISSUER
-from .locking import account_lock_sync
-from .oauth import LoginError, TokenResponse, build_authorize_url, exchange_code, generate_pkce, generate_state
-from .store import STATUS_KEY, Account, AccountFileError, choose_account_path, ensure_dir, read_json, write_account_file
-from .timeutil import format_time, now
+from cliproxy.auth.callback import CallbackServer
+from cliproxy.auth.claims import Identity, identity_from_tokens, token_expiry
+from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_ISSUER
+from cliproxy.auth.locking import account_lock_sync
+from cliproxy.auth.oauth import LoginError, TokenResponse, build_authorize_url, exchange_code, generate_pkce, generate_state
+from cliproxy.auth.store import STATUS_KEY, Account, AccountFileError, choose_account_path, ensure_dir, read_json, write_account_file
+from cliproxy.auth.timeutil import format_time, now
 
 logger = logging.getLogger(__name__)
 

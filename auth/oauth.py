@@ -11,9 +11,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-
-from .constants import AUTHORIZE_PATH, AUTHORIZE_SCOPE, CLIENT_ID, REVOKE_PATH, TOKEN_PATH, endpoint
-from .http import sync_client
+from cliproxy.auth.constants import AUTHORIZE_PATH, AUTHORIZE_SCOPE, CLIENT_ID, REVOKE_PATH, TOKEN_PATH, endpoint
+from cliproxy.auth.http import sync_client
 
 
 class LoginError(Exception):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .timeutil import humanize
+from cliproxy.auth.timeutil import humanize
 
 STATE_DIR = ".cliproxy-state"
 WINDOWS = ("primary", "secondary")

@@ -37,14 +37,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-
-from .claims import identity_from_tokens, token_expiry
-from .constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
-from .http import async_client
-from .locking import LockTimeout, account_lock
-from .oauth import TokenResponse, error_fields, response_json
-from .store import STATUS_KEY, Account, AccountFileError, fingerprint, load_account, status_record, update_account_file
-from .timeutil import format_time, now
+from cliproxy.auth.claims import identity_from_tokens, token_expiry
+from cliproxy.auth.constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
+from cliproxy.auth.http import async_client
+from cliproxy.auth.locking import LockTimeout, account_lock
+from cliproxy.auth.oauth import TokenResponse, error_fields, response_json
+from cliproxy.auth.store import STATUS_KEY, Account, AccountFileError, fingerprint, load_account, status_record, update_account_file
+from cliproxy.auth.timeutil import format_time, now
 
 logger = logging.getLogger(__name__)
 

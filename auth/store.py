@@ -21,8 +21,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from .claims import Identity, decode_claims, identity_from_claims, token_expiry, token_issued_at
-from .timeutil import format_time, now, parse_time
+from cliproxy.auth.claims import Identity, decode_claims, identity_from_claims, token_expiry, token_issued_at
+from cliproxy.auth.timeutil import format_time, now, parse_time
 
 logger = logging.getLogger(__name__)
 

@@ -6,12 +6,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cliproxy.auth.quota import read_state, window_name
+from cliproxy.auth.store import Account
+from cliproxy.auth.timeutil import humanize, now, parse_time, relative
 from rich.table import Table
 from rich.text import Text
-
-from auth.quota import read_state, window_name
-from auth.store import Account
-from auth.timeutil import humanize, now, parse_time, relative
 
 STATE_STYLES = {"ok": "green", "expired": "yellow", "needs-login": "bold red", "disabled": "dim",
                 "cooling down": "yellow"}

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if not (REPO / "tests" / "fakes").is_dir():
+    sys.exit("scripts/bench.py runs from a cliproxy checkout (it drives the fake backend in tests/fakes): git clone, then python scripts/bench.py")
+sys.path.insert(0, str(REPO))  # the checkout's `tests` package: fakes and the proxy launcher
 
 import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -140,7 +142,7 @@ async def concurrent(t: Target, concurrency: int, requests: int) -> dict:
 
 
 def translator_speed(events: int) -> dict[str, float]:
-    from addons.translate import registry
+    from cliproxy.addons.translate import registry
 
     data = b"".join(f"event: {k}\ndata: {json.dumps(p)}\n\n".encode() for k, p in events_for(events))
     n = len(events_for(events))

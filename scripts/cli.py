@@ -23,23 +23,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from cliproxy.addons.core import config as configfile
+from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
+from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
+from cliproxy.auth.device import DeviceCode, device_login
+from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
+from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
+from cliproxy.auth.oauth import LoginError, revoke
+from cliproxy.auth.quota import state_path
+from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
+from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
+from cliproxy.auth.timeutil import relative
+from cliproxy.scripts.accounts_view import accounts_table
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
-
-from auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
-from auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR, DEFAULT_ISSUER
-from auth.device import DeviceCode, device_login
-from auth.locking import LockTimeout, account_lock_sync, lock_path
-from auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
-from auth.oauth import LoginError, revoke
-from auth.quota import state_path
-from auth.refresh import RefreshError, TokenRefresher, refresh_sync
-from auth.store import Account, AccountFileError, load_account, load_accounts
-from auth.timeutil import relative
-
-from .accounts_view import accounts_table
 
 
 class CliError(Exception):
@@ -54,28 +52,13 @@ class Settings:
 
 # -- configuration ------------------------------------------------------------------------------------
 def load_settings(config: str | None, auth_dir: str | None) -> Settings:
-    """auth-dir / oauth-issuer from the YAML config (explicit path, else ./config.yaml if present)."""
-    data: dict = {}
-    path = Path(config).expanduser() if config else Path("config.yaml")
-    if config or path.is_file():
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CliError(f"config file {path} not found") from None
-        except OSError as exc:
-            raise CliError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            raise CliError(f"config file {path} is not valid YAML: {exc}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise CliError(f"config file {path}: expected a mapping of settings at the top level")
-        data = loaded or {}
-    directory = auth_dir or data.get("auth-dir") or DEFAULT_AUTH_DIR
-    if not isinstance(directory, str):
-        raise CliError(f"config file {path}: auth-dir: expected a directory path")
-    issuer = data.get("oauth-issuer") or DEFAULT_ISSUER
-    if not isinstance(issuer, str) or not issuer.startswith(("http://", "https://")):
-        raise CliError(f"config file {path}: oauth-issuer: expected an http:// or https:// URL, got {issuer!r}")
-    return Settings(Path(os.path.expandvars(directory)).expanduser(), issuer.rstrip("/"))
+    """auth-dir / oauth-issuer from the config file the proxy would read (the same loader and checks)."""
+    try:
+        cfg = configfile.load(configfile.locate(config))
+    except configfile.ConfigError as exc:
+        raise CliError(f"config: {exc}") from None
+    directory = Path(os.path.expandvars(auth_dir)).expanduser() if auth_dir else cfg.auth_dir
+    return Settings(directory, cfg.oauth_issuer)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -104,7 +87,7 @@ def _saved(console: Console, result: LoginResult) -> None:
 
 def _setup_logging(verbose: bool) -> None:
     """Warnings of the auth package (e.g. a skipped broken account file) go to stderr."""
-    logger = logging.getLogger("auth")
+    logger = logging.getLogger("cliproxy.auth")
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     if not any(getattr(h, "_cliproxy", False) for h in logger.handlers):
         handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
@@ -222,7 +205,7 @@ def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -
 
 
 def cmd_env(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    from .envvars import env_lines
+    from cliproxy.scripts.envvars import env_lines
 
     for line in env_lines(args.listen, args.proxy, Path(args.confdir)):
         console.print(line, markup=False, highlight=False, soft_wrap=True)

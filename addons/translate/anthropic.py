@@ -36,8 +36,8 @@ import re
 import string
 from typing import Any
 
-from . import codex_body, errors
-from .models import Catalog, EffortError, normalize_effort
+from cliproxy.addons.translate import codex_body, errors
+from cliproxy.addons.translate.models import Catalog, EffortError, normalize_effort
 
 #: Codex model serving each Claude family when no alias says otherwise.
 FAMILY_DEFAULTS = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}

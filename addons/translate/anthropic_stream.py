@@ -24,10 +24,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
-from .anthropic import safe_id
-from .sse import COMMENT, SSEEvent, encode
-from .stream import CodexStream, Collector
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.anthropic import safe_id
+from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode
+from cliproxy.addons.translate.stream import CodexStream, Collector
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 

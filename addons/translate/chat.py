@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from . import codex_body, errors, headers
-from .sse import DONE, SSEEvent, dumps, encode
-from .stream import CodexStream, Collector
+from cliproxy.addons.translate import codex_body, errors, headers
+from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode
+from cliproxy.addons.translate.stream import CodexStream, Collector
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 

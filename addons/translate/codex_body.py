@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
-from .models import Catalog, EffortError, clamp_effort, normalize_effort
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.models import Catalog, EffortError, clamp_effort, normalize_effort
 
 #: Fields the backend rejects; removed from every request.
 REJECTED_FIELDS = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .sse import COMMENT, SSEParser
+from cliproxy.addons.translate.sse import COMMENT, SSEParser
 
 
 class _Transcript:

@@ -15,7 +15,7 @@ import re
 import uuid
 from collections.abc import Iterable
 
-from . import errors
+from cliproxy.addons.translate import errors
 
 MAX_VALUE = 1024  # longest client value forwarded into one header
 MAX_TOKEN = 256  # longest cache key copied into `session-id` as it is

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import anthropic_stream, chat, errors, responses
-from .stream import CodexStream, Collector, disconnected_error
+from cliproxy.addons.translate import anthropic_stream, chat, errors, responses
+from cliproxy.addons.translate.stream import CodexStream, Collector, disconnected_error
 
 
 def stream_translator(route: str, model: str, options: dict[str, Any]) -> CodexStream:

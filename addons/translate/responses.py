@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import codex_body, errors, headers
-from .sse import SSEEvent, encode
-from .stream import TERMINAL_OK, CodexStream
+from cliproxy.addons.translate import codex_body, errors, headers
+from cliproxy.addons.translate.sse import SSEEvent, encode
+from cliproxy.addons.translate.stream import TERMINAL_OK, CodexStream
 
 
 def _input_items(value: Any) -> list[Any]:

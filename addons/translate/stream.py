@@ -12,8 +12,8 @@ import logging
 import time
 from typing import Any
 
-from . import errors
-from .sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from auth.store import load_accounts
+from cliproxy.auth.store import load_accounts
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = """
 import sys
-from auth.store import write_account_file
+from cliproxy.auth.store import write_account_file
 path, n = sys.argv[1], 0
 while True:
     n += 1

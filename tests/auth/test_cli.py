@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cliproxy.auth.quota import write_state
+from cliproxy.auth.store import STATUS_KEY, load_account, status_record
+from cliproxy.scripts import cli
 from rich.console import Console
 
-from auth.quota import write_state
-from auth.store import STATUS_KEY, load_account, status_record
-from scripts import cli
 from tests.fakes.oauth_server import CLIENT_ID, FakeOAuthServer, Identity, browse
 
 DAY = 86400

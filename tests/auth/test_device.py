@@ -6,9 +6,9 @@ import json
 
 import httpx
 import pytest
+from cliproxy.auth.device import DEFAULT_INTERVAL, device_login, parse_interval
+from cliproxy.auth.oauth import LoginError, challenge_for
 
-from auth.device import DEFAULT_INTERVAL, device_login, parse_interval
-from auth.oauth import LoginError, challenge_for
 from tests.fakes.oauth_server import FakeOAuthServer, Identity
 
 

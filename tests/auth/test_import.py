@@ -6,10 +6,10 @@ import json
 import stat
 
 import pytest
+from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
+from cliproxy.auth.refresh import TokenRefresher
+from cliproxy.auth.store import load_account
 
-from auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
-from auth.refresh import TokenRefresher
-from auth.store import load_account
 from tests.fakes.oauth_server import FakeOAuthServer, Identity
 
 

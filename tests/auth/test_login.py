@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cliproxy.auth.constants import CLIENT_ID
+from cliproxy.auth.login import browser_login
+from cliproxy.auth.oauth import LoginError, OAuthError, build_authorize_url, challenge_for, generate_pkce
+from cliproxy.auth.store import load_accounts
 
-from auth.constants import CLIENT_ID
-from auth.login import browser_login
-from auth.oauth import LoginError, OAuthError, build_authorize_url, challenge_for, generate_pkce
-from auth.store import load_accounts
 from tests.fakes.oauth_server import FakeOAuthServer, Identity, browse
 
 
@@ -46,7 +46,7 @@ def test_pkce_and_authorize_url():
 
 
 def test_browser_login_end_to_end(srv, tmp_path, caplog):
-    caplog.set_level("DEBUG", logger="auth")
+    caplog.set_level("DEBUG", logger="cliproxy.auth")
     auth_dir = tmp_path / "auth"
     pages = []
     shown = []
@@ -68,7 +68,7 @@ def test_browser_login_end_to_end(srv, tmp_path, caplog):
     assert exchange.form["redirect_uri"] == authorize.query["redirect_uri"]
     assert challenge_for(exchange.form["code_verifier"]) == authorize.query["code_challenge"]
     assert exchange.status == 200 and [a.name for a in load_accounts(auth_dir)] == [path.name]
-    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("auth"))
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("cliproxy.auth"))
     assert "me@example.com" in ours  # it did log, just no secrets
     for key in ("access_token", "refresh_token", "id_token"):
         assert data[key] not in ours and data[key][:20] not in ours

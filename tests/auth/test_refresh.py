@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cliproxy.auth.locking import account_lock_sync, lock_path
+from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
+from cliproxy.auth.store import STATUS_KEY, Account, load_account, load_accounts
 
-from auth.locking import account_lock_sync, lock_path
-from auth.refresh import RefreshError, TokenRefresher, refresh_sync
-from auth.store import STATUS_KEY, Account, load_account, load_accounts
 from tests.fakes.oauth_server import FakeOAuthServer
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
-
-from auth.claims import decode_claims, identity_from_id_token, identity_from_tokens, token_expiry
-from auth.store import (
+from cliproxy.auth.claims import decode_claims, identity_from_id_token, identity_from_tokens, token_expiry
+from cliproxy.auth.store import (
     STATUS_KEY,
     Account,
     AccountFileError,
@@ -24,7 +23,7 @@ from auth.store import (
     status_record,
     write_account_file,
 )
-from auth.timeutil import format_time, parse_time, relative
+from cliproxy.auth.timeutil import format_time, parse_time, relative
 
 KEY = "k" * 32
 NS = "https://api.openai.com/auth"
@@ -149,7 +148,7 @@ def test_load_accounts_skips_broken_and_foreign_files(tmp_path, caplog):
 
 
 def test_file_names(tmp_path):
-    from auth.claims import Identity
+    from cliproxy.auth.claims import Identity
 
     ident = Identity("me@example.com", "acct-1", " Team Plan ")
     assert account_filename(ident) == "codex-me@example.com-team-plan.json"

@@ -10,10 +10,10 @@ import time
 import httpx
 import openai
 import pytest
+from cliproxy.auth.quota import read_state
+from cliproxy.scripts import cli
 from rich.console import Console
 
-from auth.quota import read_state
-from scripts import cli
 from tests.fakes.codex_backend import default_responder, unauthorized
 from tests.fakes.oauth_server import FakeOAuthServer
 from tests.proxyproc import start_proxy

@@ -31,7 +31,7 @@ def test_saved_flows_are_annotated_and_hold_no_token(tmp_path, proxy_home, backe
         assert token not in dump and "sk-client-secret-1" not in dump
         assert f.request.headers["authorization"] == "Bearer …(redacted)"
     assert flows[0].comment.startswith("chat · gpt-5.5(high) → gpt-5.5 · high · dev@example.com · 42→17 tok · ttfb ")
-    from addons.translate.conversation import render
+    from cliproxy.addons.translate.conversation import render
     assert "[assistant] Streamed words." in render(flows[0].response.content)
     assert token not in proxy.log
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from auth.refresh import RefreshError, TokenRefresher
-from auth.store import load_account
+from cliproxy.auth.refresh import RefreshError, TokenRefresher
+from cliproxy.auth.store import load_account
 
 
 async def run(issuer: str, path: Path, calls: int, force: bool) -> dict:

@@ -3,15 +3,16 @@
 import json
 
 import pytest
+from cliproxy.addons.core import config as configfile
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.codex_upstream import CodexUpstream
+from cliproxy.addons.hooks.guard import Guard
+from cliproxy.addons.hooks.openai_api import OpenAIApi
+from cliproxy.addons.hooks.router import Router
+from cliproxy.addons.mitm.flowstate import state
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
-from addons import config as configfile
-from addons.codex_upstream import CodexUpstream
-from addons.flowstate import Guard, state
-from addons.openai_api import OpenAIApi
-from addons.router import Router
-from addons.runtime import Runtime
 from tests.conftest import mint_account
 from tests.fakes.codex_backend import turn
 from tests.unit.hooks import run_hooks
@@ -64,7 +65,7 @@ async def test_other_hosts_are_left_alone(runtime):
 
 
 async def test_an_exception_in_a_hook_answers_500_and_never_forwards(runtime, monkeypatch):
-    from addons.translate import chat
+    from cliproxy.addons.translate import chat
 
     def boom(*a, **k):
         raise RuntimeError("bug")
@@ -133,11 +134,10 @@ async def test_upstream_error_is_mapped_in_response(runtime):
 
 
 def test_listener_passes_through_tls_to_other_hosts():
+    from cliproxy.addons.hooks.listener import Listener
     from mitmproxy import ctx
     from mitmproxy.proxy import context
     from mitmproxy.tls import ClientHelloData
-
-    from addons.listener import Listener
 
     listener = Listener()
     with taddons.context(listener):
@@ -159,8 +159,8 @@ async def test_oversized_bodies_are_413_in_client_format(runtime):
 
 
 async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
-    from addons import deadline
-    from addons.translate.registry import stream_translator
+    from cliproxy.addons.hooks import deadline
+    from cliproxy.addons.translate.registry import stream_translator
 
     abandoned = []
     monkeypatch.setattr(deadline, "abandon_upstream", lambda flow: abandoned.append(flow.id) or True)
@@ -188,7 +188,7 @@ async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
 
 
 def test_listeners_default_to_loopback():
-    from addons.listener import Listener, loopback_spec
+    from cliproxy.addons.hooks.listener import Listener, loopback_spec
 
     assert loopback_spec("regular", None) == "regular@127.0.0.1:8080"
     assert loopback_spec("regular@8081", None) == "regular@127.0.0.1:8081"

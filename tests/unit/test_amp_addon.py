@@ -3,18 +3,19 @@
 import json
 
 import pytest
+from cliproxy.addons.core import config as configfile
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.amp import Amp, AmpAnswers
+from cliproxy.addons.hooks.codex_upstream import CodexUpstream
+from cliproxy.addons.hooks.guard import Guard
+from cliproxy.addons.hooks.notes import FlowNotes
+from cliproxy.addons.hooks.openai_api import OpenAIApi
+from cliproxy.addons.hooks.router import Router
+from cliproxy.addons.mitm.flowstate import state
+from cliproxy.addons.mitm.upstream_failures import FAILURE_HEADER
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 
-from addons import config as configfile
-from addons.amp import Amp, AmpAnswers
-from addons.codex_upstream import CodexUpstream
-from addons.flowstate import Guard, state
-from addons.notes import FlowNotes
-from addons.openai_api import OpenAIApi
-from addons.router import Router
-from addons.runtime import Runtime
-from addons.upstream_failures import FAILURE_HEADER
 from tests.conftest import mint_account
 from tests.unit.hooks import run_hooks
 

@@ -5,8 +5,7 @@ import json
 import time
 
 import pytest
-
-from addons import amp_wire as amp
+from cliproxy.addons.core import amp_wire as amp
 
 # -- request side -------------------------------------------------------------------------------
 

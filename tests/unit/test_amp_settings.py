@@ -5,9 +5,8 @@ import logging
 import os
 
 import pytest
-
-from addons import amp_settings as amp
-from addons.config import ConfigError, parse
+from cliproxy.addons.core import amp_settings as amp
+from cliproxy.addons.core.config import ConfigError, parse
 
 SERVED = {"gpt-5.5", "gpt-5.4-mini", "gemini-2.5-pro", "test/gpt-5.2"}
 

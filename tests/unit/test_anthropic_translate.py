@@ -5,16 +5,16 @@ import json
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, RawMessageStreamEvent
+from cliproxy.addons.core import config as configfile
+from cliproxy.addons.translate import anthropic as A
+from cliproxy.addons.translate import anthropic_stream as AS
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.codex_body import Settings
+from cliproxy.addons.translate.stream import collect, disconnected_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
-from addons import config as configfile
-from addons.translate import anthropic as A
-from addons.translate import anthropic_stream as AS
-from addons.translate import errors
-from addons.translate.codex_body import Settings
-from addons.translate.stream import collect, disconnected_error
 from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import run, wire
 

@@ -3,13 +3,13 @@
 import json
 
 import pytest
+from cliproxy.addons.translate import chat, errors
+from cliproxy.addons.translate.codex_body import Settings
+from cliproxy.addons.translate.stream import collect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from addons.translate import chat, errors
-from addons.translate.codex_body import Settings
-from addons.translate.stream import collect
 from tests.fakes.codex_backend import turn
 
 S = Settings()

@@ -1,8 +1,7 @@
 """Config parsing: defaults, validation messages that name the key, and what each key does."""
 
 import pytest
-
-from addons.config import ConfigError, load, parse
+from cliproxy.addons.core.config import ConfigError, load, parse
 
 
 def test_defaults():

@@ -1,6 +1,6 @@
 """`cliproxy env` output."""
 
-from scripts.envvars import BUNDLE_NAME, env_lines
+from cliproxy.scripts.envvars import BUNDLE_NAME, env_lines
 
 
 def test_env_lines_before_and_after_the_ca_exists(tmp_path):

@@ -2,11 +2,11 @@
 
 import json
 
+from cliproxy.addons.hooks.notes import FlowNotes, SSEConversation, comment, mask_headers
+from cliproxy.addons.translate.conversation import render
 from mitmproxy import contentviews, http
 from mitmproxy.test import taddons, tflow, tutils
 
-from addons.notes import FlowNotes, SSEConversation, comment, mask_headers
-from addons.translate.conversation import render
 from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import wire
 
@@ -22,7 +22,7 @@ def test_codex_stream_renders_as_a_conversation():
 
 
 def test_chat_and_anthropic_streams_render():
-    from addons.translate.chat import ChatStream
+    from cliproxy.addons.translate.chat import ChatStream
 
     stream = ChatStream("gpt-5.5", include_usage=True)
     chat = b"".join(stream(CODEX) + stream(b""))
@@ -67,7 +67,8 @@ def test_notes_addon_masks_after_the_request_went_upstream():
 
 
 def test_comment_shows_the_accounts_quota():
-    from auth.quota import parse_quota, quota_summary
+    from cliproxy.auth.quota import parse_quota, quota_summary
+
     from tests.fakes.codex_backend import QUOTA_HEADERS
 
     summary = quota_summary(parse_quota(QUOTA_HEADERS))

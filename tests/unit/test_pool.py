@@ -1,6 +1,6 @@
 """Pool selection and cool-down policy (pure)."""
 
-from auth.pool import BACKOFF_CAP, Member, Pool, Verdict, judge
+from cliproxy.auth.pool import BACKOFF_CAP, Member, Pool, Verdict, judge
 
 
 def pool(strategy="round-robin", n=3):

@@ -1,8 +1,7 @@
 """Which requests cliproxy claims."""
 
 import pytest
-
-from addons.routes import classify
+from cliproxy.addons.core.routes import classify
 
 
 @pytest.mark.parametrize("host,path,method,reverse,anthropic,expected", [

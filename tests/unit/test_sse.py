@@ -1,9 +1,8 @@
 """The incremental SSE parser: any chunking gives the same events."""
 
+from cliproxy.addons.translate.sse import COMMENT, SSEParser, encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from addons.translate.sse import COMMENT, SSEParser, encode
 
 STREAM = (
     b"event: response.created\r\ndata: {\"a\":1}\r\n\r\n"

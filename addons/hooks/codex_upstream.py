@@ -18,18 +18,16 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
+from cliproxy.addons.core.runtime import Credential, Runtime
+from cliproxy.addons.mitm.flowstate import guarded, reply_json, state
+from cliproxy.addons.translate import errors, registry
+from cliproxy.addons.translate.headers import check_client_headers, safe_value, session_token
+from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
+from cliproxy.auth.pool import Member, Verdict, judge
+from cliproxy.auth.quota import parse_quota, quota_summary
 from mitmproxy import ctx, http
 from mitmproxy.net.http.url import hostport
-
-from auth.pool import Member, Verdict, judge
-from auth.quota import parse_quota, quota_summary
-
-from .failover import FAILURE_HEADER, Attempt, decide
-from .flowstate import guarded, reply_json, state
-from .runtime import Credential, Runtime
-from .translate import errors, registry
-from .translate.headers import check_client_headers, safe_value, session_token
-from .translate.stream import CodexStream, collect, disconnected_error
 
 logger = logging.getLogger(__name__)
 

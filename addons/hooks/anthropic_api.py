@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.mitm.flowstate import guarded, read_json, reply_json, set_codex_body, state
+from cliproxy.addons.translate import anthropic
 from mitmproxy import http
-
-from .flowstate import guarded, read_json, reply_json, set_codex_body, state
-from .runtime import Runtime
-from .translate import anthropic
 
 
 class AnthropicApi:

@@ -14,13 +14,12 @@ import contextlib
 import logging
 import time
 
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.mitm.flowstate import state
+from cliproxy.addons.mitm.upstream_failures import abandon_upstream
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.stream import CodexStream
 from mitmproxy import http
-
-from .flowstate import state
-from .runtime import Runtime
-from .translate import errors
-from .translate.stream import CodexStream
-from .upstream_failures import abandon_upstream
 
 logger = logging.getLogger(__name__)
 

@@ -8,13 +8,12 @@ Without the switch, the CLI's requests go to chatgpt.com untouched.
 
 from __future__ import annotations
 
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.router import websocket_refused
+from cliproxy.addons.mitm.flowstate import guarded, read_json, set_codex_body, state
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.codex_body import CodexCall
 from mitmproxy import http
-
-from .flowstate import guarded, read_json, set_codex_body, state
-from .router import websocket_refused
-from .runtime import Runtime
-from .translate import errors
-from .translate.codex_body import CodexCall
 
 
 class CodexCliPooling:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 
+from cliproxy.addons.core.routes import REVERSE_TARGET, is_intercepted_host
 from mitmproxy import ctx, exceptions, tls
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
-
-from .routes import REVERSE_TARGET, is_intercepted_host
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cliproxy.addons.core.validate import ConfigError, expect
+
 logger = logging.getLogger(__name__)
 
 SECRETS_FILE = Path(".local/share/amp/secrets.json")  # under $HOME
@@ -33,12 +35,6 @@ SECRETS_FILE_KEY = "apiKey@https://ampcode.com/"  # fixed, whatever upstream-url
 SECRETS_FILE_TTL = 300.0  # seconds, empty results included; a changed file is re-read at once
 _KNOWN = {"upstream-url", "upstream-api-key", "upstream-api-keys", "restrict-management-to-localhost",
           "model-mappings", "force-model-mappings"}
-
-
-def _error(message: str) -> Exception:
-    from .config import ConfigError  # config imports this module at load time
-
-    return ConfigError(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,45 +216,39 @@ class AmpSettings:
         return self.secrets.key()
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], key: str, what: str) -> Any:
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-        raise _error(f"{key}: expected {what}, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _secret(value: Any, key: str) -> str:
     if not isinstance(value, str):
-        raise _error(f"{key}: expected a string, got {type(value).__name__}")  # no value: it may be a secret
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__}")  # no value: it may be a secret
     return value.strip()
 
 
 def _upstream_url(value: Any) -> str:
-    url = _expect(value if value is not None else "", str, "ampcode.upstream-url", "a URL string").strip()
+    url = expect(value if value is not None else "", str, "ampcode.upstream-url", "a URL string").strip()
     if not url:
         return ""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _error(f"ampcode.upstream-url: expected an http:// or https:// URL such as https://ampcode.com, got {url!r}")
+        raise ConfigError(f"ampcode.upstream-url: expected an http:// or https:// URL such as https://ampcode.com, got {url!r}")
     try:
         parts.port  # noqa: B018 (validates the port)
     except ValueError:
-        raise _error(f"ampcode.upstream-url: invalid port in {url!r}") from None
+        raise ConfigError(f"ampcode.upstream-url: invalid port in {url!r}") from None
     return url.rstrip("/")
 
 
 def _client_keys(value: Any, warnings: list[str]) -> dict[str, str]:
     key = "ampcode.upstream-api-keys"
-    _expect(value, list, key, "a list of entries with upstream-api-key and api-keys")
+    expect(value, list, key, "a list of entries with upstream-api-key and api-keys")
     out: dict[str, str] = {}
     for i, entry in enumerate(value):
         at = f"{key}[{i}]"
-        _expect(entry, dict, at, "a mapping with upstream-api-key and api-keys")
+        expect(entry, dict, at, "a mapping with upstream-api-key and api-keys")
         unknown = set(entry) - {"upstream-api-key", "api-keys"}
         if unknown:
-            raise _error(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected upstream-api-key and api-keys")
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected upstream-api-key and api-keys")
         amp_key = _secret(entry.get("upstream-api-key", ""), f"{at}.upstream-api-key")
         clients = entry.get("api-keys") or []
-        _expect(clients, list, f"{at}.api-keys", "a list of proxy client keys")
+        expect(clients, list, f"{at}.api-keys", "a list of proxy client keys")
         if not amp_key:
             warnings.append(f"{at}: blank upstream-api-key, entry ignored")
             continue
@@ -275,17 +265,17 @@ def _client_keys(value: Any, warnings: list[str]) -> dict[str, str]:
 
 def _mappings(value: Any, warnings: list[str]) -> tuple[ModelMapping, ...]:
     key = "ampcode.model-mappings"
-    _expect(value, list, key, "a list of {from, to, regex} entries")
+    expect(value, list, key, "a list of {from, to, regex} entries")
     out = []
     for i, entry in enumerate(value):
         at = f"{key}[{i}]"
-        _expect(entry, dict, at, "a mapping with from, to and optional regex")
+        expect(entry, dict, at, "a mapping with from, to and optional regex")
         unknown = set(entry) - {"from", "to", "regex"}
         if unknown:
-            raise _error(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected from, to and optional regex")
-        source = _expect(entry.get("from", ""), str, f"{at}.from", "a model name (or a pattern with regex: true)").strip()
-        target = _expect(entry.get("to", ""), str, f"{at}.to", "a model id").strip()
-        regex = _expect(entry.get("regex", False), bool, f"{at}.regex", "true or false")
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected from, to and optional regex")
+        source = expect(entry.get("from", ""), str, f"{at}.from", "a model name (or a pattern with regex: true)").strip()
+        target = expect(entry.get("to", ""), str, f"{at}.to", "a model id").strip()
+        regex = expect(entry.get("regex", False), bool, f"{at}.regex", "true or false")
         if not source or not target:
             warnings.append(f"{at}: empty {'from' if not source else 'to'}, entry ignored")
             continue
@@ -293,7 +283,7 @@ def _mappings(value: Any, warnings: list[str]) -> tuple[ModelMapping, ...]:
             try:
                 re.compile(source, re.IGNORECASE)
             except re.error as exc:
-                raise _error(f"{at}.from: invalid regular expression {source!r}: {exc}") from None
+                raise ConfigError(f"{at}.from: invalid regular expression {source!r}: {exc}") from None
         out.append(ModelMapping(source, target, regex))
     return tuple(out)
 
@@ -302,16 +292,16 @@ def parse(block: Any) -> AmpSettings:
     """Validate the `ampcode:` block; raises config.ConfigError naming the offending key."""
     if block is None:
         block = {}
-    _expect(block, dict, "ampcode", "a mapping")
+    expect(block, dict, "ampcode", "a mapping")
     warnings = [f"ampcode.{k}: unknown key ignored" for k in block if k not in _KNOWN]
     mappings = _mappings(block.get("model-mappings") or [], warnings)
     settings = AmpSettings(
         upstream_url=_upstream_url(block.get("upstream-url")),
         client_keys=_client_keys(block.get("upstream-api-keys") or [], warnings),
-        restrict_management_to_localhost=_expect(block.get("restrict-management-to-localhost", False), bool,
+        restrict_management_to_localhost=expect(block.get("restrict-management-to-localhost", False), bool,
                                                  "ampcode.restrict-management-to-localhost", "true or false"),
         mappings=mappings,
-        force_model_mappings=_expect(block.get("force-model-mappings", False), bool, "ampcode.force-model-mappings", "true or false"),
+        force_model_mappings=expect(block.get("force-model-mappings", False), bool, "ampcode.force-model-mappings", "true or false"),
         mapper=ModelMapper.build(mappings),
         secrets=SecretSource(_secret(block.get("upstream-api-key") or "", "ampcode.upstream-api-key")),
         warnings=tuple(warnings),

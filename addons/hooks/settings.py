@@ -12,10 +12,9 @@ import logging
 import os
 from pathlib import Path
 
+from cliproxy.addons.core import config as configfile
+from cliproxy.addons.core.runtime import Runtime
 from mitmproxy import ctx, exceptions
-
-from . import config as configfile
-from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +57,7 @@ class Settings:
         )
 
     def path(self) -> Path | None:
-        if ctx.options.cliproxy_config:
-            return Path(ctx.options.cliproxy_config).expanduser()
-        default = Path("config.yaml")
-        return default if default.exists() else None
+        return configfile.locate(ctx.options.cliproxy_config)
 
     def configure(self, updated: set[str]) -> None:
         if "cliproxy_config" not in updated:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import json
 import logging
 
+from cliproxy.addons.core.failover import FAILURE_HEADER
 from mitmproxy import ctx, http
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
-
-from .failover import FAILURE_HEADER
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from auth.pool import Verdict, judge
-
-from .translate import errors
-from .translate.stream import Collector
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.stream import Collector
+from cliproxy.auth.pool import Verdict, judge
 
 #: Marks a response cliproxy made up for an upstream that could not be reached (502) or stayed silent (504).
 FAILURE_HEADER = "x-cliproxy-upstream-failure"

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import time
 
+from cliproxy.addons.core import access, routes
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.listener import is_base_url_listener
+from cliproxy.addons.mitm.flowstate import claim, guarded, reply_json, state
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.headers import check_line_breaks
 from mitmproxy import http
-
-from . import access, routes
-from .flowstate import claim, guarded, reply_json, state
-from .listener import is_base_url_listener
-from .runtime import Runtime
-from .translate import errors
-from .translate.headers import check_line_breaks
 
 _CREATED = 1_700_000_000  # the backend publishes no dates; a fixed, plausible timestamp
 

@@ -13,10 +13,9 @@ import json
 import logging
 from typing import Any
 
+from cliproxy.addons.translate import errors
+from cliproxy.addons.translate.codex_body import CodexCall
 from mitmproxy import http
-
-from .translate import errors
-from .translate.codex_body import CodexCall
 
 logger = logging.getLogger(__name__)
 
@@ -111,15 +110,3 @@ def guarded(hook):
             handle(flow, exc)
 
     return wrapper
-
-
-class Guard:
-    """Last in cliproxy's chain: a claimed flow that is neither answered nor rewritten gets a 500."""
-
-    name = "cliproxy_guard"
-
-    def request(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is not None and flow.response is None and not st.get("upstream") and not st.get("passthrough"):
-            logger.error("cliproxy: %s request was neither answered nor rewritten; refusing it", st.get("route"))
-            reply_error(flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error"))

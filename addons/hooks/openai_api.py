@@ -6,11 +6,10 @@ the flow at the backend.
 
 from __future__ import annotations
 
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.mitm.flowstate import guarded, read_json, set_codex_body, state
+from cliproxy.addons.translate import chat, responses
 from mitmproxy import http
-
-from .flowstate import guarded, read_json, set_codex_body, state
-from .runtime import Runtime
-from .translate import chat, responses
 
 
 class OpenAIApi:

@@ -20,11 +20,9 @@ import json
 import logging
 from typing import Any
 
-from mitmproxy import http
-
-from . import access
-from .amp_settings import Decision, decide
-from .amp_wire import (
+from cliproxy.addons.core import access
+from cliproxy.addons.core.amp_settings import Decision, decide
+from cliproxy.addons.core.amp_wire import (
     LOCAL_KINDS,
     ResponseRewriter,
     SSERewriter,
@@ -38,10 +36,11 @@ from .amp_wire import (
     tool_casing,
     upstream_headers,
 )
-from .failover import FAILURE_HEADER
-from .flowstate import guarded, reply_json, state
-from .runtime import Runtime
-from .translate import errors
+from cliproxy.addons.core.failover import FAILURE_HEADER
+from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.mitm.flowstate import guarded, reply_json, state
+from cliproxy.addons.translate import errors
+from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 
 import certifi
 import httpx
-
-from auth.pool import Member, Pool
-from auth.quota import read_state, write_state
-from auth.refresh import RefreshError, TokenRefresher
-from auth.store import Account, fingerprint, load_accounts
-
-from .config import ApiKeyUpstream, Config
+from cliproxy.addons.core.config import ApiKeyUpstream, Config
+from cliproxy.auth.pool import Member, Pool
+from cliproxy.auth.quota import read_state, write_state
+from cliproxy.auth.refresh import RefreshError, TokenRefresher
+from cliproxy.auth.store import Account, fingerprint, load_accounts
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 import time
 
+from cliproxy.addons.mitm.flowstate import state
+from cliproxy.addons.translate.conversation import render
 from mitmproxy import contentviews, ctx, http, tls
 from mitmproxy.contentviews import Contentview, Metadata
-
-from .flowstate import state
-from .translate.conversation import render
 
 logger = logging.getLogger(__name__)
 

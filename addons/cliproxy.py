@@ -18,14 +18,13 @@ sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file_
 
 from cliproxy.addons.core.runtime import Runtime  # noqa: E402
 from cliproxy.addons.hooks.amp import Amp, AmpAnswers  # noqa: E402
-from cliproxy.addons.hooks.anthropic_api import AnthropicApi  # noqa: E402
+from cliproxy.addons.hooks.client_api import ClientApis  # noqa: E402
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
-from cliproxy.addons.hooks.openai_api import OpenAIApi  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
 from cliproxy.addons.mitm import upstream_failures  # noqa: E402
@@ -39,8 +38,7 @@ addons = [
     Settings(runtime),  # config file + auth dir, hot reload
     Router(runtime),  # claims cliproxy's requests, client keys, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
-    OpenAIApi(runtime),  # /v1/chat/completions, /v1/responses → Codex bodies
-    AnthropicApi(runtime),  # /v1/messages → Codex bodies, /v1/messages/count_tokens answered locally
+    ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)

@@ -15,8 +15,10 @@ and exit with status 1 (2 for usage errors, 130 when interrupted); tokens are ne
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
+import shutil
 import sys
 import webbrowser
 from collections.abc import Sequence
@@ -212,6 +214,47 @@ def cmd_env(args: argparse.Namespace, settings: Settings, console: Console) -> i
     return 0
 
 
+RUN_USAGE = """usage: cliproxy run [--web] [--config PATH] [MITMPROXY OPTIONS ...]
+
+Start the proxy from the installed package: mitmdump (or mitmweb with --web) with cliproxy's addons,
+exactly as `mitmdump -s addons/cliproxy.py` from a checkout. Every other option goes to mitmproxy,
+e.g. `--listen-port 9090` or `--set cliproxy_listen=127.0.0.1:9317` (see mitmdump --help)."""
+
+
+def run_proxy(argv: Sequence[str]) -> int:
+    """`cliproxy run [--web] [--config PATH] [MITMPROXY OPTIONS…]`: the proxy from the installed package
+    (mitmdump, or mitmweb with --web, loading the same entry script as `mitmdump -s addons/cliproxy.py`)."""
+    args, rest = list(argv), []
+    web = config = None
+    while args:
+        arg = args.pop(0)
+        if arg == "--web":
+            web = True
+        elif arg == "--config" and args:
+            config = args.pop(0)
+        elif arg.startswith("--config="):
+            config = arg.split("=", 1)[1]
+        elif arg in ("-h", "--help"):
+            print(RUN_USAGE)
+            return 0
+        else:
+            rest.append(arg)
+    program = "mitmweb" if web else "mitmdump"
+    exe = Path(sys.executable).parent / program
+    if not exe.exists():
+        found = shutil.which(program)
+        if found is None:
+            print(f"error: {program} not found (it comes with mitmproxy, a dependency of cliproxy)", file=sys.stderr)
+            return 1
+        exe = Path(found)
+    spec = importlib.util.find_spec("cliproxy.addons.cliproxy")  # located, not imported: it starts the addons
+    assert spec is not None and spec.origin is not None
+    script = Path(spec.origin)
+    cmd = [str(exe), "-s", str(script), *(["--set", f"cliproxy_config={Path(config).expanduser()}"] if config else []), *rest]
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
+
+
 # -- parsing ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -257,10 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--proxy", default="127.0.0.1:8080", help="mitmproxy's regular proxy")
     env.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's config dir (CA certificate)")
     env.set_defaults(func=cmd_env)
+
+    sub.add_parser("run", help="start the proxy (mitmdump; --web for mitmweb); other options go to mitmproxy",
+                   description="Start the proxy from the installed package: cliproxy run [--web] [--config PATH] [mitmproxy options]")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        return run_proxy(argv[1:])
     args = build_parser().parse_args(argv)
     out = console or Console(highlight=False)
     err = Console(stderr=True, highlight=False) if console is None else console

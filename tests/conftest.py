@@ -107,3 +107,14 @@ def raw(proxy: Proxy, mode: str):
         client = httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ctx, timeout=30)
     with client:
         yield client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by where a test lives: `e2e` for tests/e2e (a real mitmdump), `npm` for the ones that
+    drive a real npm client (`pytest -m "not npm"` skips the slowest installs)."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.e2e)
+        module = getattr(item, "module", None)
+        if module is not None and hasattr(module, "npm_tool"):
+            item.add_marker(pytest.mark.npm)

@@ -38,7 +38,8 @@ from cliproxy.addons.core.amp_wire import (
 )
 from cliproxy.addons.core.failover import FAILURE_HEADER
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.mitm.flowstate import guarded, reply_json, state
+from cliproxy.addons.hooks.client_api import serve
+from cliproxy.addons.mitm.flowstate import FlowState, guarded, on_claimed, reply_json, state
 from cliproxy.addons.translate import errors
 from mitmproxy import http
 
@@ -76,14 +77,11 @@ class Amp:
         self.runtime = runtime
 
     # -- request side --------------------------------------------------------------------------
-    @guarded
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or flow.response or st["route"] not in _AMP_ROUTES:
-            return
+    @on_claimed(*_AMP_ROUTES)
+    def requestheaders(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if st["route"] == "amp_provider":
             provider, kind, gemini_model = provider_kind(flow.request.path, flow.request.method)
-            st.update(amp_provider=provider, amp_kind=kind, amp_model=gemini_model)
+            st.update(amp_kind=kind, amp_model=gemini_model)
             if kind == "models" and provider != "google":  # the Router answers it, in the provider's shape
                 st.update(route="models", format="anthropic" if provider == "anthropic" else "openai", amp="local", amp_note="amp: local model list")
                 return
@@ -98,11 +96,8 @@ class Amp:
             logger.warning("amp: refused %s %s from %s: management routes are restricted to localhost", flow.request.method, flow.request.path.split("?")[0], peer)
             _reply(flow, 403, LOCALHOST_ONLY, "amp: refused (restrict-management-to-localhost)")
 
-    @guarded
-    def request(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or flow.response or st["route"] not in _AMP_ROUTES:
-            return
+    @on_claimed(*_AMP_ROUTES)
+    def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if st["route"] == "amp_proxy" or st.get("amp_kind") == "passthrough":
             self._forward(flow, st, "amp: upstream")
             logger.debug("amp: %s %s -> Amp upstream", flow.request.method, flow.request.path.split("?")[0])
@@ -165,6 +160,7 @@ class Amp:
         note = f"amp: local {decision.model or '?'}" + (f" (mapped from {requested})" if decision.route == "mapped" else "")
         st.update(route=route, format=fmt, amp=decision.route, amp_model=requested, amp_note=note, amp_casing=tool_casing(body))
         logger.info("%s: %s %s", note, req.method, original)
+        serve(flow, st, self.runtime, body)  # translated here, whatever the order of the addons
 
     @staticmethod
     def _set_body(flow: http.HTTPFlow, body: Any) -> None:
@@ -208,19 +204,17 @@ class Amp:
         st.update(passthrough=True, amp="upstream", amp_note=note)
 
     # -- response side (upstream flows) -----------------------------------------------------------
-    @guarded
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or st.get("amp") != "upstream" or not flow.response:
+    @on_claimed(answered=True)
+    def responseheaders(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        if st.get("amp") != "upstream" or not flow.response:
             return
         if "text/event-stream" in flow.response.headers.get("content-type", ""):
             flow.response.stream = True  # pass Amp's own event streams through as they come
 
-    @guarded
-    def response(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
+    @on_claimed(answered=True)
+    def response(self, flow: http.HTTPFlow, st: FlowState) -> None:
         resp = flow.response
-        if st is None or st.get("amp") != "upstream" or resp is None or resp.stream:
+        if st.get("amp") != "upstream" or resp is None or resp.stream:
             return
         if FAILURE_HEADER in resp.headers:
             # mitmproxy answers an unreachable upstream with an HTML 502 that its `error` hook cannot

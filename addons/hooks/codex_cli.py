@@ -9,10 +9,10 @@ Without the switch, the CLI's requests go to chatgpt.com untouched.
 from __future__ import annotations
 
 from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.client_api import serve
 from cliproxy.addons.hooks.router import websocket_refused
-from cliproxy.addons.mitm.flowstate import guarded, read_json, set_codex_body, state
+from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, read_json
 from cliproxy.addons.translate import errors
-from cliproxy.addons.translate.codex_body import CodexCall
 from mitmproxy import http
 
 
@@ -22,11 +22,8 @@ class CodexCliPooling:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @guarded
-    def request(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or flow.response or st["route"] not in ("codex", "codex_websocket"):
-            return
+    @on_claimed("codex", "codex_websocket")
+    def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if not self.runtime.config.codex_cli_pooling:
             st["passthrough"] = True
             return
@@ -35,6 +32,4 @@ class CodexCliPooling:
         body = read_json(flow)
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             raise errors.bad_request("the Codex request needs a JSON object with a `model`", "model")
-        st["client_model"] = body["model"]
-        effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-        set_codex_body(flow, st, CodexCall(body, body.get("stream", True) is not False, body["model"], effort or ""))
+        serve(flow, st, self.runtime, body)

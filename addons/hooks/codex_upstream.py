@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import math
-import time
 import zlib
 from dataclasses import replace
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
-from cliproxy.addons.mitm.flowstate import guarded, reply_json, state
+from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.translate import errors, registry
 from cliproxy.addons.translate.headers import check_client_headers, safe_value, session_token
 from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
@@ -132,10 +131,9 @@ class CodexUpstream:
         if self.runtime._http is not None:
             asyncio.get_running_loop().create_task(self.runtime.close())
 
-    @guarded
-    async def request(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or not st.get("ready") or flow.response:
+    @on_claimed()
+    async def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        if not st.get("ready"):
             return
         cred = await self.runtime.credential(st["model"], session=st.get("cache_key"))
         if cred is None:
@@ -161,14 +159,13 @@ class CodexUpstream:
         req.url = cred.url
         req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"))
         req.headers["content-length"] = str(len(req.raw_content or b""))
-        st.update(upstream=True, account=cred.member.label, account_key=cred.member.key, t_upstream=time.time())
+        st.update(upstream=True, account=cred.member.label, account_key=cred.member.key)
         st.setdefault("tried", []).append(cred.member.key)
         st.setdefault("tried_labels", []).append(cred.member.label)
 
-    @guarded
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or not st.get("upstream"):
+    @on_claimed(answered=True)
+    def responseheaders(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        if not st.get("upstream"):
             return
         resp = flow.response
         st["status"] = resp.status_code
@@ -187,10 +184,9 @@ class CodexUpstream:
         resp.stream = _Decoding(translator, encoding) if encoding in ("gzip", "deflate", "br") else translator
         st["streamed"] = True
 
-    @guarded
-    async def response(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or not st.get("upstream") or st.get("answered"):
+    @on_claimed(answered=True)
+    async def response(self, flow: http.HTTPFlow, st: FlowState) -> None:
+        if not st.get("upstream") or st.get("answered"):
             return  # not ours, or answered in `request` already (mitmproxy still runs this hook then)
         resp = flow.response
         if st.get("streamed"):

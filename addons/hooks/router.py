@@ -12,7 +12,7 @@ import time
 from cliproxy.addons.core import access, routes
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.listener import is_base_url_listener
-from cliproxy.addons.mitm.flowstate import claim, guarded, reply_json, state
+from cliproxy.addons.mitm.flowstate import FlowState, claim, guarded, on_claimed, reply_json
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.headers import check_line_breaks
 from mitmproxy import http
@@ -63,11 +63,8 @@ class Router:
         if length.isdigit() and int(length) > self.runtime.config.max_request_bytes:
             raise self._too_large()
 
-    @guarded
-    def request(self, flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or flow.response:
-            return
+    @on_claimed()
+    def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
         if not access.allowed(peer, flow.request.headers, self.runtime.config.api_keys):
             raise errors.ProxyError(401, "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key); add keys under api-keys in the cliproxy config", "authentication_error", "invalid_api_key")

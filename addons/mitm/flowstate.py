@@ -1,8 +1,9 @@
-"""Per-flow cliproxy state and the safety net that turns any failure into a clean client error.
+"""Per-flow cliproxy state, the one dispatch of hooks to claimed flows, and the safety net that turns
+any failure into a clean client error.
 
-State lives in `flow.metadata["cliproxy"]` as plain values, so flows saved with `-w` stay readable.
-A flow with that key is *claimed*: cliproxy answers it or rewrites it, and never lets it leave for
-its original host unmodified.
+State lives in `flow.metadata["cliproxy"]` as plain values (a `FlowState`), so flows saved with `-w`
+stay readable. A flow with that key is *claimed*: cliproxy answers it or rewrites it, and never lets
+it leave for its original host unmodified.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import functools
 import inspect
 import json
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, TypedDict
 
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.codex_body import CodexCall
@@ -22,12 +24,55 @@ logger = logging.getLogger(__name__)
 KEY = "cliproxy"
 
 
-def state(flow: http.HTTPFlow) -> dict[str, Any] | None:
+class FlowState(TypedDict, total=False):
+    """What cliproxy knows about one claimed flow. Plain values only (mitmproxy serialises metadata)."""
+
+    # claimed (Router)
+    route: str  # chat | responses | messages | codex | models | amp_provider | amp_proxy | ... (see core.routes)
+    format: Literal["openai", "anthropic"]  # the client's wire format, for errors
+    t0: float  # time the request was claimed
+    model_id: str  # GET /v1/models/{id}
+    # translated (client API hooks)
+    ready: bool  # a Codex body is in place; CodexUpstream takes it from here
+    stream: bool  # the client asked for a stream
+    client_model: str  # the model name the client sent
+    model: str  # the upstream model slug
+    effort: str
+    options: dict[str, Any]  # plain values for the route's stream translator and aggregator
+    cache_key: str | None  # prompt_cache_key: keeps a conversation on one account
+    passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
+    # upstream (CodexUpstream)
+    upstream: bool  # pointed at the backend
+    forwarded_headers: list[tuple[str, str]]  # client headers kept upstream, checked once
+    account: str  # label of the member serving it
+    account_key: str
+    tried: list[str]  # member keys tried, in order
+    tried_labels: list[str]
+    failover: int  # how many times another account was tried
+    answered: bool  # the proxy read the upstream itself (non-stream clients) and answered
+    streamed: bool  # a stream translator is installed on the response
+    status: int  # the upstream's status
+    quota: str  # the account's quota use, for the comment
+    t_headers: float  # time the response headers arrived
+    timed_out: int  # the deadline (seconds) that gave up on the upstream
+    # outcome
+    usage: dict[str, Any]
+    complete: bool  # the answer ended with its terminal event
+    error: str  # what went wrong, for the comment
+    # Amp
+    amp: str  # local | mapped | upstream
+    amp_kind: str
+    amp_model: str | None
+    amp_note: str
+    amp_casing: dict[str, str | None]
+
+
+def state(flow: http.HTTPFlow) -> FlowState | None:
     return flow.metadata.get(KEY)
 
 
-def claim(flow: http.HTTPFlow, route: str, fmt: str) -> dict[str, Any]:
-    st = {"route": route, "format": fmt}
+def claim(flow: http.HTTPFlow, route: str, fmt: Literal["openai", "anthropic"]) -> FlowState:
+    st: FlowState = {"route": route, "format": fmt}
     flow.metadata[KEY] = st
     return st
 
@@ -65,7 +110,7 @@ def read_json(flow: http.HTTPFlow) -> Any:
     return body
 
 
-def set_codex_body(flow: http.HTTPFlow, st: dict[str, Any], call: CodexCall) -> None:
+def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     """Hand a translated request over to CodexUpstream (shared by every client format)."""
     flow.request.headers.pop("content-encoding", None)
     try:
@@ -110,3 +155,34 @@ def guarded(hook):
             handle(flow, exc)
 
     return wrapper
+
+
+ClaimedHook = Callable[[Any, http.HTTPFlow, FlowState], Any]
+
+
+def on_claimed(*routes: str, answered: bool = False) -> Callable[[ClaimedHook], Callable[[Any, http.HTTPFlow], Any]]:
+    """The one dispatch of a hook to the flows it serves: claimed flows on one of `routes` (any route
+    when none is named) that have no answer yet (or any, with `answered=True`). The hook receives the
+    flow's state; its failures become client errors as with `guarded`."""
+
+    def wrap(hook: ClaimedHook) -> Callable[[Any, http.HTTPFlow], Any]:
+        def applies(flow: http.HTTPFlow) -> FlowState | None:
+            st = state(flow)
+            if st is None or (flow.response is not None and not answered) or (routes and st.get("route") not in routes):
+                return None
+            return st
+
+        if inspect.iscoroutinefunction(hook):
+            async def run_async(self: Any, flow: http.HTTPFlow) -> None:
+                if (st := applies(flow)) is not None:
+                    await hook(self, flow, st)
+
+            return guarded(functools.wraps(hook)(run_async))
+
+        def run(self: Any, flow: http.HTTPFlow) -> None:
+            if (st := applies(flow)) is not None:
+                hook(self, flow, st)
+
+        return guarded(functools.wraps(hook)(run))
+
+    return wrap

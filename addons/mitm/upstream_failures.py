@@ -14,7 +14,9 @@ its own HTML 502 page, and an upstream that dies mid-stream by cutting the clien
 `abandon_upstream` closes a flow's upstream connection (for the request deadline), which then takes
 the first path above.
 
-Every other flow keeps mitmproxy's behaviour. Guarded by tests/e2e/test_pool.py and tests/e2e/test_fuzz.py.
+Every other flow keeps mitmproxy's behaviour. This leans on mitmproxy 12's internals, so `install`
+refuses any other major version, and `tests/unit/test_mitm_contract.py` checks in milliseconds that
+every internal used here still exists with the shape relied on (the e2e fault suites check behaviour).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import logging
 
 from cliproxy.addons.core.failover import FAILURE_HEADER
-from mitmproxy import ctx, http
+from mitmproxy import ctx, http, version
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 
 logger = logging.getLogger(__name__)
@@ -62,7 +64,24 @@ def abandon_upstream(flow: http.HTTPFlow) -> bool:
     return True
 
 
+SUPPORTED_MAJOR = 12
+#: The internals used above: HttpStream's states and attributes, and the proxy server's connection table.
+STREAM_INTERNALS = ("handle_protocol_error", "state_stream_response_body", "state_consume_response_body", "state_errored", "send_response")
+
+
+class UnsupportedMitmproxy(RuntimeError):
+    """mitmproxy is not the version these internals were written against."""
+
+
+def check_version(found: str = version.VERSION) -> None:
+    major = found.split(".", 1)[0]
+    if major != str(SUPPORTED_MAJOR) or any(not hasattr(HttpStream, name) for name in STREAM_INTERNALS):
+        raise UnsupportedMitmproxy(f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
+                                   f"to answer upstream failures in the client's format. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'")
+
+
 def install() -> None:
-    """Idempotent: the script may be reloaded."""
+    """Idempotent: the script may be reloaded. Refuses a mitmproxy whose internals may differ."""
+    check_version()
     if HttpStream.handle_protocol_error is not _handle_protocol_error:
         HttpStream.handle_protocol_error = _handle_protocol_error

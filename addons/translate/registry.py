@@ -1,22 +1,62 @@
-"""One place that knows which translator serves which client route."""
+"""The client APIs cliproxy serves, as one table: for each route, the client's wire format and the
+three translators that serve it (request → Codex body, Codex events → client stream, finished
+stream → client JSON). Hooks look routes up here instead of branching on route names."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from cliproxy.addons.translate import anthropic_stream, chat, errors, responses
+from cliproxy.addons.translate import anthropic, anthropic_stream, chat, responses
+from cliproxy.addons.translate.codex_body import CodexCall, Settings
 from cliproxy.addons.translate.stream import CodexStream, Collector, disconnected_error
+
+ClientFormat = Literal["openai", "anthropic"]
+#: body, translation settings, the client's headers (lower-case names) → the Codex call
+RequestTranslator = Callable[[Any, Settings, Mapping[str, str]], CodexCall]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientApi:
+    route: str
+    format: ClientFormat
+    to_codex: RequestTranslator
+    stream: Callable[[str, dict[str, Any]], CodexStream]  # (upstream model, options) → per-flow translator
+    aggregate: Callable[[Collector, str, dict[str, Any]], dict[str, Any]]  # (finished stream, model, options) → JSON answer
+
+
+def _codex_call(body: Any, settings: Settings, headers: Mapping[str, str]) -> CodexCall:
+    """A Codex-format body (the Codex CLI's own) passes as it is."""
+    effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
+    return CodexCall(body, body.get("stream", True) is not False, body["model"], effort or "")
+
+
+APIS: dict[str, ClientApi] = {
+    api.route: api
+    for api in (
+        ClientApi("chat", "openai",
+                  lambda body, settings, headers: chat.request_to_codex(body, settings),
+                  lambda model, options: chat.ChatStream(model, **options),
+                  lambda c, model, options: chat.completion_from(c, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))),
+        ClientApi("responses", "openai",
+                  lambda body, settings, headers: responses.request_to_codex(body, settings),
+                  lambda model, options: responses.ResponsesStream(),
+                  lambda c, model, options: c.final_response()),
+        ClientApi("messages", "anthropic",
+                  lambda body, settings, headers: anthropic.request_to_codex(body, settings, session=headers.get("x-claude-code-session-id")),
+                  lambda model, options: anthropic_stream.MessagesStream(model, **options),
+                  lambda c, model, options: anthropic_stream.message_from(c, model, **options)),
+        ClientApi("codex", "openai", _codex_call,
+                  lambda model, options: responses.ResponsesStream(),
+                  lambda c, model, options: c.final_response()),
+    )
+}
 
 
 def stream_translator(route: str, model: str, options: dict[str, Any]) -> CodexStream:
     """A fresh per-flow stream translator for a client route."""
-    if route == "chat":
-        return chat.ChatStream(model, **options)
-    if route in ("responses", "codex"):
-        return responses.ResponsesStream()
-    if route == "messages":
-        return anthropic_stream.MessagesStream(model, **options)
-    raise ValueError(f"no stream translator for route {route!r}")
+    return APIS[route].stream(model, options)
 
 
 def aggregate(route: str, collector: Collector, model: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -28,10 +68,4 @@ def aggregate(route: str, collector: Collector, model: str, options: dict[str, A
         raise collector.error
     if not collector.terminal:
         raise disconnected_error()
-    if route == "chat":
-        return chat.completion_from(collector, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))
-    if route in ("responses", "codex"):
-        return collector.final_response()
-    if route == "messages":
-        return anthropic_stream.message_from(collector, model, **options)
-    raise errors.ProxyError(500, f"no aggregator for route {route!r}")
+    return APIS[route].aggregate(collector, model, options)

@@ -5,9 +5,9 @@ import json
 import pytest
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.client_api import ClientApis
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream
 from cliproxy.addons.hooks.guard import Guard
-from cliproxy.addons.hooks.openai_api import OpenAIApi
 from cliproxy.addons.hooks.router import Router
 from cliproxy.addons.mitm.flowstate import state
 from mitmproxy import http
@@ -36,7 +36,7 @@ def chat_flow(body, host="api.openai.com", path="/v1/chat/completions"):
 
 
 async def run_request(runtime, f, extra=()):
-    return await run_hooks([Router(runtime), OpenAIApi(runtime), CodexUpstream(runtime), *extra, Guard()], f)
+    return await run_hooks([Router(runtime), ClientApis(runtime), CodexUpstream(runtime), *extra, Guard()], f)
 
 
 async def test_chat_request_is_rewritten_onto_codex(runtime):
@@ -78,7 +78,7 @@ async def test_an_exception_in_a_hook_answers_500_and_never_forwards(runtime, mo
 
 
 async def test_guard_refuses_claimed_flows_nobody_handled(runtime, monkeypatch):
-    monkeypatch.setattr(OpenAIApi, "request", lambda self, flow: None)  # a handler that forgets the flow
+    monkeypatch.setattr(ClientApis, "request", lambda self, flow: None)  # a handler that forgets the flow
     f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}))
     assert f.response.status_code == 500 and f.response.json()["error"]["code"] == "internal_error"
     assert f.request.host == "api.openai.com"

@@ -6,10 +6,10 @@ import pytest
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.amp import Amp, AmpAnswers
+from cliproxy.addons.hooks.client_api import ClientApis
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream
 from cliproxy.addons.hooks.guard import Guard
 from cliproxy.addons.hooks.notes import FlowNotes
-from cliproxy.addons.hooks.openai_api import OpenAIApi
 from cliproxy.addons.hooks.router import Router
 from cliproxy.addons.mitm.flowstate import state
 from cliproxy.addons.mitm.upstream_failures import FAILURE_HEADER
@@ -48,7 +48,7 @@ def amp_flow(path: str, body=None, peer=("127.0.0.1", 5555), method=b"POST", hea
 
 
 async def run(runtime, f):
-    return await run_hooks([Router(runtime), Amp(runtime), OpenAIApi(runtime), CodexUpstream(runtime), Guard()], f)
+    return await run_hooks([Router(runtime), Amp(runtime), ClientApis(runtime), CodexUpstream(runtime), Guard()], f)
 
 
 REMOTE = ("192.168.1.100", 40000)

@@ -11,10 +11,11 @@ account logic in `auth/`; neither imports mitmproxy.
 from addons import upstream_failures
 from addons.amp import Amp, AmpAnswers
 from addons.anthropic_api import AnthropicApi
+from addons.client_access import ClientAccess
 from addons.codex_cli import CodexCliPooling
 from addons.codex_upstream import CodexUpstream
 from addons.deadline import UpstreamDeadline
-from addons.flowstate import Guard
+from addons.flowstate import Guard, HeadWithoutBody
 from addons.listener import Listener
 from addons.notes import FlowNotes
 from addons.openai_api import OpenAIApi
@@ -29,7 +30,8 @@ runtime = Runtime()
 addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
-    Router(runtime),  # claims cliproxy's requests, client keys, local answers
+    ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
+    Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
     OpenAIApi(runtime),  # /v1/chat/completions, /v1/responses → Codex bodies
     AnthropicApi(runtime),  # /v1/messages → Codex bodies, /v1/messages/count_tokens answered locally
@@ -39,4 +41,5 @@ addons = [
     Guard(),  # a claimed flow never leaves unmodified
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
+    HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
 ]

@@ -75,16 +75,18 @@ class Proxy:
             self.proc.kill()
 
 
-def start_proxy(tmp: Path, config: dict[str, Any], *extra: str, env: dict[str, str] | None = None) -> Proxy:
-    """Run mitmdump with the addon, a fresh confdir (CA) and the given cliproxy config."""
+def start_proxy(tmp: Path, config: dict[str, Any], *extra: str, env: dict[str, str] | None = None,
+                listen_host: str = "127.0.0.1") -> Proxy:
+    """Run mitmdump with the addon, a fresh confdir (CA) and the given cliproxy config; both listeners
+    bind to `listen_host` (clients still reach them on 127.0.0.1)."""
     tmp.mkdir(parents=True, exist_ok=True)
     confdir = tmp / "mitmproxy"
     config_path = tmp / "cliproxy.yaml"
     config_path.write_text(yaml.safe_dump(config))
     regular, base = free_port(), free_port()
     cmd = [
-        str(MITMDUMP), "-s", str(ADDON), "--listen-host", "127.0.0.1", "--listen-port", str(regular),
-        "--set", f"cliproxy_listen=127.0.0.1:{base}", "--set", f"cliproxy_config={config_path}",
+        str(MITMDUMP), "-s", str(ADDON), "--listen-host", listen_host, "--listen-port", str(regular),
+        "--set", f"cliproxy_listen={listen_host}:{base}", "--set", f"cliproxy_config={config_path}",
         "--set", f"confdir={confdir}", "--set", f"flow_detail={os.environ.get('CLIPROXY_FLOW_DETAIL', '0')}", *extra,
     ]
     run_env = {**os.environ, "HOME": str(tmp), **(env or {})}

@@ -81,7 +81,7 @@ class ClientAccess:
 
     def _refuse(self, flow: http.HTTPFlow, reason: str, *, proxy: bool) -> None:
         req = flow.request
-        target = f"{req.host}:{req.port}" if req.method == "CONNECT" else req.pretty_url.split("?")[0]
+        target = f"{req.host}:{req.port}" if req.method == "CONNECT" else (req.pretty_url if proxy else req.path).split("?")[0]
         logger.warning("cliproxy: refused %s %s from %s: %s", req.method, target, _peer(flow.client_conn),
                        "no valid client key" if self.runtime.config.api_keys else "no api-keys configured")
         if proxy:

@@ -18,11 +18,12 @@ sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file_
 
 from cliproxy.addons.core.runtime import Runtime  # noqa: E402
 from cliproxy.addons.hooks.amp import Amp, AmpAnswers  # noqa: E402
+from cliproxy.addons.hooks.client_access import ClientAccess  # noqa: E402
 from cliproxy.addons.hooks.client_api import ClientApis  # noqa: E402
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
-from cliproxy.addons.hooks.guard import Guard  # noqa: E402
+from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
@@ -36,7 +37,8 @@ runtime = Runtime()
 addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
-    Router(runtime),  # claims cliproxy's requests, client keys, local answers
+    ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
+    Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
@@ -45,4 +47,5 @@ addons = [
     Guard(),  # a claimed flow never leaves unmodified
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
+    HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
 ]

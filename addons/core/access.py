@@ -1,13 +1,29 @@
-"""Who may use the proxy: loopback peers always, others only with a configured client key (pure)."""
+"""Who may use the proxy (pure): loopback peers always, every other peer only with a configured client key.
+
+Loopback means the TCP peer address is in 127.0.0.0/8, is ::1, or is an IPv4-mapped IPv6 address
+`::ffff:127.x.y.z` (what a dual-stack socket reports for an IPv4 loopback client). Nothing else is:
+not the machine's own LAN addresses, not `X-Forwarded-For`, not the Host header. mitmproxy reports
+the real peer even when it listens on 0.0.0.0, so a local client stays trusted there too.
+
+A peer that is not loopback must present a key from `api-keys` on every flow. Where it goes depends
+on the listener:
+
+- regular proxy (HTTPS_PROXY): `Proxy-Authorization`, as HTTP proxies do. `Basic base64(user:KEY)`
+  (the key as password), `Basic base64(KEY:)` (the key as user name) or `Bearer KEY`. It is checked on
+  CONNECT (then the whole tunnel is authorised) and on each absolute-form plain-HTTP request;
+- base-URL listener: the API headers, `Authorization: Bearer KEY`, `x-api-key` or `x-goog-api-key`.
+"""
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import ipaddress
 from collections.abc import Mapping
 
 
 def is_loopback(peer: str | None) -> bool:
+    """Whether `peer` (an IP address string, IPv6 zone allowed) is a loopback address as defined above."""
     if not peer:
         return False
     try:
@@ -31,14 +47,49 @@ def presented_keys(headers: Mapping[str, str]) -> list[str]:
     return keys
 
 
+def proxy_keys(value: str) -> list[str]:
+    """Client keys in a `Proxy-Authorization` value. Tools put the key in the proxy URL's password
+    (`http://user:KEY@host`), its user name (`http://KEY@host`) or send it as a bearer token."""
+    scheme, _, credentials = value.strip().partition(" ")
+    credentials = credentials.strip()
+    if not credentials:
+        return []
+    if scheme.lower() == "bearer":
+        return [credentials]
+    if scheme.lower() != "basic":
+        return []
+    try:
+        decoded = binascii.a2b_base64(credentials.encode("ascii"), strict_mode=True).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        return []
+    user, sep, password = decoded.partition(":")
+    if not sep:
+        return []
+    return [password] if password else [user] if user else []
+
+
 def key_valid(presented: list[str], configured: tuple[str, ...]) -> bool:
-    """Constant-time comparison against every configured key."""
+    """Constant-time comparison against every configured key (header bytes that are not UTF-8 arrive
+    as surrogate escapes and compare as those bytes)."""
     ok = False
     for candidate in presented:
         for key in configured:
-            ok |= hmac.compare_digest(candidate.encode(), key.encode())
+            ok |= hmac.compare_digest(candidate.encode("utf-8", "surrogateescape"), key.encode("utf-8", "surrogateescape"))
     return ok
 
 
-def allowed(peer: str | None, headers: Mapping[str, str], configured: tuple[str, ...]) -> bool:
-    return is_loopback(peer) or (bool(configured) and key_valid(presented_keys(headers), configured))
+def refusal(peer: str | None, presented: list[str], configured: tuple[str, ...], *, proxy: bool) -> str | None:
+    """None when the peer may go on, else the reason to give it. `proxy`: the regular proxy, whose
+    clients send the key as `Proxy-Authorization`; otherwise the base-URL listener's API headers."""
+    if is_loopback(peer):
+        return None
+    if not configured:
+        return ("cliproxy serves clients on other machines only with client keys: add keys under api-keys "
+                "in the cliproxy config and send one with each request")
+    if key_valid(presented, configured):
+        return None
+    if proxy:
+        return ("proxy authentication required: send a client key from api-keys as Proxy-Authorization, "
+                "e.g. HTTPS_PROXY=http://cliproxy:KEY@HOST:PORT")
+    return "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key)"
+

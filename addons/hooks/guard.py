@@ -21,3 +21,15 @@ class Guard:
         if st is not None and flow.response is None and not st.get("upstream") and not st.get("passthrough"):
             logger.error("cliproxy: %s request was neither answered nor rewritten; refusing it", st.get("route"))
             reply_error(flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error"))
+
+
+class HeadWithoutBody:
+    """Last of all: an answer to HEAD carries headers only. mitmproxy sends whatever body a response
+    holds, and a HEAD answer with a body desynchronises a keep-alive connection (the client reads the
+    body as the start of the next answer). `content-length` stays: that of the GET answer, as servers do."""
+
+    name = "cliproxy_head"
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if flow.request.method.upper() == "HEAD" and flow.response and flow.response.raw_content:
+            flow.response.raw_content = b""

@@ -1,4 +1,4 @@
-"""Addon: claims the requests cliproxy serves, checks client access, and answers the local routes.
+"""Addon: claims the requests cliproxy serves and answers the local routes (client keys: ClientAccess, before it).
 
 Local routes are the model list (OpenAI's or Anthropic's shape), `HEAD /`, and clear errors for
 unknown paths and methods. Translated routes are left to the format addons that follow.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from cliproxy.addons.core import access, routes
+from cliproxy.addons.core import routes
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.listener import is_base_url_listener
 from cliproxy.addons.mitm.flowstate import FlowState, claim, guarded, on_claimed, reply_json
@@ -65,9 +65,6 @@ class Router:
 
     @on_claimed()
     def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
-        peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
-        if not access.allowed(peer, flow.request.headers, self.runtime.config.api_keys):
-            raise errors.ProxyError(401, "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key); add keys under api-keys in the cliproxy config", "authentication_error", "invalid_api_key")
         if len(flow.request.raw_content or b"") > self.runtime.config.max_request_bytes:
             raise self._too_large()
         route = st["route"]

@@ -5,6 +5,7 @@ import json
 import pytest
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.hooks.client_access import ClientAccess
 from cliproxy.addons.hooks.client_api import ClientApis
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream
 from cliproxy.addons.hooks.guard import Guard
@@ -93,16 +94,18 @@ async def test_no_account_is_503_in_client_format(tmp_path):
 
 
 async def test_non_loopback_peer_needs_a_client_key(runtime):
+    chain = lambda: [ClientAccess(runtime), Router(runtime), ClientApis(runtime), CodexUpstream(runtime), Guard()]  # noqa: E731
     f = chat_flow({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})
     f.client_conn.peername = ("192.0.2.7", 5555)
-    f = await run_request(runtime, f)
-    assert f.response.status_code == 401
+    f = await run_hooks(chain(), f)
+    assert f.response.status_code == 407 and "api-keys" in f.response.json()["error"]["message"]
     runtime.config = configfile.parse({"api-keys": ["sk-user"], "auth-dir": str(runtime.config.auth_dir),
                                        "codex-base-url": runtime.config.codex_base_url})
     g = chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     g.client_conn.peername = ("192.0.2.7", 5555)
-    g = await run_request(runtime, g)
-    assert g.response is None and state(g)["upstream"]
+    g.request.headers["proxy-authorization"] = "Bearer sk-user"
+    g = await run_hooks(chain(), g)
+    assert g.response is None and state(g)["upstream"] and "proxy-authorization" not in g.request.headers
 
 
 async def test_stream_callable_translates_and_never_returns_empty_bytes(runtime):

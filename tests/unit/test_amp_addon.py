@@ -74,10 +74,21 @@ async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
 
 
 async def test_remote_peer_without_key_is_refused_before_anything_else(runtime):
-    f = amp_flow("/api/internal", {"method": "getUserInfo"}, peer=REMOTE)
-    f.request.headers.pop("authorization")
-    f = await run(runtime, f)
-    assert f.response.status_code == 401
+    from cliproxy.addons.hooks.client_access import ClientAccess
+    from cliproxy.addons.hooks.listener import listen_spec
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
+    def chain():
+        return [ClientAccess(runtime), Router(runtime), Amp(runtime), ClientApis(runtime), CodexUpstream(runtime), Guard()]
+
+    f = amp_flow("/api/internal", {"method": "getUserInfo"}, peer=REMOTE)  # regular proxy, no authorised tunnel
+    f = await run_hooks(chain(), f)
+    assert f.response.status_code == 407 and f.request.url.startswith("https://ampcode.com/")
+    g = amp_flow("/api/internal", {"method": "getUserInfo"}, peer=REMOTE)  # base-URL listener, no API key
+    g.client_conn.proxy_mode = ProxyMode.parse(listen_spec("0.0.0.0:8317"))
+    g.request.headers.pop("authorization")
+    g = await run_hooks(chain(), g)
+    assert g.response.status_code == 401 and state(g)["route"] == "refused"
 
 
 async def test_upstream_request_is_rewritten(runtime):

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 #: All effort names the backend knows, weakest first.
-EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 _FOUR = ("low", "medium", "high", "xhigh")
 _FIVE = ("low", "medium", "high", "xhigh", "max")
 
@@ -17,6 +17,7 @@ class ModelInfo:
     levels: tuple[str, ...] = _FOUR
     context_window: int = 272_000
     listed: bool = True
+    lite: bool = False  # speaks "Responses Lite" (`use_responses_lite` in the upstream catalog): tools in an `additional_tools` item
 
 
 # The catalog is data: it moves fast upstream, and `models:` in the config extends or overrides it.
@@ -32,7 +33,7 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
 )
 
 _PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")
-_DASH_SUFFIX = re.compile(r"^(?P<base>.+)[-_:](?P<value>none|minimal|low|medium|high|xhigh|max)$")
+_DASH_SUFFIX = re.compile(r"^(?P<base>.+)[-_:](?P<value>none|minimal|low|medium|high|xhigh|max|ultra)$")
 
 
 class EffortError(ValueError):

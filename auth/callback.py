@@ -1,4 +1,4 @@
-"""Loopback HTTP server that receives the browser's OAuth redirect (auth.md §2.3).
+"""Loopback HTTP server that receives the browser's OAuth redirect (RFC 8252 §7.3: a loopback redirect URI, port 1455 as the Codex CLI registers it).
 
 Listens on 127.0.0.1, first on port 1455 then 1457: the issuer accepts only
 `http://localhost:1455/auth/callback` and `http://localhost:1457/auth/callback`.

@@ -1,4 +1,4 @@
-"""Reading JWT claims of ChatGPT id/access tokens (auth.md §5).
+"""Reading JWT claims of ChatGPT id/access tokens (the `https://api.openai.com/auth` claim carries the ChatGPT account id and plan).
 
 Signatures are not verified: the issuer's keys are not available offline and the tokens come
 straight from the issuer over TLS. The claims are hints for naming and display, nothing more.

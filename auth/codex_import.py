@@ -1,4 +1,5 @@
-"""Importing the Codex CLI's login (`$CODEX_HOME/auth.json`, default `~/.codex/auth.json`; auth.md §6).
+"""Importing the Codex CLI's login (`$CODEX_HOME/auth.json`, default `~/.codex/auth.json`), a JSON file of
+the form `{"tokens": {"id_token", "access_token", "refresh_token", "account_id"}, "last_refresh"}`.
 
 After an import the Codex CLI and cliproxy hold the same refresh-token chain. Refresh tokens
 rotate, so whichever refreshes first kills the other's copy: the caller must warn the user to stop

@@ -1,4 +1,4 @@
-"""Fixed values of the ChatGPT ("Codex") OAuth client, as the Codex CLI uses them (auth.md §1)."""
+"""Fixed values of the ChatGPT ("Codex") OAuth client, as the Codex CLI uses them (openai/codex, codex-rs/login)."""
 
 from __future__ import annotations
 

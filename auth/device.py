@@ -1,4 +1,4 @@
-"""OpenAI's device-code login for machines without a browser (auth.md §3; not RFC 8628).
+"""OpenAI's device-code login for machines without a browser (its own flow, as the Codex CLI uses it; not RFC 8628).
 
 1. `POST {issuer}/api/accounts/deviceauth/usercode` `{"client_id"}` → device_auth_id, user_code, interval;
 2. the user opens `{issuer}/codex/device` elsewhere and enters the code;
@@ -6,7 +6,7 @@
    2xx = approved with an authorization code and the server-made PKCE verifier; 15-minute limit;
 4. exchange the code with `redirect_uri={issuer}/deviceauth/callback`.
 
-The spec does not say the server ever asks to slow down; if an answer carries `slow_down`
+OpenAI's flow is not known to ask a client to slow down; if an answer carries `slow_down`
 (RFC 8628 wording) the interval grows by 5 s, and a 429 is treated the same way.
 """
 

@@ -1,4 +1,4 @@
-"""OAuth pieces of the browser login: PKCE, the authorize URL, the code exchange, errors (auth.md §2)."""
+"""OAuth pieces of the browser login: PKCE, the authorize URL, the code exchange, errors (RFC 6749 §4.1 with PKCE, RFC 7636)."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def response_json(response: httpx.Response) -> Any:
 
 
 def revoke(issuer: str, refresh_token: str, access_token: str = "", *, client: httpx.Client | None = None) -> str | None:
-    """Best-effort revocation of a login at the issuer, as the Codex CLI does on logout (auth-details §4.6):
+    """Best-effort revocation of a login at the issuer, as the Codex CLI does on logout (RFC 7009):
     the refresh token (with the client id), else the access token. Returns why it failed, or None."""
     if refresh_token:
         body = {"token": refresh_token, "token_type_hint": "refresh_token", "client_id": CLIENT_ID}

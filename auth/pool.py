@@ -3,7 +3,7 @@
 Members are keyed by a stable id (the account file name, or `api-key:<n>`). State is per member and
 per model: a member that hit its usage limit for one model may still serve another.
 
-Policy (codex-backend.md §8.2):
+Policy (as CLIProxyAPI's conductor applies it):
 - 429 `usage_limit_reached` → cool down until the reset the backend announced;
 - other 429 → exponential back-off (1 s, 2 s, 4 s … capped at 30 min);
 - 5xx, 408 → a short cool-down (5 s); an unreachable backend → failover only (not the account's fault);

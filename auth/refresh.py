@@ -1,4 +1,4 @@
-"""Keeping access tokens fresh, safely, with rotating refresh tokens (auth.md §4).
+"""Keeping access tokens fresh, safely, with rotating refresh tokens (each can be used once; OAuth 2.0 refresh-token rotation, RFC 6749 §6 and the OAuth 2.0 Security BCP).
 
 Refresh tokens are single-use: a refresh returns a new one and the old one dies; sending a dead
 one again gets `refresh_token_reused` and the login is gone. So:
@@ -51,7 +51,7 @@ REFRESH_AHEAD = timedelta(minutes=30)
 UNKNOWN_EXPIRY_MAX_AGE = timedelta(days=3)
 TERMINAL_CODES = ("refresh_token_reused", "refresh_token_expired", "refresh_token_invalidated", "invalid_grant")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
-# Codex CLI's wording for permanent failures (auth-details §4.5), plus what to do in cliproxy.
+# The Codex CLI's wording for permanent failures (openai/codex, codex-rs/login), plus what to do in cliproxy.
 _PERMANENT_TEXT = {
     "refresh_token_expired": "its refresh token has expired",
     "refresh_token_reused": "its refresh token was already used (another program refreshed this login)",

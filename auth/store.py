@@ -1,4 +1,4 @@
-"""Account files in the auth dir: reading, naming and atomic writing (auth.md §6).
+"""Account files in the auth dir: reading, naming and atomic writing (one JSON file per account, as CLIProxyAPI keeps them).
 
 One JSON object per account, compatible with CLIProxyAPI's `codex` files:
 `type`, `email`, `account_id`, `id_token`, `access_token`, `refresh_token`, `last_refresh`,

@@ -12,7 +12,7 @@ import pytest
 
 CACHE = Path(os.environ.get("CLIPROXY_NPM_CACHE", Path.home() / ".cache" / "cliproxy-npm"))
 PINS = {"@openai/codex": "0.169.0", "@anthropic-ai/claude-code": "2.1.197",
-        "@ampcode/cli": "0.0.1790142911-g7618fb"}  # the newest with a linux-x64 binary (clients.md §5.4)
+        "@ampcode/cli": "0.0.1790142911-g7618fb"}  # the newest with a linux-x64 binary
 
 
 def npm_tool(package: str, binary: str) -> Path:

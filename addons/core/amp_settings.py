@@ -1,10 +1,10 @@
 """The Amp module's settings (pure; no mitmproxy import): the config block, model mapping, secrets.
 
-- `parse`: the `ampcode:` config block → `AmpSettings` (errors name the key, amp.md §2).
+- `parse`: the `ampcode:` config block → `AmpSettings` (errors name the key).
 - `ModelMapper` / `decide`: exact and regex model mappings, thinking suffixes, default vs force mode
-  (amp.md §5, §6).
+  (exact names first, case-insensitive, then regexes in order).
 - `SecretSource`: the Amp key for the upstream — config, then `AMP_API_KEY`, then Amp's own
-  `~/.local/share/amp/secrets.json` (amp.md §9) — plus the per-client key mapping.
+  `~/.local/share/amp/secrets.json` (the Amp CLI's own store) — plus the per-client key mapping.
 
 Request fix-ups and response rewriting live in `amp_wire`.
 
@@ -31,7 +31,7 @@ from cliproxy.addons.core.validate import ConfigError, expect
 logger = logging.getLogger(__name__)
 
 SECRETS_FILE = Path(".local/share/amp/secrets.json")  # under $HOME
-SECRETS_FILE_KEY = "apiKey@https://ampcode.com/"  # fixed, whatever upstream-url says (amp.md §9)
+SECRETS_FILE_KEY = "apiKey@https://ampcode.com/"  # the Amp CLI stores its key under this name, whatever upstream-url says
 SECRETS_FILE_TTL = 300.0  # seconds, empty results included; a changed file is re-read at once
 _KNOWN = {"upstream-url", "upstream-api-key", "upstream-api-keys", "restrict-management-to-localhost",
           "model-mappings", "force-model-mappings"}
@@ -116,7 +116,7 @@ class Decision:
 
 
 def decide(requested: str, mapper: ModelMapper, served: Callable[[str], bool], force: bool) -> Decision:
-    """Where a provider call goes (amp.md §5 step 5)."""
+    """Where a provider call goes: served locally (as is, or mapped) or forwarded to the Amp upstream."""
     base, _ = split_suffix(requested)
     if force and (mapped := mapper.map(requested, served)):
         return Decision("mapped", mapped)

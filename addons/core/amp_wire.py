@@ -1,9 +1,9 @@
 """What Amp's provider calls need on the wire (pure; no mitmproxy import).
 
-- `provider_kind`: which API an `/api/provider/<p>/…` request speaks (amp.md §4.2).
+- `provider_kind`: which API an `/api/provider/<p>/…` request speaks (Amp names the provider, then the provider's own path).
 - Request fix-ups for the Amp upstream and for local serving (`sanitize_body`, `strip_beta`,
   `scrub_query`, `upstream_headers`, `join_url`, `forwarded_query`, `repair_hidden_gzip`).
-- The response rewriter for locally served calls (`ResponseRewriter`, `SSERewriter`, amp.md §5.3).
+- The response rewriter for locally served calls (`ResponseRewriter`, `SSERewriter`).
 
 Secrets never appear in a repr, a log line or an error message.
 """
@@ -27,7 +27,7 @@ CONTEXT_1M_BETA = "context-1m-2025-08-07"  # stripped: the Codex backend has no 
 
 
 # ---------------------------------------------------------------------------------------------
-# Provider paths (amp.md §4.2)
+# Provider paths: /api/provider/<openai|anthropic|google>/<the provider's own API path>
 
 Kind = Literal["models", "chat", "completions", "responses", "messages", "count_tokens", "gemini", "gemini_models", "passthrough", "unknown"]
 #: Kinds cliproxy can serve itself; the rest go to the Amp upstream.
@@ -67,7 +67,7 @@ def provider_kind(path: str, method: str) -> tuple[str, Kind, str | None]:
 
 
 def sanitize_body(body: Any) -> bool:
-    """Drop unsigned thinking blocks and `tool_use.signature` from assistant turns, in place (amp.md §5 step 2).
+    """Drop unsigned thinking blocks and `tool_use.signature` from assistant turns, in place (the backend refuses thinking it did not sign).
 
     The rewriter injects empty signatures for Amp's TUI, and Amp sends them back; Claude rejects both.
     Returns whether anything changed.
@@ -106,7 +106,7 @@ def scrub_query(query: list[tuple[str, str]], client_keys: Iterable[str]) -> lis
 
 
 #: Headers never sent to the Amp upstream: client credentials, proxy tracing, client identity and
-#: browser fingerprints (amp.md §8), and hop-by-hop proxy auth.
+#: browser fingerprints, and hop-by-hop proxy auth.
 DROPPED_HEADERS = frozenset({
     "authorization", "x-api-key", "x-goog-api-key", "proxy-authorization",
     "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "forwarded", "via",
@@ -152,7 +152,7 @@ def repair_hidden_gzip(body: bytes) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Response rewriting for locally served calls (amp.md §5.3)
+# Response rewriting for locally served calls
 
 #: Amp's mode whitelists are case-sensitive; `glob` stays lower-case.
 TOOL_CASING = {"bash": "Bash", "read": "Read", "grep": "Grep", "task": "Task", "check": "Check", "glob": "glob"}
@@ -268,7 +268,7 @@ class SSERewriter:
     """Wraps a stream callable: its output is re-cut into complete SSE events and each is rewritten.
 
     Keeps what the wrapped callable exposes to the rest of cliproxy (`translator`,
-    `ends_on_upstream_error`). Never raises and never returns `b""` (mitmproxy.md §0.4–0.5).
+    `ends_on_upstream_error`). Never raises (an exception in a stream callable drops the chunk) and never returns `b""` (mitmproxy turns it into the end of the body).
     """
 
     def __init__(self, inner: Callable[[bytes], bytes | Iterable[bytes]] | None, rewriter: ResponseRewriter) -> None:

@@ -9,7 +9,7 @@
 - `amp_proxy` (everything else Amp calls): reverse-proxied to `ampcode.upstream-url` with the client's
   credentials replaced by the Amp key.
 
-`AmpAnswers` (after CodexUpstream and FlowNotes) fixes up locally served answers for Amp (amp.md §5.3)
+`AmpAnswers` (after CodexUpstream and FlowNotes) fixes up locally served answers for Amp (tool-name casing, the model name Amp asked for)
 and notes on each flow which way it went. Settings are read from the runtime at request time, so
 config edits apply without a restart. The pure logic lives in `amp_settings` and `amp_wire`.
 """
@@ -45,7 +45,7 @@ from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
-#: Amp's own wire bodies for the control-plane routes (amp.md §4.1, §7, §8).
+#: Amp's own wire bodies for the control-plane routes.
 NOT_CONFIGURED = {"error": "amp upstream proxy not available"}
 LOCALHOST_ONLY = {"error": "Access denied: management routes restricted to localhost"}
 UNREACHABLE = {"error": "amp_upstream_proxy_error", "message": "Failed to reach Amp upstream"}
@@ -195,7 +195,7 @@ class Amp:
         amp_key = amp.amp_key(principal)
         if not amp_key:
             # No Amp key on the proxy: a credential the client sent that is not one of the proxy's own
-            # client keys is the client's Amp key, meant for this very upstream (amp.md §9 [rec]).
+            # client keys is the client's Amp key, meant for this very upstream.
             amp_key = next((k for k in presented if k and not access.key_valid([k], api_keys)), "")
         path, _, query = req.path.partition("?")
         fields = upstream_headers(req.headers.items(multi=True), amp_key)

@@ -1,6 +1,6 @@
 """Anthropic Messages (Claude Code, the Anthropic SDKs) → Codex Responses: requests and token counts.
 
-Request (`request_to_codex`, codex-backend.md §6.1): `system` becomes a developer message (Claude
+Request (`request_to_codex`): `system` becomes a developer message (Claude
 Code's `x-anthropic-billing-header:` block is skipped), mid-conversation `system` messages become
 developer messages, content blocks become Responses parts and items (`tool_use` → `function_call`,
 `tool_result` → `function_call_output`, thinking blocks whose signature is a Codex reasoning token

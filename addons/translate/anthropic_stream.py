@@ -1,6 +1,6 @@
 """Codex Responses → Anthropic Messages answers: the stream translator and non-stream aggregation.
 
-Stream (`MessagesStream`, §6.2): `message_start` as soon as `response.created` arrives (with a local
+Stream (`MessagesStream`): `message_start` as soon as `response.created` arrives (with a local
 estimate of the input tokens, and the client's own model name: Claude Code drops thinking blocks of
 "other" models from the history), then `content_block_start/delta/stop` for thinking (summary deltas,
 then a `signature_delta` carrying the reasoning item's `encrypted_content`), text and tool_use

@@ -1,4 +1,4 @@
-"""Rules every request body sent to the Codex backend must follow (codex-backend.md §1.4, §5)."""
+"""Rules every request body sent to the Codex backend must follow (it rejects unknown and sampling fields with a 400, and requires `store: false` and `stream: true`)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ _ANTHROPIC_BY_STATUS = {
 }
 _ANTHROPIC_TYPES = set(_ANTHROPIC_BY_STATUS.values()) | {"api_error"}
 
-# In-stream failure codes/types → HTTP status (CLIProxyAPI's mapping, codex-backend.md §8.2).
+# In-stream failure codes/types → HTTP status (as CLIProxyAPI maps them, so clients retry alike).
 _STATUS_BY_KIND = {
     "cyber_policy": 400,
     "invalid_request_error": 400,

@@ -4,7 +4,7 @@ is swapped for a pool account when `codex-cli-pooling` is on.
 The real CLI runs against a fake chatgpt.com: `tests/fakes/chatgpt_dns.py` sends the chatgpt.com
 paths cliproxy leaves alone (workspace discovery, which the CLI needs before a turn; model list;
 plugins) to the fake backend. The other tests make the CLI's request with httpx, exactly as Codex
-CLI 0.169 sends it (headers and body keys observed in clients.md §5.2).
+CLI 0.169 sends it (headers and body keys as observed from the real CLI in a recording proxy).
 """
 
 import json

@@ -88,7 +88,7 @@ def sse(events: list[tuple[str, dict[str, Any]]], **kw: Any) -> SSEReply:
 
 
 def usage_limit(resets_in: int = 3600, plan: str = "plus") -> JSONReply:
-    """The backend's quota answer (codex-backend.md §8.1)."""
+    """The backend's quota answer (HTTP 429, `usage_limit_reached` with `resets_in_seconds`)."""
     return JSONReply(429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
                                      "plan_type": plan, "resets_at": int(time.time()) + resets_in,
                                      "resets_in_seconds": resets_in}})

@@ -8,7 +8,7 @@ handles one concern. The protocol translators they use live in `addons/translate
 account logic in `auth/`; neither imports mitmproxy.
 """
 
-from addons import upstream_failures
+from addons import http_framing, upstream_failures
 from addons.amp import Amp, AmpAnswers
 from addons.anthropic_api import AnthropicApi
 from addons.codex_cli import CodexCliPooling
@@ -23,6 +23,7 @@ from addons.runtime import Runtime
 from addons.settings import Settings
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
+http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
 
 runtime = Runtime()
 

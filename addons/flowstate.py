@@ -114,7 +114,8 @@ def guarded(hook):
 
 
 class Guard:
-    """Last in cliproxy's chain: a claimed flow that is neither answered nor rewritten gets a 500."""
+    """Last in cliproxy's chain: a claimed flow that is neither answered nor rewritten gets a 500, and an
+    answer to HEAD goes out without its body."""
 
     name = "cliproxy_guard"
 
@@ -123,3 +124,9 @@ class Guard:
         if st is not None and flow.response is None and not st.get("upstream") and not st.get("passthrough"):
             logger.error("cliproxy: %s request was neither answered nor rewritten; refusing it", st.get("route"))
             reply_error(flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error"))
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        if state(flow) is not None and flow.request.method == "HEAD" and flow.response.raw_content:
+            # An answer to HEAD is headers only (content-length kept): body bytes would be read as the
+            # start of the next response on a keep-alive connection.
+            flow.response.raw_content = b""

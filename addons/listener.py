@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 
 from mitmproxy import ctx, exceptions, tls
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import commands, events, layer
+from mitmproxy.proxy.layers import modes
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
 
 from .routes import REVERSE_TARGET, is_intercepted_host
@@ -42,6 +45,25 @@ def loopback_spec(spec: str, default_port: int | None) -> str:
 
 def is_base_url_listener(mode) -> bool:
     return isinstance(mode, ReverseMode) and mode.full_spec.startswith(_SPEC_PREFIX)
+
+
+_TLS_REFUSED = b"cliproxy's base URL speaks plain HTTP: use http://, not https://, for it.\r\n"
+_PLAIN_HTTP_ONLY = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(_TLS_REFUSED), _TLS_REFUSED))
+
+
+class PlainHttpOnly(layer.Layer):
+    """The base-URL listener's answer to a TLS handshake: a plain-text 400, then the connection closes.
+    (mitmproxy's reverse mode would otherwise answer the handshake with a certificate from its own CA,
+    which clients that were given this http:// address do not trust, or hold a bare ClientHello open.)"""
+
+    answered = False
+
+    def _handle_event(self, event: events.Event) -> layer.CommandGenerator[None]:
+        if isinstance(event, events.DataReceived) and not self.answered:
+            self.answered = True
+            yield commands.SendData(self.context.client, _PLAIN_HTTP_ONLY)
+            yield commands.CloseConnection(self.context.client)
 
 
 class Listener:
@@ -86,6 +108,13 @@ class Listener:
         if ctx.options.connection_strategy != "lazy":
             # Eager connections would dial api.openai.com & co. before a request can be rewritten.
             ctx.options.update(connection_strategy="lazy")
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        context = nextlayer.context
+        if nextlayer.layer is None and is_base_url_listener(context.client.proxy_mode) and len(context.layers) == 1 \
+                and isinstance(context.layers[0], modes.ReverseProxy) and starts_like_tls_record(nextlayer.data_client()):
+            logger.info("cliproxy: a TLS handshake on the plain-HTTP base URL %s was refused (use http://)", ctx.options.cliproxy_listen)
+            nextlayer.layer = PlainHttpOnly(context)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         if not ctx.options.cliproxy_passthrough or is_base_url_listener(data.context.client.proxy_mode):

@@ -29,6 +29,11 @@ def anthropic_model(model_id: str) -> dict:
     return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}
 
 
+def request_too_large(limit: int) -> errors.ProxyError:
+    return errors.ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
+                             "invalid_request_error", "request_too_large")
+
+
 def websocket_refused() -> errors.ProxyError:
     """The answer to a Responses WebSocket upgrade: 426 makes the Codex CLI switch to HTTP at once
     (other statuses cost it seven retries, several seconds)."""
@@ -57,6 +62,7 @@ class Router:
             return
         st = claim(flow, route.name, route.format)
         st["t0"] = time.time()
+        st["max_request_bytes"] = self.runtime.config.max_request_bytes  # http_framing counts the body against it as it arrives
         check_line_breaks(req.headers.items(multi=True))  # claimed flows are forwarded: no folded or smuggled lines
         if route.model_id is not None:
             st["model_id"] = route.model_id
@@ -89,9 +95,7 @@ class Router:
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
 
     def _too_large(self) -> errors.ProxyError:
-        limit = self.runtime.config.max_request_bytes
-        return errors.ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
-                                 "invalid_request_error", "request_too_large")
+        return request_too_large(self.runtime.config.max_request_bytes)
 
     def _models(self, flow: http.HTTPFlow, fmt: str) -> None:
         ids = [m.id for m in self.runtime.config.settings.catalog.listed()]

@@ -113,7 +113,7 @@ class Listener:
         context = nextlayer.context
         if nextlayer.layer is None and is_base_url_listener(context.client.proxy_mode) and len(context.layers) == 1 \
                 and isinstance(context.layers[0], modes.ReverseProxy) and starts_like_tls_record(nextlayer.data_client()):
-            logger.info("cliproxy: a TLS handshake on the plain-HTTP base URL %s was refused (use http://)", ctx.options.cliproxy_listen)
+            logger.info("cliproxy: a TLS handshake on the plain-HTTP base URL was refused (clients must use http://)")
             nextlayer.layer = PlainHttpOnly(context)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:

@@ -33,15 +33,19 @@ from collections.abc import Generator
 from typing import Any
 
 import h11
-from h11._readers import ChunkedReader
 from mitmproxy import http, version
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.http import HttpResponseHeadersHook, HttpStream, RequestData, RequestEndOfMessage, \
     RequestHeaders, RequestProtocolError, ResponseProtocolError
-from mitmproxy.proxy.layers.http import _http1
-from mitmproxy.proxy.layers.http._base import ReceiveHttp
+
+try:  # private modules: another layout means another mitmproxy, and install() then changes nothing
+    from h11._readers import ChunkedReader
+    from mitmproxy.proxy.layers.http import _http1
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+except ImportError:  # pragma: no cover
+    ChunkedReader, _http1, ReceiveHttp = object, None, None  # type: ignore[assignment,misc]
 
 from . import routes
 from .flowstate import reply_error, state
@@ -51,7 +55,7 @@ from .translate import errors
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED = version.VERSION.startswith("12.")
+SUPPORTED = version.VERSION.startswith("12.") and _http1 is not None
 _FORMAT = "_cliproxy_format"  # on an Http1Server: the client format of its current request, or None
 
 _originals: dict[str, Any] = {}
@@ -207,20 +211,18 @@ def _refuse_body(self: HttpStream, limit: int) -> Generator[commands.Command, An
     yield from self.send_response()  # the end of the response follows the end of the request body
 
 
-_PATCHES = {
-    "read_headers": (_http1.Http1Server, _read_headers),
-    "read_body": (_http1.Http1Server, _read_body),
-    "send": (_http1.Http1Server, _send),
-    "state_consume_request_body": (HttpStream, _consume_request_body),
-}
-
-
 def install() -> bool:
     """Idempotent (the script may be reloaded); False, and mitmproxy's own behaviour, on versions other than 12.x."""
     if not SUPPORTED:
         logger.warning("cliproxy: mitmproxy %s is not 12.x; HTTP framing errors keep mitmproxy's HTML answers", version.VERSION)
         return False
-    for name, (cls, patched) in _PATCHES.items():
+    patches = {
+        "read_headers": (_http1.Http1Server, _read_headers),
+        "read_body": (_http1.Http1Server, _read_body),
+        "send": (_http1.Http1Server, _send),
+        "state_consume_request_body": (HttpStream, _consume_request_body),
+    }
+    for name, (cls, patched) in patches.items():
         current = getattr(cls, name)
         if getattr(current, "__wrapped_by_cliproxy__", False):
             continue

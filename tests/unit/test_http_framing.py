@@ -3,6 +3,7 @@ as the patch assumes (the unpatched behaviour), and the patched one answers in t
 
 from __future__ import annotations
 
+import inspect
 import json
 import ssl
 
@@ -111,7 +112,6 @@ def test_unpatched_mitmproxy_still_cannot_take_trailers():
     buf += b"0\r\nX-Sum: 1\r\n\r\n"
     event = reader(buf)
     assert isinstance(event, h11.EndOfMessage) and event.headers
-    import inspect
     assert "trailers are not implemented" in inspect.getsource(http_framing._originals["read_body"])
 
 

@@ -168,6 +168,14 @@ def test_a_request_line_that_cannot_be_parsed_is_a_json_400_on_the_base_url(prox
     still_serving(proxy, "base_url")
 
 
+def test_traffic_cliproxy_does_not_serve_keeps_mitmproxys_answer(proxy: Proxy, backend):
+    """Plain HTTP to another host through the regular proxy: the framing error stays mitmproxy's own."""
+    with socket.create_connection(("127.0.0.1", proxy.regular_port), timeout=DEADLINE) as sock:
+        sock.sendall(b"POST http://example.invalid/upload HTTP/1.1\r\nHost: example.invalid\r\nContent-Length: -5\r\n\r\n")
+        status, headers, _ = read_response(sock)
+    assert status == 400 and headers["content-type"] == "text/html"
+
+
 def test_a_body_cut_short_by_the_client_ends_quietly(proxy: Proxy, backend, listener):
     with connect(proxy, listener) as sock:
         sock.sendall(head("/v1/chat/completions", "Transfer-Encoding: chunked\r\n", listener) + b"10\r\nabc")

@@ -28,9 +28,10 @@ from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
-from cliproxy.addons.mitm import upstream_failures  # noqa: E402
+from cliproxy.addons.mitm import http_framing, upstream_failures  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
+http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
 
 runtime = Runtime()
 

@@ -26,8 +26,8 @@ import weakref
 
 from cliproxy.addons.core import access, routes
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.hooks.listener import is_base_url_listener
 from cliproxy.addons.mitm.flowstate import claim, reply_error
+from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
 from mitmproxy import connection, http
 

@@ -11,37 +11,14 @@ from __future__ import annotations
 
 import logging
 
-from cliproxy.addons.core.routes import REVERSE_TARGET, is_intercepted_host
+from cliproxy.addons.core.routes import is_intercepted_host
+from cliproxy.addons.mitm.modes import SPEC_PREFIX, PlainHttpOnly, is_base_url_listener, listen_spec, loopback_spec
 from mitmproxy import ctx, exceptions, tls
-from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+from mitmproxy.net.tls import starts_like_tls_record
+from mitmproxy.proxy import layer
+from mitmproxy.proxy.layers import modes
 
 logger = logging.getLogger(__name__)
-
-_SPEC_PREFIX = f"reverse:http://{REVERSE_TARGET}@"
-
-
-def listen_spec(listen: str) -> str:
-    """The mitmproxy mode spec for a `host:port` listen address."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8317, got {listen!r}")
-    return _SPEC_PREFIX + listen
-
-
-def loopback_spec(spec: str, default_port: int | None) -> str:
-    """`spec` bound to 127.0.0.1 when it names no listen host. mitmproxy's default is every
-    interface, an open proxy for the whole network; `--listen-host 0.0.0.0` (with `api-keys` in the
-    config) still opens it on purpose."""
-    mode = ProxyMode.parse(spec)
-    port = mode.listen_port(default_port)
-    if mode.custom_listen_host is not None or port is None:
-        return spec
-    return f"{spec.rsplit('@', 1)[0] if mode.custom_listen_port is not None else spec}@127.0.0.1:{port}"
-
-
-def is_base_url_listener(mode) -> bool:
-    return isinstance(mode, ReverseMode) and mode.full_spec.startswith(_SPEC_PREFIX)
-
 
 class Listener:
     name = "cliproxy_listener"
@@ -75,7 +52,7 @@ class Listener:
         self._apply()
 
     def _apply(self) -> None:
-        modes = [m for m in ctx.options.mode if not m.startswith(_SPEC_PREFIX)]
+        modes = [m for m in ctx.options.mode if not m.startswith(SPEC_PREFIX)]
         if not ctx.options.listen_host and modes != (modes := [loopback_spec(m, ctx.options.listen_port) for m in modes]):
             logger.info("cliproxy: listening on 127.0.0.1 only; --listen-host 0.0.0.0 (with api-keys in the config) serves other machines")
         if ctx.options.cliproxy_listen:
@@ -85,6 +62,13 @@ class Listener:
         if ctx.options.connection_strategy != "lazy":
             # Eager connections would dial api.openai.com & co. before a request can be rewritten.
             ctx.options.update(connection_strategy="lazy")
+
+    def next_layer(self, nextlayer: layer.NextLayer) -> None:
+        context = nextlayer.context
+        if nextlayer.layer is None and is_base_url_listener(context.client.proxy_mode) and len(context.layers) == 1 \
+                and isinstance(context.layers[0], modes.ReverseProxy) and starts_like_tls_record(nextlayer.data_client()):
+            logger.info("cliproxy: a TLS handshake on the plain-HTTP base URL was refused (clients must use http://)")
+            nextlayer.layer = PlainHttpOnly(context)
 
     def tls_clienthello(self, data: tls.ClientHelloData) -> None:
         if not ctx.options.cliproxy_passthrough or is_base_url_listener(data.context.client.proxy_mode):

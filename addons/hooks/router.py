@@ -11,8 +11,8 @@ import time
 
 from cliproxy.addons.core import routes
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.hooks.listener import is_base_url_listener
 from cliproxy.addons.mitm.flowstate import FlowState, claim, guarded, on_claimed, reply_json
+from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.headers import check_line_breaks
 from mitmproxy import http
@@ -56,6 +56,7 @@ class Router:
             return
         st = claim(flow, route.name, route.format)
         st["t0"] = time.time()
+        st["max_request_bytes"] = self.runtime.config.max_request_bytes  # http_framing counts the body against it as it arrives
         check_line_breaks(req.headers.items(multi=True))  # claimed flows are forwarded: no folded or smuggled lines
         if route.model_id is not None:
             st["model_id"] = route.model_id
@@ -82,9 +83,7 @@ class Router:
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
 
     def _too_large(self) -> errors.ProxyError:
-        limit = self.runtime.config.max_request_bytes
-        return errors.ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
-                                 "invalid_request_error", "request_too_large")
+        return errors.request_too_large(self.runtime.config.max_request_bytes)
 
     def _models(self, flow: http.HTTPFlow, fmt: str) -> None:
         ids = [m.id for m in self.runtime.config.settings.catalog.listed()]

@@ -214,3 +214,8 @@ def from_stream_failure(payload: dict[str, Any], now: float | None = None) -> Pr
     if status == 429:
         err.retry_after = _retry_after(info, None, now)
     return err
+
+
+def request_too_large(limit: int) -> ProxyError:
+    return ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
+                             "invalid_request_error", "request_too_large")

@@ -191,7 +191,8 @@ async def test_deadline_gives_up_on_silent_upstreams_only(runtime, monkeypatch):
 
 
 def test_listeners_default_to_loopback():
-    from cliproxy.addons.hooks.listener import Listener, loopback_spec
+    from cliproxy.addons.hooks.listener import Listener
+    from cliproxy.addons.mitm.modes import loopback_spec
 
     assert loopback_spec("regular", None) == "regular@127.0.0.1:8080"
     assert loopback_spec("regular@8081", None) == "regular@127.0.0.1:8081"

@@ -75,7 +75,7 @@ async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
 
 async def test_remote_peer_without_key_is_refused_before_anything_else(runtime):
     from cliproxy.addons.hooks.client_access import ClientAccess
-    from cliproxy.addons.hooks.listener import listen_spec
+    from cliproxy.addons.mitm.modes import listen_spec
     from mitmproxy.proxy.mode_specs import ProxyMode
 
     def chain():

@@ -153,8 +153,11 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
                 raise errors.bad_request(f"tools[{i}].function.name is required", "tools")
             names.append(fn["name"])
-        elif tool["type"] == "custom" and isinstance(tool.get("custom", tool).get("name"), str):
-            names.append(tool.get("custom", tool)["name"])
+        elif tool["type"] == "custom":
+            spec = tool.get("custom", tool)
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+                raise errors.bad_request(f"tools[{i}].custom.name is required", "tools")
+            names.append(spec["name"])
     short_of = {orig: short for short, orig in codex_body.shorten_tool_names(names).items()}
     out = []
     for tool in raw:
@@ -168,7 +171,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
             out.append(entry)
         elif tool["type"] == "custom":
             custom = {**tool.get("custom", {}), **{k: v for k, v in tool.items() if k != "custom"}}
-            custom["name"] = short_of.get(custom.get("name"), custom.get("name"))
+            name = custom.get("name")  # a top-level `name` wins over `custom.name`, and may be anything
+            custom["name"] = short_of.get(name, name) if isinstance(name, str) else name
             out.append(custom)
         else:
             out.append(tool)

@@ -52,7 +52,7 @@ def import_codex_auth(auth_dir: Path, source: Path | None = None) -> LoginResult
         raise CodexImportError(f"{source} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise CodexImportError(f"{source} is not a Codex auth file (expected a JSON object)")
-    tokens = data.get("tokens") if isinstance(data.get("tokens"), dict) else {}
+    tokens = t if isinstance(t := data.get("tokens"), dict) else {}
     access, refresh, id_token = _str(tokens.get("access_token")), _str(tokens.get("refresh_token")), _str(tokens.get("id_token"))
     if not (access or refresh):
         if _str(data.get("OPENAI_API_KEY")) or _str(data.get("auth_mode")).lower() == "apikey":

@@ -92,7 +92,7 @@ class TokenResponse:
     def from_json(cls, data: Any) -> TokenResponse:
         if not isinstance(data, dict):
             raise ValueError("the token endpoint did not answer with a JSON object")
-        text = lambda key: data.get(key) if isinstance(data.get(key), str) else ""  # noqa: E731
+        text = lambda key: v if isinstance(v := data.get(key), str) else ""  # noqa: E731
         try:
             expires_in = int(data["expires_in"]) if data.get("expires_in") is not None else None
         except (TypeError, ValueError):

@@ -42,7 +42,7 @@ def quota_summary(quota: Mapping[str, Any]) -> str:
     for window in WINDOWS:
         entry = quota.get(window)
         used = entry.get("used_percent") if isinstance(entry, dict) else None
-        if isinstance(used, int | float) and not isinstance(used, bool):
+        if isinstance(entry, dict) and isinstance(used, int | float) and not isinstance(used, bool):
             parts.append(f"{window_name(entry.get('window_minutes'))} {used:g}%")
     return " · ".join(parts)
 

@@ -209,8 +209,10 @@ def read_json(path: Path) -> dict[str, Any]:
         raise AccountFileError(f"{path}: cannot read ({exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise AccountFileError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except (ValueError, RecursionError) as exc:  # an integer too long to convert, nesting deeper than the parser goes
+        raise AccountFileError(f"{path}: not valid JSON ({str(exc)[:120]})") from None
     if not isinstance(data, dict):
         raise AccountFileError(f"{path}: expected a JSON object")
     return data

@@ -167,13 +167,15 @@ def start_passthrough(tmp: Path, backend_port: int) -> tuple[subprocess.Popen, i
         [str(MITMDUMP), "--mode", f"reverse:http://127.0.0.1:{backend_port}@127.0.0.1:{port}", "--set", f"confdir={tmp / 'mp'}",
          "--set", "flow_detail=0", "--set", "connection_strategy=lazy", "--set", "stream_large_bodies=1"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for line in proc.stdout:
+    stdout = proc.stdout
+    assert stdout is not None, "stdout=PIPE"
+    for line in stdout:
         if "listening at" in line:
             break
     # keep draining so the pipe never fills
     import threading
 
-    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
     return proc, port
 
 
@@ -225,8 +227,8 @@ async def run(args: argparse.Namespace) -> int:
 
     table = Table(title="cliproxy benchmark (127.0.0.1, fake backend)")
     table.add_column("metric")
-    for t in rows:
-        table.add_column(t, justify="right")
+    for name in rows:
+        table.add_column(name, justify="right")
     metrics = [("TTFB p50 (ms)", "ttfb_p50"), ("TTFB p99 (ms)", "ttfb_p99"), (f"{stream_events}-event stream (ms)", "stream_ms")]
     for c in levels:
         metrics += [(f"req/s @ {c} streams", f"rps@{c}"), (f"p99 @ {c} streams (ms)", f"p99@{c}")]

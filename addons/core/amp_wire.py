@@ -31,7 +31,7 @@ CONTEXT_1M_BETA = "context-1m-2025-08-07"  # stripped: the Codex backend has no 
 
 Kind = Literal["models", "chat", "completions", "responses", "messages", "count_tokens", "gemini", "gemini_models", "passthrough", "unknown"]
 #: Kinds cliproxy can serve itself; the rest go to the Amp upstream.
-LOCAL_KINDS = {"chat": ("chat", "openai", "/v1/chat/completions"), "responses": ("responses", "openai", "/v1/responses"),
+LOCAL_KINDS: dict[str, tuple[str, Literal["openai", "anthropic"], str]] = {"chat": ("chat", "openai", "/v1/chat/completions"), "responses": ("responses", "openai", "/v1/responses"),
                "messages": ("messages", "anthropic", "/v1/messages"), "count_tokens": ("count_tokens", "anthropic", "/v1/messages/count_tokens")}
 _POST_KINDS = {"/chat/completions": "chat", "/v1/chat/completions": "chat", "/completions": "completions",
                "/v1/completions": "completions", "/responses": "responses", "/v1/responses": "responses",

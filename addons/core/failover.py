@@ -53,6 +53,7 @@ def decide(attempt: Attempt, *, refreshed: bool, backoff_level: int) -> Decision
             error = errors.ProxyError(502, "the upstream broke off its answer before the end; no account is to blame",
                                       "server_error", "upstream_disconnected")
             return Decision("failover", error, Verdict(True, None))
+        assert collector.error is not None, "a terminal stream without an error was answered above"
         return _judged(collector.error, refreshed, backoff_level)
     if attempt.status == 200:
         kind = attempt.headers.get("content-type", "") or "no content type"

@@ -30,7 +30,7 @@ class Route:
 
 
 def is_intercepted_host(host: str | None) -> bool:
-    return bool(host) and host.lower().rstrip(".") in INTERCEPTED_HOSTS
+    return host is not None and host.lower().rstrip(".") in INTERCEPTED_HOSTS
 
 
 #: Ampcode control-plane paths served (by proxying to the Amp upstream) on the base-URL listener.

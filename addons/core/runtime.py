@@ -10,6 +10,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import certifi
@@ -39,7 +40,7 @@ class Runtime:
     def __init__(self) -> None:
         self.config = Config()
         self.pool = Pool()
-        self.refresher: TokenRefresher | None = None
+        self.refresher = TokenRefresher(self.config.oauth_issuer)  # replaced when the issuer changes
         self._http: httpx.AsyncClient | None = None
         self._state_written: dict[str, float] = {}
         self._state_pending: set[str] = set()
@@ -47,7 +48,7 @@ class Runtime:
 
     # -- loading ---------------------------------------------------------------------------------
     def apply_config(self, config: Config) -> None:
-        if self.refresher is None or config.oauth_issuer != self.config.oauth_issuer:
+        if config.oauth_issuer != self.config.oauth_issuer:
             self.refresher = TokenRefresher(config.oauth_issuer)
         self.config = config
         self.pool.strategy = config.strategy
@@ -85,7 +86,7 @@ class Runtime:
             self._http = None
 
     # -- serving ---------------------------------------------------------------------------------
-    async def credential(self, model: str, exclude: set[str] = frozenset(), session: str | None = None) -> Credential | None:
+    async def credential(self, model: str, exclude: Iterable[str] = frozenset(), session: str | None = None) -> Credential | None:
         """A usable credential for `model`, refreshing an OAuth token first when it is about to expire."""
         for member in self.pool.candidates(model, exclude, session):
             if isinstance(member.source, ApiKeyUpstream):

@@ -54,8 +54,8 @@ _AMP_ROUTES = ("amp_provider", "amp_proxy")
 
 def _reply(flow: http.HTTPFlow, status: int, body: dict[str, Any], note: str) -> None:
     reply_json(flow, status, json.dumps(body).encode())
-    st = state(flow)
-    st.update(amp_note=note, error=f"{status} {body.get('message') or body['error']}")
+    if (st := state(flow)) is not None:  # claimed in both callers; the answer stands either way
+        st.update({"amp_note": note, "error": f"{status} {body.get('message') or body['error']}"})
     flow.marked = ":warning:"
 
 
@@ -81,9 +81,9 @@ class Amp:
     def requestheaders(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if st["route"] == "amp_provider":
             provider, kind, gemini_model = provider_kind(flow.request.path, flow.request.method)
-            st.update(amp_kind=kind, amp_model=gemini_model)
+            st.update({"amp_kind": kind, "amp_model": gemini_model})
             if kind == "models" and provider != "google":  # the Router answers it, in the provider's shape
-                st.update(route="models", format="anthropic" if provider == "anthropic" else "openai", amp="local", amp_note="amp: local model list")
+                st.update({"route": "models", "format": "anthropic" if provider == "anthropic" else "openai", "amp": "local", "amp_note": "amp: local model list"})
                 return
             if kind not in ("gemini", "passthrough"):
                 return  # provider aliases skip the management checks (Google's v1beta1 route does not)
@@ -104,12 +104,12 @@ class Amp:
             return
         self._provider(flow, st)
 
-    def _provider(self, flow: http.HTTPFlow, st: dict[str, Any]) -> None:
+    def _provider(self, flow: http.HTTPFlow, st: FlowState) -> None:
         kind, path = st["amp_kind"], flow.request.path.split("?")[0]
         if kind == "unknown":
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {path} for Amp", "invalid_request_error", "not_found")
         if kind in ("models", "gemini_models"):
-            self._gemini_models(flow, path)
+            self._gemini_models(flow, st, path)
             return
         raw = flow.request.get_content(strict=False) or b""
         try:
@@ -144,7 +144,7 @@ class Amp:
         return catalog.info(catalog.resolve(model).model) is not None or any(
             alias == model for up in config.api_key_upstreams for _, alias in up.models)
 
-    def _local(self, flow: http.HTTPFlow, st: dict[str, Any], kind: str, body: Any, requested: str | None, decision: Decision) -> None:
+    def _local(self, flow: http.HTTPFlow, st: FlowState, kind: str, body: Any, requested: str | None, decision: Decision) -> None:
         route, fmt, local_path = LOCAL_KINDS[kind]
         if decision.route == "mapped":
             body["model"] = decision.model
@@ -158,7 +158,7 @@ class Amp:
             else:
                 req.headers.pop("anthropic-beta")
         note = f"amp: local {decision.model or '?'}" + (f" (mapped from {requested})" if decision.route == "mapped" else "")
-        st.update(route=route, format=fmt, amp=decision.route, amp_model=requested, amp_note=note, amp_casing=tool_casing(body))
+        st.update({"route": route, "format": fmt, "amp": decision.route, "amp_model": requested, "amp_note": note, "amp_casing": tool_casing(body)})
         logger.info("%s: %s %s", note, req.method, original)
         serve(flow, st, self.runtime, body)  # translated here, whatever the order of the addons
 
@@ -167,7 +167,7 @@ class Amp:
         flow.request.headers.pop("content-encoding", None)
         flow.request.content = json.dumps(body, ensure_ascii=False).encode()
 
-    def _gemini_models(self, flow: http.HTTPFlow, path: str) -> None:
+    def _gemini_models(self, flow: http.HTTPFlow, st: FlowState, path: str) -> None:
         """Google's model list (or one model) in Gemini's shape, answered locally."""
         config = self.runtime.config
         ids = [m.id for m in config.settings.catalog.listed()]
@@ -176,7 +176,7 @@ class Amp:
         def model(i: str) -> dict[str, Any]:
             return {"name": f"models/{i}", "displayName": i, "supportedGenerationMethods": ["generateContent", "streamGenerateContent"]}
 
-        state(flow)["amp_note"] = "amp: local model list"
+        st["amp_note"] = "amp: local model list"
         if "/models/" in path:
             wanted = path.rsplit("/models/", 1)[1]
             if wanted not in ids:
@@ -185,7 +185,7 @@ class Amp:
             return
         reply_json(flow, 200, json.dumps({"models": [model(i) for i in ids]}).encode())
 
-    def _forward(self, flow: http.HTTPFlow, st: dict[str, Any], note: str) -> None:
+    def _forward(self, flow: http.HTTPFlow, st: FlowState, note: str) -> None:
         """Point the request at the Amp upstream: same path and query, the Amp key instead of the client's."""
         amp = self.runtime.config.ampcode
         req = flow.request
@@ -201,7 +201,7 @@ class Amp:
         fields = upstream_headers(req.headers.items(multi=True), amp_key)
         req.headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
         req.url = join_url(amp.upstream_url, path, forwarded_query(query, api_keys))  # also sets Host / :authority
-        st.update(passthrough=True, amp="upstream", amp_note=note)
+        st.update({"passthrough": True, "amp": "upstream", "amp_note": note})
 
     # -- response side (upstream flows) -----------------------------------------------------------
     @on_claimed(answered=True)
@@ -238,7 +238,7 @@ class AmpAnswers:
     name = "cliproxy_amp_answers"
 
     @staticmethod
-    def _rewriter(st: dict[str, Any] | None) -> ResponseRewriter | None:
+    def _rewriter(st: FlowState | None) -> ResponseRewriter | None:
         if st is None or st.get("amp") not in ("local", "mapped") or st.get("route") == "models":
             return None
         return ResponseRewriter(st.get("amp_model"), dict(st.get("amp_casing") or {}))
@@ -257,8 +257,8 @@ class AmpAnswers:
         if rewriter is not None and resp is not None and not resp.stream and resp.status_code == 200 and resp.raw_content:
             ctype = resp.headers.get("content-type", "")
             if "text/event-stream" in ctype:
-                resp.content = rewrite_sse(resp.content, rewriter)
-            elif "json" in ctype and (body := rewriter.rewrite_body(resp.content)) is not None:
+                resp.content = rewrite_sse(resp.content or b"", rewriter)
+            elif "json" in ctype and (body := rewriter.rewrite_body(resp.content or b"")) is not None:
                 resp.content = body
         self._note(flow)
 

@@ -85,7 +85,7 @@ class ClientAccess:
                        "no valid client key" if self.runtime.config.api_keys else "no api-keys configured")
         if proxy:
             err = errors.ProxyError(407, reason, "authentication_error", "proxy_authentication_required")
-            fmt = "openai"
+            fmt: routes.ClientFormat = "openai"
         else:
             err = errors.ProxyError(401, reason, "authentication_error", "invalid_api_key")
             route = routes.classify(req.pretty_host, req.path, req.method, reverse_listener=True,
@@ -94,6 +94,7 @@ class ClientAccess:
         if req.method != "CONNECT":
             claim(flow, "refused", fmt)
         reply_error(flow, err)
+        assert flow.response is not None, "reply_error just set it"
         if proxy:
             flow.response.headers["proxy-authenticate"] = f'Basic realm="{REALM}"'
         else:

@@ -14,7 +14,6 @@ import logging
 import math
 import zlib
 from dataclasses import replace
-from typing import Any
 
 import httpx
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
@@ -149,17 +148,18 @@ class CodexUpstream:
     def point(self, flow: http.HTTPFlow, cred: Credential) -> None:
         """Aim the flow's request at the backend with this credential."""
         st = state(flow)
+        assert st is not None, "point() serves claimed flows only (request, _send)"
         req = flow.request
         forwarded = st.setdefault("forwarded_headers", forwarded_headers(req.headers))
         if cred.model:
-            body = json.loads(req.content)
+            body = json.loads(req.content or b"")  # set by set_codex_body: never None here
             body["model"] = cred.model
             req.content = json.dumps(body, ensure_ascii=False).encode()
         req.method = "POST"
         req.url = cred.url
         req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"))
         req.headers["content-length"] = str(len(req.raw_content or b""))
-        st.update(upstream=True, account=cred.member.label, account_key=cred.member.key)
+        st.update({"upstream": True, "account": cred.member.label, "account_key": cred.member.key})
         st.setdefault("tried", []).append(cred.member.key)
         st.setdefault("tried_labels", []).append(cred.member.label)
 
@@ -168,6 +168,7 @@ class CodexUpstream:
         if not st.get("upstream"):
             return
         resp = flow.response
+        assert resp is not None, "mitmproxy runs responseheaders with the response in place"
         st["status"] = resp.status_code
         self._quota(st, resp.headers)
         is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
@@ -189,6 +190,7 @@ class CodexUpstream:
         if not st.get("upstream") or st.get("answered"):
             return  # not ours, or answered in `request` already (mitmproxy still runs this hook then)
         resp = flow.response
+        assert resp is not None, "mitmproxy runs response with the response in place"
         if st.get("streamed"):
             translator = getattr(resp.stream, "translator", resp.stream)
             if isinstance(translator, CodexStream):
@@ -199,7 +201,7 @@ class CodexUpstream:
             attempt = replace(attempt, collector=collect(attempt.body))
         self._answer(flow, st, await self._settled(flow, st, attempt))
 
-    async def _settled(self, flow: http.HTTPFlow, st: dict[str, Any], attempt: Attempt) -> Attempt:
+    async def _settled(self, flow: http.HTTPFlow, st: FlowState, attempt: Attempt) -> Attempt:
         """Refresh, fail over and retry until an attempt can answer the client; raises the client's error."""
         refreshed = False
         model = st["model"]
@@ -239,12 +241,14 @@ class CodexUpstream:
         httpx's read timeout applies to every read, so an upstream silent for `request-timeout-seconds`
         (before or after its headers) ends the attempt as a marked 504."""
         self.point(flow, cred)
+        st = state(flow)
+        assert st is not None, "point() serves claimed flows only"
         req = flow.request
         fields = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
         chunks: list[bytes] = []
         try:
             async with self.runtime.http.stream("POST", req.url, content=req.raw_content, headers=fields) as r:
-                self._quota(state(flow), r.headers)
+                self._quota(st, r.headers)
                 status, received = r.status_code, {k.lower(): v for k, v in r.headers.items()}
                 cut = False
                 try:
@@ -265,7 +269,7 @@ class CodexUpstream:
         attempt = Attempt(status, received, body, cut=cut)
         return replace(attempt, collector=collect(body)) if attempt.is_event_stream else attempt
 
-    def _answer(self, flow: http.HTTPFlow, st: dict[str, Any], attempt: Attempt) -> None:
+    def _answer(self, flow: http.HTTPFlow, st: FlowState, attempt: Attempt) -> None:
         """Turn a complete upstream event stream into the client's answer (stream or JSON)."""
         if st["stream"]:
             translator = registry.stream_translator(st["route"], st["model"], st["options"])
@@ -281,7 +285,7 @@ class CodexUpstream:
         wait = self.runtime.pool.soonest(model)
         return wait is not None and wait > 0
 
-    def _quota(self, st: dict[str, Any], headers) -> None:
+    def _quota(self, st: FlowState, headers) -> None:
         quota = parse_quota(headers)
         member = self.runtime.pool.get(st.get("account_key", ""))
         if quota and member is not None:
@@ -289,7 +293,7 @@ class CodexUpstream:
             st["quota"] = quota_summary(quota)
             self.runtime.save_state(member)
 
-    def _settle(self, st: dict[str, Any], collector) -> None:
+    def _settle(self, st: FlowState, collector) -> None:
         """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member."""
         if collector.usage:
             st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
@@ -315,7 +319,7 @@ class CodexUpstream:
             # Clients hang up as soon as they read the last event (`[DONE]`, `message_stop`), often
             # before the upstream's own end of body: the answer was complete, so book it as such.
             self._settle(st, translator.collector)
-            if translator.sent is not None:
+            if translator.sent is not None and flow.response is not None:
                 flow.response.content = bytes(translator.sent)
             flow.error = None
             return

@@ -83,6 +83,7 @@ class UpstreamDeadline:
 
     def _give_up(self, flow: http.HTTPFlow, translator: CodexStream | None, limit: int) -> None:
         st = state(flow)
+        assert st is not None, "only claimed flows are watched (see request)"
         st["timed_out"] = limit
         where = "mid-answer" if translator is not None else "before answering"
         logger.warning("cliproxy: %s went silent for %ss %s; giving up on it", st.get("account"), limit, where)

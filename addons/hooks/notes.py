@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 
-from cliproxy.addons.mitm.flowstate import state
+from cliproxy.addons.mitm.flowstate import FlowState, state
 from cliproxy.addons.translate.conversation import render
 from mitmproxy import contentviews, ctx, http, tls
 from mitmproxy.contentviews import Contentview, Metadata
@@ -41,7 +41,7 @@ def mask_headers(headers: http.Headers) -> None:
         headers.fields = tuple((k, _masked(v)) if k.lower() in _SECRET_NAMES else (k, v) for k, v in fields)
 
 
-def comment(st: dict) -> str:
+def comment(st: FlowState) -> str:
     parts = [st.get("route", "?")]
     model, client_model = st.get("model"), st.get("client_model")
     if model:

@@ -118,8 +118,8 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
         flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
-    st.update(ready=True, stream=call.stream, model=call.model, effort=call.effort, options=call.options,
-              client_model=st.get("client_model"), cache_key=call.body.get("prompt_cache_key"))
+    st.update({"ready": True, "stream": call.stream, "model": call.model, "effort": call.effort, "options": call.options,
+               "cache_key": call.body.get("prompt_cache_key")})
 
 
 def guarded(hook):

@@ -84,4 +84,4 @@ def install() -> None:
     """Idempotent: the script may be reloaded. Refuses a mitmproxy whose internals may differ."""
     check_version()
     if HttpStream.handle_protocol_error is not _handle_protocol_error:
-        HttpStream.handle_protocol_error = _handle_protocol_error
+        HttpStream.handle_protocol_error = _handle_protocol_error  # type: ignore[method-assign]  # the fenced patch itself

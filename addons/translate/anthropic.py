@@ -180,7 +180,7 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
             custom.append((tool, where))
         elif isinstance(kind, str) and kind.startswith("web_search_"):
             web.append(_web_search(tool))
-            web_names.add(tool.get("name") if isinstance(tool.get("name"), str) else "web_search")
+            web_names.add(name if isinstance(name := tool.get("name"), str) else "web_search")
         else:
             raise errors.bad_request(
                 f"{where}: tool type {kind!r} is not available through cliproxy; declare it as a custom tool "
@@ -262,7 +262,7 @@ def _kind(block: Any) -> str | None:
 
 
 def _search_result(block: dict[str, Any]) -> dict[str, Any]:
-    content = block.get("content") if isinstance(block.get("content"), list) else []
+    content = raw if isinstance(raw := block.get("content"), list) else []
     texts = [c["text"] for c in content if isinstance(c, dict) and isinstance(c.get("text"), str)]
     head = " — ".join(str(block[k]) for k in ("title", "source") if block.get(k))
     return {"type": "input_text", "text": "\n".join([head, *texts]) if head else "\n".join(texts)}

@@ -177,7 +177,7 @@ class MessagesStream(CodexStream):
             return []
         self._started = True
         resp = _dict(_dict(ev).get("response"))
-        message = {
+        message: dict[str, Any] = {
             "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}", "type": "message", "role": "assistant",
             "model": self.client_model or _str(resp.get("model")) or self.model, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": {"input_tokens": self.input_tokens, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
@@ -256,6 +256,7 @@ class MessagesStream(CodexStream):
         if ev is None:
             return []
         out = self._message_start(None)
+        block: _Block | None  # a new block for the deltas, a known one (or None) for the argument events
         if kind == "response.output_item.added":
             self._item_added(ev, out)
         elif kind == "response.output_item.done":

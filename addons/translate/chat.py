@@ -58,7 +58,7 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
                 raise errors.bad_request(f"{where}.content[{i}].image_url.url must be a URL or a data: URL", where)
             parts.append({"type": "input_image", "image_url": url})
         elif kind in ("file", "input_file"):
-            file = part.get("file") if isinstance(part.get("file"), dict) else part
+            file = f if isinstance(f := part.get("file"), dict) else part
             if isinstance(file.get("file_data"), str):
                 entry = {"type": "input_file", "file_data": file["file_data"]}
                 if isinstance(file.get("filename"), str):
@@ -153,8 +153,11 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
                 raise errors.bad_request(f"tools[{i}].function.name is required", "tools")
             names.append(fn["name"])
-        elif tool["type"] == "custom" and isinstance(tool.get("custom", tool).get("name"), str):
-            names.append(tool.get("custom", tool)["name"])
+        elif tool["type"] == "custom":
+            spec = tool.get("custom", tool)
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+                raise errors.bad_request(f"tools[{i}].custom.name is required", "tools")
+            names.append(spec["name"])
     short_of = {orig: short for short, orig in codex_body.shorten_tool_names(names).items()}
     out = []
     for tool in raw:
@@ -168,7 +171,8 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, str]]:
             out.append(entry)
         elif tool["type"] == "custom":
             custom = {**tool.get("custom", {}), **{k: v for k, v in tool.items() if k != "custom"}}
-            custom["name"] = short_of.get(custom.get("name"), custom.get("name"))
+            name = custom.get("name")  # a top-level `name` wins over `custom.name`, and may be anything
+            custom["name"] = short_of.get(name, name) if isinstance(name, str) else name
             out.append(custom)
         else:
             out.append(tool)
@@ -227,7 +231,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     modalities = body.get("modalities")
     if isinstance(modalities, list) and any(m != "text" for m in modalities) or body.get("audio"):
         raise errors.bad_request("only text output is available from the ChatGPT backend; remove `audio`/`modalities`", "modalities")
-    reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    reasoning = r if isinstance(r := body.get("reasoning"), dict) else {}
     resolved = codex_body.resolve_model(settings, body.get("model"), reasoning.get("effort", body.get("reasoning_effort")))
     tools, names = _tools(body)
     rename = {v: k for k, v in names.items()}
@@ -261,7 +265,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     key = body.get("prompt_cache_key")
     out["prompt_cache_key"] = headers.check_text(key, "prompt_cache_key") if isinstance(key, str) and key else \
         codex_body.derived_cache_key("chat", out["input"][:2])
-    stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
+    stream_options = so if isinstance(so := body.get("stream_options"), dict) else {}
     options = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
     return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, options)
 
@@ -453,7 +457,8 @@ def completion_from(collector: Collector, model: str, reasoning: str = "reasonin
     """Build a `chat.completion` object from a finished Codex stream."""
     names = tool_names or {}
     resp = collector.final_response()
-    texts, refusals, thoughts, calls = [], [], [], []
+    texts, refusals, calls = [], [], []
+    thoughts: list[str] = []
     for item in resp["output"]:
         kind = item.get("type")
         if kind == "message":

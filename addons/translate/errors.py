@@ -100,7 +100,7 @@ def anthropic_type(err: ProxyError) -> str:
     if err.status in _ANTHROPIC_BY_STATUS and err.status != 400:
         return _ANTHROPIC_BY_STATUS[err.status]
     if err.type in _ANTHROPIC_TYPES:
-        return err.type  # type: ignore[return-value]
+        return err.type
     if err.status in _ANTHROPIC_BY_STATUS:
         return _ANTHROPIC_BY_STATUS[err.status]
     return "api_error" if err.status >= 500 else "invalid_request_error"
@@ -199,7 +199,7 @@ def from_stream_failure(payload: dict[str, Any], now: float | None = None) -> Pr
         info = payload["error"]
     else:
         info = payload
-    message = info.get("message") if isinstance(info.get("message"), str) else "upstream stream failed"
+    message = m if isinstance(m := info.get("message"), str) else "upstream stream failed"
     kind = info.get("type") if isinstance(info.get("type"), str) and info.get("type") != "error" else None
     code = info.get("code") if isinstance(info.get("code"), str) else None
     status = 0

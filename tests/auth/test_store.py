@@ -135,11 +135,14 @@ def test_load_accounts_skips_broken_and_foreign_files(tmp_path, caplog):
     (tmp_path / "notes.txt").write_text("hi")
     (tmp_path / "dir.json").mkdir()
     (tmp_path / "bad-utf8.json").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "huge-int.json").write_text('{"expires_in": ' + "9" * 5000 + "}")  # a ValueError that is no JSONDecodeError
+    (tmp_path / "deep.json").write_text("[" * 200_000 + "]" * 200_000)
     with caplog.at_level(logging.WARNING, logger="auth"):
         accounts = load_accounts(tmp_path)
     assert [a.name for a in accounts] == ["good.json", "notype.json"]
     warned = caplog.text
     assert "broken.json" in warned and "list.json" in warned and "bad-utf8.json" in warned
+    assert "huge-int.json: not valid JSON" in warned and "deep.json: not valid JSON" in warned
     assert load_accounts(tmp_path / "missing") == []
     with pytest.raises(AccountFileError, match="gemini.json"):
         load_account(tmp_path / "gemini.json")

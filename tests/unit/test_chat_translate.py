@@ -77,6 +77,10 @@ def test_request_mapping_covers_roles_tools_images_and_format():
     ({"model": "gpt-5.5", "messages": [{"role": "wizard", "content": "x"}]}, "messages"),
     ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
     ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "turbo"}, "reasoning_effort"),
+    # custom tools without a usable name: once a 500 (unhashable name, `custom` not an object) or `name: null` upstream
+    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": ["x"]}}]}, "tools"),
+    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": "x"}]}, "tools"),
+    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {}}]}, "tools"),
 ])
 def test_bad_requests_name_the_parameter(body, param):
     with pytest.raises(errors.ProxyError) as e:

@@ -33,6 +33,7 @@ class FlowState(TypedDict, total=False):
     t0: float  # time the request was claimed
     model_id: str  # GET /v1/models/{id}
     max_request_bytes: int  # the body limit in force, counted by mitm.http_framing as the body arrives
+    body_refused: bool  # answered 413 while the body was still arriving; the rest is drained
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream

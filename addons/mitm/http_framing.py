@@ -55,7 +55,7 @@ except ImportError:  # pragma: no cover
     ChunkedReader, _http1, ReceiveHttp = object, None, None  # type: ignore[assignment,misc]
 
 from cliproxy.addons.core import routes
-from cliproxy.addons.mitm.flowstate import reply_error, state
+from cliproxy.addons.mitm.flowstate import FlowState, reply_error, state
 from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.errors import request_too_large
@@ -182,16 +182,16 @@ def _make_body_reader(expected_size: int | None):
 
 def _consume_request_body(self: HttpStream, event) -> Generator[commands.Command, Any, None]:
     st = state(self.flow) if self.flow is not None else None
-    limit = st.get("max_request_bytes") if st is not None else None
-    if limit is None:
+    if st is None or "max_request_bytes" not in st:
         return (yield from _originals["state_consume_request_body"](self, event))
+    limit = st["max_request_bytes"]
     if isinstance(event, RequestData):
         if st.get("body_refused"):
             return  # the answer is out: the rest of the body is read and dropped
         answered_too_large = self.flow.response is not None and self.flow.response.status_code == 413
         if not answered_too_large and len(self.request_body_buf) + len(event.data) <= limit:
             return (yield from _originals["state_consume_request_body"](self, event))
-        yield from _refuse_body(self, limit)
+        yield from _refuse_body(self, st, limit)
         return
     if isinstance(event, RequestEndOfMessage) and st.get("body_refused"):
         self.flow.request.timestamp_end = time.time()
@@ -202,18 +202,19 @@ def _consume_request_body(self: HttpStream, event) -> Generator[commands.Command
     yield from _originals["state_consume_request_body"](self, event)
 
 
-def _refuse_body(self: HttpStream, limit: int) -> Generator[commands.Command, Any, None]:
+def _refuse_body(self: HttpStream, st: FlowState, limit: int) -> Generator[commands.Command, Any, None]:
     """Answer now (413, or the error already set at requestheaders) while the client is still sending."""
-    st = state(self.flow)
     st["body_refused"] = True
     self.request_body_buf.clear()
     self.flow.request.data.content = b""
     if self.flow.response is None:
         reply_error(self.flow, request_too_large(limit))
+    response = self.flow.response
+    assert response is not None  # set just above, or earlier by requestheaders
     if self.flow.request.http_version.startswith("HTTP/1"):
-        self.flow.response.headers["connection"] = "close"  # the rest of the body is drained, then the connection ends
+        response.headers["connection"] = "close"  # the rest of the body is drained, then the connection ends
     logger.info("cliproxy: request body over %d bytes refused while it was still arriving", limit)
-    self.flow.response.timestamp_start = time.time()
+    response.timestamp_start = time.time()
     yield HttpResponseHeadersHook(self.flow)
     yield from self.send_response()  # the end of the response follows the end of the request body
 
@@ -230,14 +231,10 @@ def install() -> bool:
         "state_consume_request_body": (HttpStream, _consume_request_body),
     }
     for name, (cls, patched) in patches.items():
-        current = getattr(cls, name)
-        if getattr(current, "__wrapped_by_cliproxy__", False):
-            continue
-        _originals[name] = current
-        patched.__wrapped_by_cliproxy__ = True
-        setattr(cls, name, patched)
-    if not getattr(_http1.make_body_reader, "__wrapped_by_cliproxy__", False):
+        if getattr(cls, name) is not patched:
+            _originals[name] = getattr(cls, name)
+            setattr(cls, name, patched)
+    if _http1.make_body_reader is not _make_body_reader:
         _originals["make_body_reader"] = _http1.make_body_reader
-        _make_body_reader.__wrapped_by_cliproxy__ = True
         _http1.make_body_reader = _make_body_reader
     return True

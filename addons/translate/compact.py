@@ -8,6 +8,8 @@ sent upstream in that form and its stream is folded into the JSON answer the leg
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, responses
@@ -15,6 +17,9 @@ from cliproxy.addons.translate.stream import Collector
 
 TRIGGER_TYPE = "compaction_trigger"
 ITEM_TYPE = "compaction"
+#: OpenAI's SDK requires `usage` on a compaction answer; an upstream that sent none counted nothing.
+NO_USAGE = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
+            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
 
 
 def _with_trigger(body: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +60,10 @@ def answer(collector: Collector) -> dict[str, Any]:
     if len(items) != 1:
         raise errors.ProxyError(502, f"the upstream answered the compaction request with {len(items)} compaction items instead of exactly one",
                                 "server_error", "compaction_failed")
-    out: dict[str, Any] = {"object": "response.compaction", "id": final.get("id"), "output": items}
-    if "usage" in final:
-        out["usage"] = final["usage"]
+    created = final.get("created_at")
+    out: dict[str, Any] = {"object": "response.compaction", "id": final.get("id") or f"resp_{uuid.uuid4().hex}",
+                           "created_at": created if isinstance(created, int) else int(time.time()), "output": items,
+                           "usage": final.get("usage") or dict(NO_USAGE)}
     for key in ("model", "status", "service_tier"):
         if final.get(key) is not None:
             out[key] = final[key]

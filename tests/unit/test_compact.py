@@ -8,6 +8,7 @@ from cliproxy.addons.translate import anthropic_stream as AS
 from cliproxy.addons.translate import chat, compact, errors, registry, responses
 from cliproxy.addons.translate.codex_body import Settings, service_tier
 from cliproxy.addons.translate.stream import collect
+from openai.types.responses import ResponseCompactionItem
 
 from tests.fakes.codex_backend import turn
 from tests.unit.test_anthropic_translate import events as anthropic_events
@@ -61,7 +62,8 @@ def test_compact_answer_holds_the_one_compaction_item():
     ans = registry.aggregate("compact", collect(wire(COMPACTED)), "gpt-5.5", {})
     assert ans["object"] == "response.compaction" and ans["id"] == "resp_fake0001"
     assert ans["output"] == [{"id": "cmp_0001", "type": "compaction", "encrypted_content": "gAAAAencrypted"}]
-    assert ans["usage"]["total_tokens"] == 59
+    assert ans["usage"]["total_tokens"] == 59 and ans["created_at"] == 1_760_000_000
+    ResponseCompactionItem.model_validate(ans["output"][0])  # the OpenAI SDK's own type for the item
 
 
 @pytest.mark.parametrize("events,count", [

@@ -154,6 +154,11 @@ class Pool:
         return sum(1 for m in self.members if m.serves(model) and m.parked)
 
     # -- sticky sessions ----------------------------------------------------------------------------
+    def pinned(self, session: str | None, now: float | None = None) -> Member | None:
+        """The member a conversation is bound to, while the binding lasts."""
+        key = self._bound(session, time.time() if now is None else now)
+        return self.get(key) if key is not None else None
+
     def _bound(self, session: str | None, now: float) -> str | None:
         if not session or session not in self._sessions:
             return None

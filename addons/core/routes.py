@@ -16,6 +16,7 @@ REVERSE_TARGET = "cliproxy.invalid"
 _OPENAI_PATHS = {
     "/v1/chat/completions": "chat",
     "/v1/responses": "responses",
+    "/v1/responses/compact": "compact",
     "/v1/models": "models",
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "count_tokens",
@@ -24,7 +25,7 @@ _OPENAI_PATHS = {
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    name: str  # chat | responses | models | model | messages | count_tokens | not_found | ...
+    name: str  # chat | responses | compact | usage | models | model | messages | count_tokens | not_found | ...
     format: ClientFormat
     model_id: str | None = None  # for GET /v1/models/{id}
 
@@ -36,6 +37,10 @@ def is_intercepted_host(host: str | None) -> bool:
 #: Ampcode control-plane paths served (by proxying to the Amp upstream) on the base-URL listener.
 _AMP_PREFIXES = ("/api/", "/actors/", "/auth", "/threads", "/docs", "/settings", "/news.rss")
 CODEX_PATH = "/backend-api/codex/responses"
+CODEX_COMPACT_PATH = CODEX_PATH + "/compact"
+#: The usage endpoint the Codex CLI's `/status` reads: `/backend-api/wham/usage` when its ChatGPT base URL
+#: holds `/backend-api`, else `/api/codex/usage`; answered from the pool's quota state.
+USAGE_PATHS = ("/backend-api/wham/usage", "/api/codex/usage")
 
 
 def _is_amp_path(path: str) -> bool:
@@ -50,9 +55,17 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         if host == "chatgpt.com":
             if path == CODEX_PATH and (method == "POST" or websocket):
                 return Route("codex" if method == "POST" else "codex_websocket", "openai")
+            if path == CODEX_COMPACT_PATH and method == "POST":
+                return Route("codex_compact", "openai")
+            if path == USAGE_PATHS[0] and method in ("GET", "HEAD"):
+                return Route("codex_usage", "openai")
             return None
         if host not in INTERCEPTED_HOSTS:
             return None
+    if reverse_listener and path in USAGE_PATHS:
+        return Route("usage" if method in ("GET", "HEAD") else "method_not_allowed", "openai")
+    if reverse_listener and path == CODEX_COMPACT_PATH:
+        return Route("compact" if method == "POST" else "method_not_allowed", "openai")
     if path.startswith("/api/provider/"):
         provider = path.split("/")[3]
         return Route("amp_provider", "anthropic" if provider == "anthropic" else "openai")

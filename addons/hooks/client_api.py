@@ -1,4 +1,4 @@
-"""Addon: client API requests (OpenAI Chat Completions and Responses, Anthropic Messages) translated
+"""Addon: client API requests (OpenAI Chat Completions, Responses and its compaction, Anthropic Messages) translated
 into Codex bodies, by the table in `translate.registry`; Anthropic `count_tokens` answered locally.
 
 The translated body replaces the request body; `CodexUpstream` then picks the account and points the
@@ -37,7 +37,7 @@ class ClientApis:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    @on_claimed("chat", "responses", "messages", "count_tokens")
+    @on_claimed("chat", "responses", "compact", "messages", "count_tokens")
     def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if not st.get("ready"):  # Amp serves its local calls through `serve` already
             serve(flow, st, self.runtime)

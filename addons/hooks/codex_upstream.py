@@ -297,6 +297,8 @@ class CodexUpstream:
         """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member."""
         if collector.usage:
             st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
+        if isinstance(collector.response.get("service_tier"), str):
+            st["service_tier"] = collector.response["service_tier"]
         member = self.runtime.pool.get(st.get("account_key", ""))
         error = collector.error or (None if collector.terminal else disconnected_error())
         if error is not None:

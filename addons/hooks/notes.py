@@ -48,6 +48,8 @@ def comment(st: FlowState) -> str:
         parts.append(f"{client_model} → {model}" if client_model and client_model != model else model)
     if st.get("effort"):
         parts.append(st["effort"])
+    if st.get("service_tier") and st["service_tier"] not in ("auto", "default"):
+        parts.append(f"tier {st['service_tier']}")  # what served, which may differ from what was asked
     if st.get("account"):
         parts.append(f"{st['account']} ({st['quota']})" if st.get("quota") else st["account"])
     if usage := st.get("usage"):

@@ -1,6 +1,6 @@
 """Addon: claims the requests cliproxy serves and answers the local routes (client keys: ClientAccess, before it).
 
-Local routes are the model list (OpenAI's or Anthropic's shape), `HEAD /`, and clear errors for
+Local routes are the model list (OpenAI's or Anthropic's shape), the Codex usage endpoint, `HEAD /`, and clear errors for
 unknown paths and methods. Translated routes are left to the format addons that follow.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 
-from cliproxy.addons.core import routes
+from cliproxy.addons.core import routes, usage
+from cliproxy.addons.core.config import ApiKeyUpstream
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, claim, guarded, on_claimed, reply_json
 from cliproxy.addons.mitm.modes import is_base_url_listener
@@ -33,6 +34,23 @@ def websocket_refused() -> errors.ProxyError:
     (other statuses cost it seven retries, several seconds)."""
     return errors.ProxyError(426, "cliproxy serves the Responses API over HTTP: send POST /v1/responses (the WebSocket transport is not supported)",
                              "invalid_request_error", "websocket_not_supported")
+
+
+def answer_usage(flow: http.HTTPFlow, runtime: Runtime) -> None:
+    """The Codex usage endpoint, from the pool's quota state (see `core.usage` for which account it shows)."""
+    headers = {k.lower(): v for k, v in flow.request.headers.items()}
+    session = usage.session_of(headers, dict(flow.request.query.items()))
+    pinned = runtime.pool.pinned(session)
+    serving = [m for m in runtime.pool.members if not isinstance(m.source, ApiKeyUpstream) and not m.parked]
+    members, scope = ([pinned], "account") if pinned is not None and pinned in serving else (serving, "pool")
+    if not members:
+        raise errors.ProxyError(503, f"no ChatGPT account is logged in, so there is no usage to show; run `cliproxy login` "
+                                f"(auth dir {runtime.config.auth_dir})", "server_error", "auth_unavailable")
+    plans = {m.key: getattr(m.source, "plan", "") for m in members}
+    body = usage.payload(members, plans, time.time(), scope)
+    reply_json(flow, 200, json.dumps(body).encode(), {"cache-control": "no-store"})
+    st = flow.metadata["cliproxy"]
+    st["account"] = members[0].label if scope == "account" else f"pool of {len(members)}"
 
 
 class Router:
@@ -73,6 +91,8 @@ class Router:
             self._models(flow, st["format"])
         elif route == "model":
             self._model(flow, st["format"], st["model_id"])
+        elif route == "usage":
+            answer_usage(flow, self.runtime)
         elif route == "ping":
             flow.response = http.Response.make(200, b"", {"content-type": "text/plain"})
         elif route == "method_not_allowed":

@@ -59,6 +59,7 @@ class FlowState(TypedDict, total=False):
     timed_out: int  # the deadline (seconds) that gave up on the upstream
     # outcome
     usage: dict[str, Any]
+    service_tier: str  # the tier that served, as the answer's `response.service_tier` says
     complete: bool  # the answer ended with its terminal event
     error: str  # what went wrong, for the comment
     # Amp

@@ -260,8 +260,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         text["verbosity"] = verbosity
     if text:
         out["text"] = text
-    if body.get("service_tier") == "priority":
-        out["service_tier"] = "priority"
+    if tier := codex_body.service_tier(body.get("service_tier")):
+        out["service_tier"] = tier
     key = body.get("prompt_cache_key")
     out["prompt_cache_key"] = headers.check_text(key, "prompt_cache_key") if isinstance(key, str) and key else \
         codex_body.derived_cache_key("chat", out["input"][:2])

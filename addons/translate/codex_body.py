@@ -86,12 +86,23 @@ def reasoning_block(effort: str, summary: str | None) -> dict[str, Any]:
     return block
 
 
+#: Service tiers clients may ask for → what the backend calls them. `fast` is the name the Codex CLI's
+#: UI and several peers use for `priority`; `ultrafast` exists for some models (the backend refuses it
+#: for the others). Any other tier (`auto`, `default`, `flex`, …) is dropped: the backend serves its default.
+SERVICE_TIERS = {"fast": "priority", "priority": "priority", "ultrafast": "ultrafast"}
+
+
+def service_tier(value: Any) -> str | None:
+    """The backend's name for a requested service tier, or None for its default."""
+    return SERVICE_TIERS.get(value.strip().lower()) if isinstance(value, str) else None
+
+
 def finalize(body: dict[str, Any]) -> dict[str, Any]:
     """Apply the backend's hard rules to a Responses-format body (in place) and return it."""
     for name in REJECTED_FIELDS:
         body.pop(name, None)
-    if body.get("service_tier") != "priority":
-        body.pop("service_tier", None)
+    if tier := service_tier(body.pop("service_tier", None)):
+        body["service_tier"] = tier
     if not isinstance(body.get("instructions"), str):
         body["instructions"] = ""
     body["store"] = False

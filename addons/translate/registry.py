@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cliproxy.addons.translate import anthropic, anthropic_stream, chat, responses
+from cliproxy.addons.translate import anthropic, anthropic_stream, chat, compact, responses
 from cliproxy.addons.translate.codex_body import CodexCall, Settings
 from cliproxy.addons.translate.stream import CodexStream, Collector, disconnected_error
 
@@ -50,6 +50,15 @@ APIS: dict[str, ClientApi] = {
         ClientApi("codex", "openai", _codex_call,
                   lambda model, options: responses.ResponsesStream(),
                   lambda c, model, options: c.final_response()),
+        # Legacy remote compaction (JSON only: the stream translator serves no client, the API table wants one).
+        ClientApi("compact", "openai",
+                  lambda body, settings, headers: compact.request_to_codex(body, settings),
+                  lambda model, options: responses.ResponsesStream(),
+                  lambda c, model, options: compact.answer(c)),
+        ClientApi("codex_compact", "openai",
+                  lambda body, settings, headers: compact.codex_request_to_codex(body, settings),
+                  lambda model, options: responses.ResponsesStream(),
+                  lambda c, model, options: compact.answer(c)),
     )
 }
 

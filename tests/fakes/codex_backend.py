@@ -110,6 +110,9 @@ def detail(status: int, message: str) -> JSONReply:
     return JSONReply(status, {"detail": message})
 
 
+#: Service tiers the backend takes; `fast` is the UI's name for `priority`, which the backend refuses as such.
+SERVICE_TIERS = ("auto", "default", "flex", "priority", "ultrafast")
+
 QUOTA_HEADERS = {
     "x-codex-primary-used-percent": "12.5",
     "x-codex-primary-window-minutes": "300",
@@ -137,6 +140,7 @@ class Turn:
         self.incomplete_reason: str | None = None
         self.fail: dict[str, Any] | None = None
         self.error_event: dict[str, Any] | None = None
+        self.service_tier: str | None = None  # echoed in the terminal event when set
 
     def reasoning(self, *summaries: str, encrypted: str = "gAAAAABfakeEncryptedReasoning==") -> Turn:
         self.items.append(("reasoning", (summaries, encrypted)))
@@ -149,6 +153,15 @@ class Turn:
     def tool_call(self, name: str, arguments: dict[str, Any] | str, call_id: str | None = None, deltas: int = 3) -> Turn:
         args = arguments if isinstance(arguments, str) else json.dumps(arguments)
         self.items.append(("function_call", (name, args, call_id, deltas)))
+        return self
+
+    def compaction(self, encrypted: str = "gAAAAABfakeCompactedHistory==") -> Turn:
+        """The item a `compaction_trigger` at the end of the input yields: the history, compacted and encrypted."""
+        self.items.append(("compaction", encrypted))
+        return self
+
+    def tier(self, service_tier: str) -> Turn:
+        self.service_tier = service_tier
         return self
 
     def incomplete(self, reason: str = "max_output_tokens") -> Turn:
@@ -188,6 +201,10 @@ class Turn:
                     add("response.reasoning_summary_part.done", item_id=item_id, output_index=idx, summary_index=s_idx, part={"type": "summary_text", "text": summary})
                 item = {"id": item_id, "type": "reasoning", "encrypted_content": encrypted,
                         "summary": [{"type": "summary_text", "text": s} for s in summaries]}
+            elif kind == "compaction":
+                item_id = f"cmp_{idx:04d}"
+                add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "compaction"})
+                item = {"id": item_id, "type": "compaction", "encrypted_content": spec}
             elif kind == "message":
                 text, deltas = spec
                 item_id = f"msg_{idx:04d}"
@@ -217,6 +234,8 @@ class Turn:
             add("response.failed", response={**base, "status": "failed", "error": self.fail})
             return ev
         final = {**base, "status": self.status, "output": [] if empty_output else done_items, "usage": self.usage}
+        if self.service_tier is not None:
+            final["service_tier"] = self.service_tier
         if self.status == "incomplete":
             final["incomplete_details"] = {"reason": self.incomplete_reason}
             add("response.incomplete", response=final)
@@ -253,6 +272,14 @@ def default_responder(req: Received) -> Reply:
     for name in ("max_output_tokens", "temperature", "top_p", "previous_response_id", "max_completion_tokens"):
         if name in body:
             return detail(400, f"Unsupported parameter: {name}")
+    tier = body.get("service_tier", "auto")
+    if tier not in SERVICE_TIERS:
+        return detail(400, f"Invalid service_tier {tier!r}: expected one of {', '.join(SERVICE_TIERS)}")
+    served = "priority" if tier == "priority" else "ultrafast" if tier == "ultrafast" else "default"
+    items = body.get("input", [])
+    if isinstance(items, list) and items and isinstance(items[-1], dict) and items[-1].get("type") == "compaction_trigger":
+        # remote compaction (v2): exactly one `compaction` item, no message
+        return sse(turn(body.get("model", "gpt-5.5")).reasoning("Compacting.").compaction().tier(served).events(), headers=dict(QUOTA_HEADERS))
     last = ""
     for item in body.get("input", []):
         if not isinstance(item, dict):
@@ -265,7 +292,7 @@ def default_responder(req: Received) -> Reply:
                 last = "".join(p.get("text", "") for p in content)
             else:
                 return detail(400, "Invalid 'input[].content': expected a string or content parts")
-    return sse(turn(body.get("model", "gpt-5.5")).reasoning("Thinking about it.").text(f"You said: {last}").events(),
+    return sse(turn(body.get("model", "gpt-5.5")).reasoning("Thinking about it.").text(f"You said: {last}").tier(served).events(),
                headers=dict(QUOTA_HEADERS))
 
 

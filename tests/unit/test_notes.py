@@ -76,3 +76,9 @@ def test_comment_shows_the_accounts_quota():
     st = {"route": "chat", "model": "gpt-5.5", "account": "dev@example.com", "quota": summary}
     assert "dev@example.com (5h 12.5% · week 40%)" in comment(st)
     assert quota_summary({}) == "" and quota_summary({"primary": {"used_percent": "x"}}) == ""
+
+
+def test_comment_names_a_tier_other_than_the_default():
+    base = {"route": "responses", "model": "gpt-5.5", "effort": "medium"}
+    assert comment({**base, "service_tier": "priority"}) == "responses · gpt-5.5 · medium · tier priority"
+    assert comment({**base, "service_tier": "default"}) == comment(base) == "responses · gpt-5.5 · medium"

@@ -22,6 +22,16 @@ from cliproxy.addons.core.routes import classify
     ("cliproxy.invalid", "/threads.rss", "GET", True, False, ("amp_proxy", "openai")),
     ("ampcode.com", "/anything", "GET", False, False, ("amp_proxy", "openai")),
     ("chatgpt.com", "/backend-api/codex/responses", "POST", False, False, ("codex", "openai")),
+    ("cliproxy.invalid", "/v1/responses/compact", "POST", True, False, ("compact", "openai")),
+    ("cliproxy.invalid", "/responses/compact", "POST", True, False, ("compact", "openai")),
+    ("api.openai.com", "/v1/responses/compact", "POST", False, False, ("compact", "openai")),
+    ("cliproxy.invalid", "/v1/responses/compact", "GET", True, False, ("method_not_allowed", "openai")),
+    ("cliproxy.invalid", "/backend-api/codex/responses/compact", "POST", True, False, ("compact", "openai")),
+    ("chatgpt.com", "/backend-api/codex/responses/compact", "POST", False, False, ("codex_compact", "openai")),
+    ("cliproxy.invalid", "/backend-api/wham/usage", "GET", True, False, ("usage", "openai")),
+    ("cliproxy.invalid", "/api/codex/usage", "GET", True, False, ("usage", "openai")),  # not Amp's /api/
+    ("cliproxy.invalid", "/api/codex/usage", "POST", True, False, ("method_not_allowed", "openai")),
+    ("chatgpt.com", "/backend-api/wham/usage", "GET", False, False, ("codex_usage", "openai")),
 ])
 def test_claimed(host, path, method, reverse, anthropic, expected):
     route = classify(host, path, method, reverse_listener=reverse, anthropic_client=anthropic)
@@ -32,6 +42,7 @@ def test_claimed(host, path, method, reverse, anthropic, expected):
     ("example.com", "/v1/chat/completions"),
     ("chatgpt.com", "/backend-api/conversation"),
     ("chatgpt.com", "/backend-api/codex/models"),
+    ("chatgpt.com", "/backend-api/wham/accounts/check"),
 ])
 def test_left_alone(host, path):
     assert classify(host, path, "POST", reverse_listener=False, anthropic_client=False) is None

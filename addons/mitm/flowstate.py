@@ -55,6 +55,8 @@ class FlowState(TypedDict, total=False):
     quota: str  # the account's quota use, for the comment
     t_headers: float  # time the response headers arrived
     timed_out: int  # the deadline (seconds) that gave up on the upstream
+    request_id: str  # the upstream's x-request-id, passed on to the client
+    ended_locally: str  # stop | length: cliproxy ended the answer at the client's stop sequence or token limit
     # outcome
     usage: dict[str, Any]
     complete: bool  # the answer ended with its terminal event

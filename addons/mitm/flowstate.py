@@ -32,6 +32,7 @@ class FlowState(TypedDict, total=False):
     format: Literal["openai", "anthropic"]  # the client's wire format, for errors
     t0: float  # time the request was claimed
     model_id: str  # GET /v1/models/{id}
+    cors_origin: str  # the request's Origin, when `cors-origins` lists it
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream

@@ -261,3 +261,68 @@ def test_stream_failures_keep_param_and_code():
     assert (errors.from_stream_failure(nested).param, errors.from_stream_failure(nested).code) == ("input", "invalid_prompt")
     frame = responses.error_event(errors.from_stream_failure(flat), 3)
     assert json.loads(frame.split(b"data: ", 1)[1])["param"] == "tools[0].name"
+
+
+# -- CORS and request ids (core.cors, config) ------------------------------------------------
+
+from cliproxy.addons.core import config as configfile  # noqa: E402
+from cliproxy.addons.core import cors  # noqa: E402
+from cliproxy.addons.core.routes import classify  # noqa: E402
+from cliproxy.addons.core.validate import ConfigError  # noqa: E402
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, ()),
+    ([], ()),
+    (["http://localhost:3000", "https://App.example.com/"], ("http://localhost:3000", "https://app.example.com")),
+    (["chrome-extension://abcdef", "http://[::1]:5173"], ("chrome-extension://abcdef", "http://[::1]:5173")),
+])
+def test_cors_origins_config(value, expected):
+    assert configfile.parse({"cors-origins": value} if value is not None else {}).cors_origins == expected
+
+
+@pytest.mark.parametrize("value, says", [
+    (["*"], "every web page"),
+    (["null"], "expected an origin"),
+    (["http://localhost:3000/app"], "no path"),
+    ("http://localhost:3000", "a list of origins"),
+    ([3000], "an origin string"),
+])
+def test_bad_cors_origins_are_refused_naming_the_key(value, says):
+    with pytest.raises(ConfigError) as exc:
+        configfile.parse({"cors-origins": value})
+    assert "cors-origins" in str(exc.value) and says in str(exc.value)
+
+
+LISTED = ("http://localhost:3000",)
+
+
+@pytest.mark.parametrize("origin, asked, expected", [
+    (None, None, {"allow": "GET, POST, OPTIONS"}),
+    ("https://evil.example", "authorization", {"allow": "GET, POST, OPTIONS"}),
+    ("http://localhost:3000", "authorization, content-type, x-stainless-os",
+     {"allow": "GET, POST, OPTIONS", "access-control-allow-origin": "http://localhost:3000", "access-control-allow-methods": "GET, POST, OPTIONS",
+      "access-control-allow-headers": "authorization, content-type, x-stainless-os", "access-control-max-age": "7200", "vary": "origin"}),
+    ("http://localhost:3000", "bad header\r\nx: y", {"allow": "GET, POST, OPTIONS", "access-control-allow-origin": "http://localhost:3000",
+     "access-control-allow-methods": "GET, POST, OPTIONS", "access-control-allow-headers": cors.DEFAULT_HEADERS,
+     "access-control-max-age": "7200", "vary": "origin"}),
+])
+def test_preflight_headers(origin, asked, expected):
+    assert cors.preflight_headers(origin, asked, LISTED) == expected
+
+
+def test_answer_headers_only_for_listed_origins():
+    assert cors.answer_headers("http://localhost:3000", LISTED)["access-control-allow-origin"] == "http://localhost:3000"
+    assert cors.answer_headers("http://localhost:3001", LISTED) == {} and cors.answer_headers(None, LISTED) == {}
+    assert cors.request_id().startswith("req_") and cors.request_id() != cors.request_id()
+
+
+@pytest.mark.parametrize("host, path, reverse, expected", [
+    ("cliproxy.invalid", "/v1/chat/completions", True, "options"),
+    ("cliproxy.invalid", "/v1/messages", True, "options"),
+    ("api.openai.com", "/v1/responses", False, "options"),
+    ("cliproxy.invalid", "/api/provider/openai/v1/chat/completions", True, "amp_provider"),
+    ("cliproxy.invalid", "/threads/T-1", True, "amp_proxy"),
+])
+def test_options_route(host, path, reverse, expected):
+    assert classify(host, path, "OPTIONS", reverse_listener=reverse, anthropic_client=False).name == expected

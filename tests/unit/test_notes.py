@@ -76,3 +76,9 @@ def test_comment_shows_the_accounts_quota():
     st = {"route": "chat", "model": "gpt-5.5", "account": "dev@example.com", "quota": summary}
     assert "dev@example.com (5h 12.5% · week 40%)" in comment(st)
     assert quota_summary({}) == "" and quota_summary({"primary": {"used_percent": "x"}}) == ""
+
+
+def test_comment_says_when_cliproxy_ended_the_answer():
+    assert "ended at the client's stop sequence" in comment({"route": "chat", "ended_locally": "stop"})
+    assert "ended at the client's token limit" in comment({"route": "chat", "ended_locally": "length"})
+    assert "ended" not in comment({"route": "chat"})

@@ -22,6 +22,7 @@ from cliproxy.addons.hooks.client_access import ClientAccess  # noqa: E402
 from cliproxy.addons.hooks.client_api import ClientApis  # noqa: E402
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream  # noqa: E402
+from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
@@ -45,6 +46,7 @@ addons = [
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
     CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)
+    HttpConventions(runtime),  # OPTIONS preflights and CORS for cors-origins; x-request-id on every answer
     Guard(),  # a claimed flow never leaves unmodified
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes

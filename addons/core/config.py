@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cliproxy.addons.core import amp_settings
+from cliproxy.addons.core import amp_settings, cors
 from cliproxy.addons.core.validate import ConfigError, choice, expect, str_list, url
 from cliproxy.addons.translate.codex_body import Settings
 from cliproxy.addons.translate.models import EFFORT_ORDER, Catalog, ModelInfo
@@ -26,6 +26,7 @@ SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
+    "cors-origins",
 }
 
 
@@ -52,6 +53,7 @@ class Config:
     request_timeout: int = 600
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the base URL (none by default)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -139,6 +141,7 @@ def parse(data: Any) -> Config:
         request_timeout=timeout,
         max_request_bytes=expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
         codex_cli_pooling=expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
+        cors_origins=cors.origins(data.get("cors-origins")),
         warnings=warnings,
     )
 

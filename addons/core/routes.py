@@ -75,6 +75,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"
     name = _OPENAI_PATHS.get(path)
+    if method == "OPTIONS" and (name or path.startswith("/v1/") or path == "/"):
+        return Route("options", fmt)  # a browser's CORS preflight (or a plain OPTIONS), answered locally
     if name == "models" and method in ("GET", "HEAD"):
         return Route("models", fmt)
     if path.startswith("/v1/models/") and method in ("GET", "HEAD"):

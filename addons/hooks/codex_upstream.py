@@ -14,11 +14,13 @@ import logging
 import math
 import zlib
 from dataclasses import replace
+from typing import Any
 
 import httpx
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
+from cliproxy.addons.mitm.upstream_failures import abandon_upstream
 from cliproxy.addons.translate import errors, registry
 from cliproxy.addons.translate.headers import check_client_headers, safe_value, session_token
 from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
@@ -64,6 +66,33 @@ def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: s
     if cache_key and not any(k in ("session_id", "session-id") for k, _ in forwarded):
         fields.append(("session-id", session_token(cache_key)))
     return http.Headers([(k.encode(), v.encode()) for k, v in fields])
+
+
+class _EndsUpstream:
+    """Wraps a flow's stream translator: once the translator has ended the answer at a client-set limit
+    (stop sequence, token limit), the upstream connection is closed, so the backend stops generating and
+    mitmproxy ends the client's response (the upstream_failures patch takes the cut as the end of body)."""
+
+    ends_on_upstream_error = True
+
+    def __init__(self, stream: Any, translator: CodexStream, flow: http.HTTPFlow) -> None:
+        self.stream, self.translator, self.flow = stream, translator, flow
+        self._closing = False
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        out = self.stream(data)
+        if not self._closing and self.translator.collector.ended_locally and data:
+            self._closing = True
+            if (st := state(self.flow)) is not None:
+                st["ended_locally"] = self.translator.collector.ended_locally
+            asyncio.get_running_loop().call_soon(self._close)
+        return out
+
+    def _close(self) -> None:
+        try:
+            abandon_upstream(self.flow)
+        except Exception:  # the client's answer is complete either way
+            logger.exception("cliproxy: could not close the upstream after a client-set limit")
 
 
 class _Decoding:
@@ -170,6 +199,8 @@ class CodexUpstream:
         resp = flow.response
         assert resp is not None, "mitmproxy runs responseheaders with the response in place"
         st["status"] = resp.status_code
+        if (request_id := resp.headers.get("x-request-id")) and safe_value(request_id):
+            st["request_id"] = request_id  # passed on to the client (HttpConventions)
         self._quota(st, resp.headers)
         is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
         if resp.status_code != 200 or not is_sse or not st["stream"]:
@@ -181,8 +212,11 @@ class CodexUpstream:
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
         if flow.request.http_version == "HTTP/1.1":
             fields.append(("transfer-encoding", "chunked"))
+        if st.get("request_id"):
+            fields.append(("x-request-id", st["request_id"]))
         resp.headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
-        resp.stream = _Decoding(translator, encoding) if encoding in ("gzip", "deflate", "br") else translator
+        stream = _Decoding(translator, encoding) if encoding in ("gzip", "deflate", "br") else translator
+        resp.stream = _EndsUpstream(stream, translator, flow) if translator.limiter is not None else stream
         st["streamed"] = True
 
     @on_claimed(answered=True)
@@ -198,7 +232,7 @@ class CodexUpstream:
             return
         attempt = Attempt(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content or b"")
         if attempt.is_event_stream:
-            attempt = replace(attempt, collector=collect(attempt.body))
+            attempt = replace(attempt, collector=collect(attempt.body, st["options"].get("limits")))
         self._answer(flow, st, await self._settled(flow, st, attempt))
 
     async def _settled(self, flow: http.HTTPFlow, st: FlowState, attempt: Attempt) -> Attempt:
@@ -246,14 +280,23 @@ class CodexUpstream:
         req = flow.request
         fields = [(k, v) for k, v in req.headers.items(multi=True) if k.lower() not in ("host", "content-length")]
         chunks: list[bytes] = []
+        limits = st["options"].get("limits")
+        watch = CodexStream(limits) if limits else None  # ends the read at the client's stop sequence or token limit
         try:
             async with self.runtime.http.stream("POST", req.url, content=req.raw_content, headers=fields) as r:
                 self._quota(st, r.headers)
                 status, received = r.status_code, {k.lower(): v for k, v in r.headers.items()}
+                if received.get("x-request-id") and safe_value(received["x-request-id"]):
+                    st["request_id"] = received["x-request-id"]  # passed on to the client (HttpConventions)
                 cut = False
                 try:
                     async for chunk in r.aiter_bytes():
                         chunks.append(chunk)
+                        if watch is not None and status == 200:
+                            watch(chunk)
+                            if watch.collector.ended_locally:
+                                st["ended_locally"] = watch.collector.ended_locally
+                                break  # leaving the block closes the upstream connection: the backend stops generating
                 except httpx.TimeoutException:
                     raise
                 except httpx.HTTPError:
@@ -267,7 +310,9 @@ class CodexUpstream:
             return _made_up(502, "upstream_unreachable", f"cannot reach the upstream: {type(exc).__name__}")
         body = b"".join(chunks)
         attempt = Attempt(status, received, body, cut=cut)
-        return replace(attempt, collector=collect(body)) if attempt.is_event_stream else attempt
+        if watch is not None and watch.collector.ended_locally:
+            return replace(attempt, collector=watch.collector)
+        return replace(attempt, collector=collect(body, limits)) if attempt.is_event_stream else attempt
 
     def _answer(self, flow: http.HTTPFlow, st: FlowState, attempt: Attempt) -> None:
         """Turn a complete upstream event stream into the client's answer (stream or JSON)."""

@@ -54,6 +54,8 @@ def comment(st: FlowState) -> str:
         parts.append(f"{st['account']} ({st['quota']})" if st.get("quota") else st["account"])
     if usage := st.get("usage"):
         parts.append(f"{usage.get('input_tokens')}→{usage.get('output_tokens')} tok")
+    if ended := st.get("ended_locally"):
+        parts.append("ended at the client's stop sequence" if ended == "stop" else "ended at the client's token limit")
     if st.get("t0"):
         timing = f"{time.time() - st['t0']:.2f}s"
         if st.get("t_headers"):

@@ -34,6 +34,7 @@ class FlowState(TypedDict, total=False):
     model_id: str  # GET /v1/models/{id}
     max_request_bytes: int  # the body limit in force, counted by mitm.http_framing as the body arrives
     body_refused: bool  # answered 413 while the body was still arriving; the rest is drained
+    cors_origin: str  # the request's Origin, when `cors-origins` lists it
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream
@@ -57,6 +58,8 @@ class FlowState(TypedDict, total=False):
     quota: str  # the account's quota use, for the comment
     t_headers: float  # time the response headers arrived
     timed_out: int  # the deadline (seconds) that gave up on the upstream
+    request_id: str  # the upstream's x-request-id, passed on to the client
+    ended_locally: str  # stop | length: cliproxy ended the answer at the client's stop sequence or token limit
     # outcome
     usage: dict[str, Any]
     service_tier: str  # the tier that served, as the answer's `response.service_tier` says

@@ -11,8 +11,8 @@ its own HTML 502 page, and an upstream that dies mid-stream by cutting the clien
   the upstream body, so the translator appends a terminal error event in the client's format and the
   client's response ends normally (keep-alive intact).
 
-`abandon_upstream` closes a flow's upstream connection (for the request deadline), which then takes
-the first path above.
+`abandon_upstream` closes a flow's upstream connection (for the request deadline, and once a translated
+answer has ended at a client-set stop sequence or token limit), which then takes one of the paths above.
 
 Every other flow keeps mitmproxy's behaviour. This leans on mitmproxy 12's internals, so `install`
 refuses any other major version, and `tests/unit/test_mitm_contract.py` checks in milliseconds that
@@ -38,7 +38,8 @@ def _handle_protocol_error(self: HttpStream, event):
     if claimed and isinstance(event, ResponseProtocolError) and self.client_state != self.state_errored:
         stream = getattr(self.flow.response, "stream", None)
         if self.server_state == self.state_stream_response_body and getattr(stream, "ends_on_upstream_error", False):
-            logger.warning("cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message)
+            if not self.flow.metadata["cliproxy"].get("ended_locally"):  # else cliproxy closed it at a client-set limit
+                logger.warning("cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message)
             yield from self.state_stream_response_body(ResponseEndOfMessage(self.stream_id))
             return
         if self.flow.response is None or self.server_state == self.state_consume_response_body:

@@ -36,7 +36,7 @@ import re
 import string
 from typing import Any
 
-from cliproxy.addons.translate import codex_body, errors
+from cliproxy.addons.translate import codex_body, errors, limits
 from cliproxy.addons.translate.models import Catalog, EffortError, normalize_effort
 
 #: Codex model serving each Claude family when no alias says otherwise.
@@ -521,7 +521,11 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     codex = codex_body.finalize(out)
     # `client_model` is echoed as the answer's `model` (Claude Code drops thinking of other models);
     # `input_tokens` is the local estimate `message_start` reports; `tool_names` maps short upstream names back.
-    options = {"tool_names": short, "thinking": thinking, "input_tokens": estimate_tokens(codex), "client_model": body["model"]}
+    # `limits`: `stop_sequences` and `max_tokens`, honoured locally (the backend takes neither).
+    options: dict[str, Any] = {"tool_names": short, "thinking": thinking, "input_tokens": estimate_tokens(codex), "client_model": body["model"]}
+    if not counting:
+        options["limits"] = {"stop": limits.stop_list(body.get("stop_sequences"), "stop_sequences", most=None, single=False),
+                             "max_tokens": max_tokens, "input_tokens": options["input_tokens"]}
     return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
 
 

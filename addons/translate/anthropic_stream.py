@@ -48,7 +48,9 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def stop_reason(status: str | None, reason: str | None, tool_used: bool, refused: bool = False) -> str:
+def stop_reason(status: str | None, reason: str | None, tool_used: bool, refused: bool = False, stop_sequence: str | None = None) -> str:
+    if stop_sequence is not None:
+        return "stop_sequence"
     if status == "incomplete":
         if reason in ("max_output_tokens", "max_tokens"):
             return "max_tokens"
@@ -135,8 +137,8 @@ class MessagesStream(CodexStream):
     PING_AFTER = 5.0
 
     def __init__(self, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
-                 input_tokens: int = 0, client_model: str = "", clock=time.monotonic) -> None:
-        super().__init__()
+                 input_tokens: int = 0, client_model: str = "", limits: dict[str, Any] | None = None, clock=time.monotonic) -> None:
+        super().__init__(limits)
         self.model = model
         self.client_model = client_model
         self.tool_names = tool_names or {}
@@ -363,17 +365,18 @@ class MessagesStream(CodexStream):
                 self._item_done({"output_index": n}, item, out)
         while self._queue:
             self._finish(self._queue[0], out)
-        reason = stop_reason(c.status, _dict(c.response.get("incomplete_details")).get("reason"), self._tool_used, self._refused)
+        reason = stop_reason(c.status, _dict(c.response.get("incomplete_details")).get("reason"), self._tool_used, self._refused, c.stop_sequence)
         usage = usage_of(c.usage)
         del usage["cache_creation_input_tokens"]
-        out.append(encode({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None}, "usage": usage}, "message_delta"))
+        out.append(encode({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": c.stop_sequence}, "usage": usage}, "message_delta"))
         out.append(encode({"type": "message_stop"}, "message_stop"))
         return out
 
 
 def message_from(collector: Collector, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
-                 input_tokens: int = 0, client_model: str = "") -> dict[str, Any]:
-    """Build an Anthropic `message` object from a finished Codex stream (non-stream clients)."""
+                 input_tokens: int = 0, client_model: str = "", limits: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build an Anthropic `message` object from a finished Codex stream (non-stream clients; the
+    collector has already applied the client's `limits`)."""
     names = tool_names or {}
     resp = collector.final_response()
     content: list[dict[str, Any]] = []
@@ -403,7 +406,7 @@ def message_from(collector: Collector, model: str, tool_names: dict[str, str] | 
         "role": "assistant",
         "model": client_model or _str(resp.get("model")) or model,
         "content": content,
-        "stop_reason": stop_reason(collector.status, reason, tool_used, refused),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(collector.status, reason, tool_used, refused, collector.stop_sequence),
+        "stop_sequence": collector.stop_sequence,
         "usage": usage_of(collector.usage),
     }

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
-from cliproxy.addons.translate import codex_body, errors, headers
+from cliproxy.addons.translate import codex_body, errors, headers, limits
 from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode
 from cliproxy.addons.translate.stream import CodexStream, Collector
 
@@ -226,8 +227,12 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         raise errors.bad_request("`stream` must be a boolean", "stream")
     if body.get("n") not in (None, 1):
         raise errors.bad_request("only n=1 is supported by the ChatGPT backend", "n")
-    if body.get("logprobs") or body.get("top_logprobs"):
-        raise errors.bad_request("logprobs are not available from the ChatGPT backend; remove `logprobs`/`top_logprobs`", "logprobs")
+    for name in ("logprobs", "top_logprobs"):
+        if body.get(name):
+            raise errors.bad_request(f"logprobs are not available from the ChatGPT backend; remove `{name}`", name)
+    stop = limits.stop_list(body.get("stop"), "stop")
+    max_name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = limits.positive_int(body.get(max_name), max_name)
     modalities = body.get("modalities")
     if isinstance(modalities, list) and any(m != "text" for m in modalities) or body.get("audio"):
         raise errors.bad_request("only text output is available from the ChatGPT backend; remove `audio`/`modalities`", "modalities")
@@ -266,8 +271,11 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     out["prompt_cache_key"] = headers.check_text(key, "prompt_cache_key") if isinstance(key, str) and key else \
         codex_body.derived_cache_key("chat", out["input"][:2])
     stream_options = so if isinstance(so := body.get("stream_options"), dict) else {}
-    options = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
-    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, options)
+    options: dict[str, Any] = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
+    codex = codex_body.finalize(out)
+    if bounds := limits.options(codex, stop, max_tokens):
+        options["limits"] = bounds
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,6 +308,14 @@ def finish_reason(status: str | None, reason: str | None, tool_calls: bool) -> s
     return "tool_calls" if tool_calls else "stop"
 
 
+def completion_id(response_id: Any) -> str:
+    """A `chatcmpl-…` id (the shape clients expect), made from the upstream response id so that the
+    same answer keeps one id in the stream, the aggregate and the proxy's log."""
+    if isinstance(response_id, str) and response_id:
+        return "chatcmpl-" + response_id.removeprefix("resp_").removeprefix("chatcmpl-")
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
 def error_frame(err: errors.ProxyError) -> bytes:
     return encode(errors.openai_body(err))
 
@@ -320,8 +336,9 @@ class ChatStream(CodexStream):
         "response.custom_tool_call_input.done",
     ))
 
-    def __init__(self, model: str, include_usage: bool = False, reasoning: str = "reasoning_content", tool_names: dict[str, str] | None = None) -> None:
-        super().__init__()
+    def __init__(self, model: str, include_usage: bool = False, reasoning: str = "reasoning_content", tool_names: dict[str, str] | None = None,
+                 limits: dict[str, Any] | None = None) -> None:
+        super().__init__(limits)
         self.model = model
         self.include_usage = include_usage
         self.reasoning = reasoning
@@ -335,7 +352,7 @@ class ChatStream(CodexStream):
 
     def _header(self, ev: dict[str, Any] | None) -> None:
         resp = (ev or {}).get("response") or {}
-        rid = resp.get("id") or f"chatcmpl-{int(time.time() * 1000)}"
+        rid = completion_id(resp.get("id"))
         created = resp.get("created_at") or int(time.time())
         model = resp.get("model") or self.model
         self._prefix = (
@@ -486,7 +503,7 @@ def completion_from(collector: Collector, model: str, reasoning: str = "reasonin
         message["tool_calls"] = calls
     reason = (resp.get("incomplete_details") or {}).get("reason")
     out: dict[str, Any] = {
-        "id": resp.get("id") or f"chatcmpl-{int(time.time() * 1000)}",
+        "id": completion_id(resp.get("id")),
         "object": "chat.completion",
         "created": resp.get("created_at") or int(time.time()),
         "model": resp.get("model") or model,

@@ -11,7 +11,8 @@ from typing import Any
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.models import Catalog, EffortError, clamp_effort, normalize_effort
 
-#: Fields the backend rejects; removed from every request.
+#: Fields the backend rejects; removed from every request. The token limits among them are honoured
+#: locally (`translate.limits`); set logprobs are refused with a 400 before, unset ones are dropped here.
 REJECTED_FIELDS = (
     "max_output_tokens",
     "max_completion_tokens",
@@ -31,6 +32,8 @@ REJECTED_FIELDS = (
     "background",
     "metadata",
     "n",
+    "top_logprobs",
+    "logprobs",
 )
 INCLUDE = ["reasoning.encrypted_content"]
 MAX_TOOL_NAME = 64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +31,8 @@ _ANTHROPIC_BY_STATUS = {
     529: "overloaded_error",
 }
 _ANTHROPIC_TYPES = set(_ANTHROPIC_BY_STATUS.values()) | {"api_error"}
+
+_UNSUPPORTED = re.compile(r"Unsupported parameter: '?([A-Za-z0-9_.\[\]]+)'?")
 
 # In-stream failure codes/types → HTTP status (as CLIProxyAPI maps them, so clients retry alike).
 _STATUS_BY_KIND = {
@@ -181,9 +184,12 @@ def from_upstream_response(
             message = text[:500] or f"upstream answered HTTP {status}"
     kind = info.get("type") if isinstance(info.get("type"), str) else None
     code = info.get("code") if isinstance(info.get("code"), str) else None
+    param = info.get("param") if isinstance(info.get("param"), str) else None
+    if param is None and (unsupported := _UNSUPPORTED.match(message)):
+        param, code = unsupported[1], code or "unsupported_parameter"  # the backend's `{"detail": "Unsupported parameter: x"}`
     if kind == "usage_limit_reached" or code == "usage_limit_reached":
         status = 429
-    err = ProxyError(status, message, kind, code or kind)
+    err = ProxyError(status, message, kind, code or kind, param)
     if status == 429:
         err.retry_after = _retry_after(info, headers, now)
     return err
@@ -202,6 +208,7 @@ def from_stream_failure(payload: dict[str, Any], now: float | None = None) -> Pr
     message = m if isinstance(m := info.get("message"), str) else "upstream stream failed"
     kind = info.get("type") if isinstance(info.get("type"), str) and info.get("type") != "error" else None
     code = info.get("code") if isinstance(info.get("code"), str) else None
+    param = info.get("param") if isinstance(info.get("param"), str) else None
     status = 0
     for key in ("status_code", "status"):
         if isinstance(info.get(key), int) and 400 <= info[key] < 600:
@@ -210,7 +217,7 @@ def from_stream_failure(payload: dict[str, Any], now: float | None = None) -> Pr
         status = _STATUS_BY_KIND.get(code or "", 0) or _STATUS_BY_KIND.get(kind or "", 0) or 502
     if "at capacity" in message.lower():
         status = 429
-    err = ProxyError(status, message, kind, code)
+    err = ProxyError(status, message, kind, code, param)
     if status == 429:
         err.retry_after = _retry_after(info, None, now)
     return err

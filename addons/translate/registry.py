@@ -41,7 +41,7 @@ APIS: dict[str, ClientApi] = {
                   lambda c, model, options: chat.completion_from(c, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))),
         ClientApi("responses", "openai",
                   lambda body, settings, headers: responses.request_to_codex(body, settings),
-                  lambda model, options: responses.ResponsesStream(),
+                  lambda model, options: responses.ResponsesStream(options.get("limits")),
                   lambda c, model, options: c.final_response()),
         ClientApi("messages", "anthropic",
                   lambda body, settings, headers: anthropic.request_to_codex(body, settings, session=headers.get("x-claude-code-session-id")),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cliproxy.addons.translate import codex_body, errors, headers
+from cliproxy.addons.translate import codex_body, errors, headers, limits
 from cliproxy.addons.translate.sse import SSEEvent, encode
 from cliproxy.addons.translate.stream import TERMINAL_OK, CodexStream
 
@@ -32,6 +32,12 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     """Normalise a Responses request body for the Codex backend."""
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be a JSON object")
+    for name in ("top_logprobs", "logprobs"):
+        if body.get(name):
+            raise errors.bad_request(f"logprobs are not available from the ChatGPT backend; remove `{name}`", name)
+    if isinstance(body.get("include"), list) and "message.output_text.logprobs" in body["include"]:
+        raise errors.bad_request("logprobs are not available from the ChatGPT backend; remove `message.output_text.logprobs` from `include`", "include")
+    max_output = limits.positive_int(body.get("max_output_tokens"), "max_output_tokens")
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise errors.bad_request("`stream` must be a boolean", "stream")
@@ -64,7 +70,9 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         headers.check_text(key, "prompt_cache_key")
     else:
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
-    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
+    codex = codex_body.finalize(out)
+    bounds = limits.options(codex, [], max_output)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {})
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:
@@ -74,10 +82,13 @@ def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:
 
 
 class ResponsesStream(CodexStream):
-    """Passes events through byte for byte; the terminal event gets the full `output` back."""
+    """Passes events through byte for byte; the terminal event gets the full `output` back.
 
-    def __init__(self) -> None:
-        super().__init__()
+    With a client-set `max_output_tokens` the text is cut at the limit and the stream ends as the
+    Responses API ends it: the message's `done` events with the text sent, then `response.incomplete`."""
+
+    def __init__(self, limits: dict[str, Any] | None = None) -> None:
+        super().__init__(limits)
         self._sequence = 0
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
@@ -92,7 +103,26 @@ class ResponsesStream(CodexStream):
         final = self.collector.final_response()
         return {"output": final["output"], **({"usage": final["usage"]} if "usage" in final else {})}
 
+    def _next(self, kind: str, **fields: Any) -> bytes:
+        self._sequence += 1
+        return encode({"type": kind, **fields, "sequence_number": self._sequence}, kind)
+
+    def _ended_locally(self) -> list[bytes]:
+        final = self.collector.final_response()
+        out = []
+        for index, item in sorted(self.collector.items.items()):
+            if item.get("type") == "message" and item.get("status") == "incomplete":
+                part = item["content"][0]
+                where = {"item_id": item["id"], "output_index": index}
+                out += [self._next("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]),
+                        self._next("response.content_part.done", **where, content_index=0, part=part),
+                        self._next("response.output_item.done", output_index=index, item=item)]
+        kind = "response.incomplete" if final.get("status") == "incomplete" else "response.completed"
+        return out + [self._next(kind, response=final)]
+
     def on_end(self, error: errors.ProxyError | None) -> list[bytes]:
+        if error is None and self.collector.ended_locally:
+            return self._ended_locally()
         if error is None or (self.collector.terminal and self.collector.error is error):
             return []  # success, or the upstream's own failure event was already passed through
         self._sequence += 1

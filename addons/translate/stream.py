@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from cliproxy.addons.translate import errors
-from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser
+from cliproxy.addons.translate.limits import Limiter
+from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser, dumps
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
@@ -21,12 +22,15 @@ _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
 TERMINAL_OK = ("response.completed", "response.incomplete")
 TERMINAL_FAIL = ("response.failed", "error")
 _COLLECTED = frozenset(("response.created", "response.in_progress", "response.output_item.done") + TERMINAL_OK + TERMINAL_FAIL)
+_TEXT_DELTA = "response.output_text.delta"
+#: events a `Limiter` reads: a message item starts, its text grows, its text is complete
+_LIMITED = frozenset(("response.output_item.added", _TEXT_DELTA, "response.output_text.done", "response.content_part.done"))
 
 
 class Collector:
     """Keeps what is needed to rebuild the final `response` object of a Codex stream."""
 
-    __slots__ = ("response", "items", "usage", "status", "error", "terminal")
+    __slots__ = ("response", "items", "usage", "status", "error", "terminal", "ended_locally", "stop_sequence")
 
     def __init__(self) -> None:
         self.response: dict[str, Any] = {}
@@ -35,6 +39,27 @@ class Collector:
         self.status: str | None = None
         self.error: errors.ProxyError | None = None
         self.terminal = False
+        self.ended_locally: str | None = None  # "stop" | "length": cliproxy ended the answer at a client-set limit
+        self.stop_sequence: str | None = None  # the client's stop sequence that ended it
+
+    def end_locally(self, limiter: Limiter) -> None:
+        """End the answer where `limiter` stopped it: the message being written becomes an item with the
+        text that was sent, and the answer is complete (`stop`) or incomplete (`max_output_tokens`)."""
+        text = "".join(limiter.item_text)
+        if limiter.item_id is not None or text:
+            index = limiter.output_index if isinstance(limiter.output_index, int) else len(self.items)
+            part = {"type": "output_text", "annotations": [], "text": text}
+            self.items[index] = {"id": limiter.item_id or f"msg_{index}", "type": "message", "role": "assistant",
+                                 "status": "completed" if limiter.ended == "stop" else "incomplete", "content": [part]}
+        self.response["output"] = []  # rebuilt from the items
+        if limiter.ended == "length":
+            self.status = self.response["status"] = "incomplete"
+            self.response["incomplete_details"] = {"reason": "max_output_tokens"}
+        else:
+            self.status = self.response["status"] = "completed"
+        self.usage = self.response["usage"] = limiter.usage()
+        self.ended_locally, self.stop_sequence = limiter.ended, limiter.stop_sequence
+        self.terminal = True
 
     def add(self, kind: str, ev: dict[str, Any]) -> None:
         if kind == "response.output_item.done":
@@ -97,7 +122,8 @@ class CodexStream:
     #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/streamfix.py)
     ends_on_upstream_error = True
 
-    def __init__(self) -> None:
+    def __init__(self, limits: dict[str, Any] | None = None) -> None:
+        self.limiter = Limiter.from_options(limits)  # the client's stop sequences and token limit, if any
         self.parser = SSEParser()
         self.collector = Collector()
         self.finished = False  # a terminal frame has been sent to the client
@@ -144,7 +170,7 @@ class CodexStream:
         self.events += 1
         kind = ev.event
         payload: dict[str, Any] | None = None
-        if kind is None or kind == "message" or kind in _COLLECTED or kind in self.WANTS:
+        if kind is None or kind == "message" or kind in _COLLECTED or kind in self.WANTS or (self.limiter and kind in _LIMITED):
             if ev.data == b"[DONE]":
                 return
             try:
@@ -157,12 +183,51 @@ class CodexStream:
             payload = parsed
             if kind is None or kind == "message":
                 kind = str(payload.get("type", ""))
-            if kind in _COLLECTED:
-                self.collector.add(kind, payload)
+        if self.limiter is not None and payload is not None:
+            for kept_kind, kept, kept_ev in self._limited(self.limiter, kind, payload, ev):
+                self._deliver(kept_kind, kept, kept_ev, out)
+                if self.finished:
+                    return
+            if self.limiter.ended:
+                self.collector.end_locally(self.limiter)
+                self.finished = True
+                out.extend(self.on_end(None))
+            return
+        self._deliver(kind, payload, ev, out)
+
+    def _deliver(self, kind: str, payload: dict[str, Any] | None, ev: SSEEvent, out: list[bytes]) -> None:
+        if payload is not None and kind in _COLLECTED:
+            self.collector.add(kind, payload)
         out.extend(self.on_event(kind, payload, ev))
         if self.collector.terminal:
             self.finished = True
             out.extend(self.on_end(self.collector.error))
+
+    @staticmethod
+    def _limited(limiter: Limiter, kind: str, payload: dict[str, Any], ev: SSEEvent):
+        """The events to handle instead of this one: text deltas as far as the client's limits allow
+        (re-encoded when cut), held text released before the item's text is complete."""
+        if kind == "response.output_item.added":
+            item = payload.get("item")
+            if isinstance(item, dict) and item.get("type") == "message":
+                limiter.begin(item.get("id") if isinstance(item.get("id"), str) else None, payload.get("output_index"))
+        elif kind == _TEXT_DELTA:
+            delta = payload.get("delta")
+            if isinstance(delta, str):
+                sent = limiter.text(delta)
+                if sent != delta:
+                    if not sent:
+                        return
+                    payload = {**payload, "delta": sent}
+                    ev = SSEEvent(ev.event, dumps(payload))
+        elif kind in ("response.output_text.done", "response.content_part.done", "response.output_item.done"):
+            if held := limiter.flush():
+                delta = {"type": _TEXT_DELTA, "item_id": payload.get("item_id", limiter.item_id), "output_index": payload.get("output_index"),
+                         "content_index": payload.get("content_index", 0), "delta": held}
+                yield _TEXT_DELTA, delta, SSEEvent(_TEXT_DELTA, dumps(delta))
+            if limiter.ended:
+                return
+        yield kind, payload, ev
 
     # -- to implement ---------------------------------------------------------------------------
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
@@ -173,8 +238,14 @@ class CodexStream:
         return []
 
 
-def collect(body: bytes) -> Collector:
-    """Run a whole buffered SSE body through a collector (non-stream clients)."""
+def collect(body: bytes, limits: dict[str, Any] | None = None) -> Collector:
+    """Run a whole buffered SSE body through a collector (non-stream clients), ending it at the client's limits."""
+    if limits:
+        watch = CodexStream(limits)
+        watch(body)
+        if not watch.finished:
+            watch(b"")
+        return watch.collector
     parser = SSEParser()
     collector = Collector()
     for ev in [*parser.feed(body), *parser.close()]:

@@ -129,7 +129,8 @@ def test_request_mapping_covers_system_content_tools_and_history():
     for gone in ("temperature", "top_k", "stop_sequences", "metadata", "context_management", "max_tokens", "messages", "system", "thinking"):
         assert gone not in b
     assert b["prompt_cache_key"] and not call.stream and not call.options["thinking"]
-    assert call.options == {"tool_names": {}, "thinking": False, "input_tokens": call.options["input_tokens"], "client_model": "claude-sonnet-4-5"}
+    assert call.options == {"tool_names": {}, "thinking": False, "input_tokens": call.options["input_tokens"], "client_model": "claude-sonnet-4-5",
+                            "limits": {"stop": ["x"], "max_tokens": 1024, "input_tokens": call.options["input_tokens"]}}
 
 
 def test_tool_results_with_images_and_errors():

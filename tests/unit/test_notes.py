@@ -82,3 +82,9 @@ def test_comment_names_a_tier_other_than_the_default():
     base = {"route": "responses", "model": "gpt-5.5", "effort": "medium"}
     assert comment({**base, "service_tier": "priority"}) == "responses · gpt-5.5 · medium · tier priority"
     assert comment({**base, "service_tier": "default"}) == comment(base) == "responses · gpt-5.5 · medium"
+
+
+def test_comment_says_when_cliproxy_ended_the_answer():
+    assert "ended at the client's stop sequence" in comment({"route": "chat", "ended_locally": "stop"})
+    assert "ended at the client's token limit" in comment({"route": "chat", "ended_locally": "length"})
+    assert "ended" not in comment({"route": "chat"})

@@ -1,0 +1,99 @@
+"""HTTP conventions through the real proxy: x-request-id on every answer, OPTIONS preflights, CORS for
+the origins in `cors-origins` (and none for others, nor by default)."""
+
+import ssl
+
+import httpx
+import pytest
+
+from tests.conftest import mint_account
+from tests.fakes.codex_backend import JSONReply
+from tests.proxyproc import start_proxy
+
+ORIGIN = "http://localhost:3000"
+CHAT = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
+PREFLIGHT = {"origin": ORIGIN, "access-control-request-method": "POST",
+             "access-control-request-headers": "authorization, content-type, x-stainless-lang"}
+
+
+@pytest.fixture(scope="module")
+def cors_proxy(tmp_path_factory, backend_server):
+    home = tmp_path_factory.mktemp("cors")
+    mint_account(home / "auth")
+    p = start_proxy(home, {"auth-dir": str(home / "auth"), "codex-base-url": backend_server.base_url,
+                           "oauth-issuer": "http://127.0.0.1:9", "cors-origins": [ORIGIN]})
+    yield p
+    p.stop()
+
+
+def client(proxy, mode):
+    if mode == "base_url":
+        return httpx.Client(base_url=proxy.base_url, timeout=30)
+    return httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/models"])
+def test_preflight_from_a_listed_origin(cors_proxy, mode, backend, path):
+    with client(cors_proxy, mode) as c:
+        r = c.options(path, headers=PREFLIGHT)
+    assert r.status_code == 204 and r.content == b""
+    assert r.headers["access-control-allow-origin"] == ORIGIN
+    assert r.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+    assert r.headers["access-control-allow-headers"] == PREFLIGHT["access-control-request-headers"]
+    assert r.headers["access-control-max-age"] == "7200"
+    assert r.headers["x-request-id"].startswith("req_")
+    assert not backend.received
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", None])
+def test_preflight_from_another_origin_gets_no_cors(cors_proxy, mode, backend, origin):
+    headers = {**PREFLIGHT, "origin": origin} if origin else {}
+    with client(cors_proxy, mode) as c:
+        r = c.options("/v1/chat/completions", headers=headers)
+    assert r.status_code == 204 and r.headers["allow"] == "GET, POST, OPTIONS"
+    assert not any(k.startswith("access-control-") for k in r.headers)
+
+
+def test_answers_to_a_listed_origin_carry_allow_origin(cors_proxy, mode, backend):
+    with client(cors_proxy, mode) as c:
+        ok = c.post("/v1/chat/completions", json=CHAT, headers={"origin": ORIGIN})
+        streamed = c.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers={"origin": ORIGIN})
+        refused = c.post("/v1/chat/completions", json={**CHAT, "n": 2}, headers={"origin": ORIGIN})
+        other = c.post("/v1/chat/completions", json=CHAT, headers={"origin": "http://evil.example"})
+    for r in (ok, streamed, refused):
+        assert r.headers["access-control-allow-origin"] == ORIGIN and "x-request-id" in r.headers["access-control-expose-headers"]
+    assert ok.status_code == 200 and streamed.status_code == 200 and refused.status_code == 400
+    assert "access-control-allow-origin" not in other.headers and other.status_code == 200
+
+
+def test_no_cors_by_default(proxy, mode, backend):
+    with client(proxy, mode) as c:
+        pre = c.options("/v1/chat/completions", headers=PREFLIGHT)
+        r = c.post("/v1/chat/completions", json=CHAT, headers={"origin": ORIGIN})
+    assert pre.status_code == 204 and not any(k.startswith("access-control-") for k in pre.headers)
+    assert r.status_code == 200 and "access-control-allow-origin" not in r.headers
+
+
+def test_x_request_id_on_every_answer(raw, backend):
+    answers = {
+        "models": raw.get("/v1/models"),
+        "not found": raw.get("/v1/embeddings"),
+        "method": raw.get("/v1/chat/completions"),
+        "bad json": raw.post("/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}),
+        "count_tokens": raw.post("/v1/messages/count_tokens", json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}),
+        "head": raw.head("/v1/models"),
+    }
+    ids = {name: r.headers.get("x-request-id", "") for name, r in answers.items()}
+    assert all(i.startswith("req_") for i in ids.values()), ids
+    assert len(set(ids.values())) == len(ids)  # one per answer
+    translated = raw.post("/v1/chat/completions", json=CHAT)
+    assert translated.headers["x-request-id"] == "req_fake"  # the backend's own, passed on (stream answers: test_client_limits)
+    backend.replies.append(JSONReply(400, {"detail": "Unsupported parameter: foo"}))  # an upstream error without an id
+    refused = raw.post("/v1/chat/completions", json=CHAT)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "foo" and refused.json()["error"]["code"] == "unsupported_parameter"
+    assert refused.headers["x-request-id"].startswith("req_") and refused.headers["x-request-id"] not in ids.values()
+
+
+def test_chat_completion_ids(raw, backend):
+    r = raw.post("/v1/chat/completions", json=CHAT).json()
+    assert r["id"] == "chatcmpl-fake0001"

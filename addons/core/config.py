@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from cliproxy.addons.core import amp_settings
-from cliproxy.addons.core.validate import ConfigError, choice, expect, str_list, url
+from cliproxy.addons.core.validate import ConfigError, choice, expect, non_negative, str_list, url
 from cliproxy.addons.translate.codex_body import Settings
 from cliproxy.addons.translate.models import EFFORT_ORDER, Catalog, ModelInfo
 
@@ -26,6 +26,7 @@ SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
+    "responses-retention-hours", "responses-max-mb",
 }
 
 
@@ -52,6 +53,8 @@ class Config:
     request_timeout: int = 600
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
+    responses_retention_hours: float = 24  # how long stored responses and conversations are kept
+    responses_max_mb: float = 256  # size cap of stored responses (oldest go first)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -139,6 +142,8 @@ def parse(data: Any) -> Config:
         request_timeout=timeout,
         max_request_bytes=expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
         codex_cli_pooling=expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
+        responses_retention_hours=non_negative(data.get("responses-retention-hours", 24), "responses-retention-hours", "a number of hours"),
+        responses_max_mb=non_negative(data.get("responses-max-mb", 256), "responses-max-mb", "a number of megabytes"),
         warnings=warnings,
     )
 

@@ -52,7 +52,14 @@ def is_minted(item_id: Any) -> bool:
 
 
 def item_with_id(item: dict[str, Any]) -> dict[str, Any]:
-    """The item with an `id` (minted when it has none): listed items and references need one."""
+    """The item as it is kept: in its full form (a bare `{"role", "content": "text"}` message becomes a
+    typed message with content parts, as OpenAI lists it) and with an `id`, minted when it has none
+    (listed items and references need one)."""
+    if "type" not in item and "role" in item:
+        item = {"type": "message", **item}
+    if item.get("type") == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        item = {**item, "content": [{"type": part, "text": item["content"]}]}
     if isinstance(item.get("id"), str) and item["id"]:
         return item
     return {"id": new_id(_ID_PREFIX.get(str(item.get("type", "message")), "item")), **item}

@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, page_of
 
@@ -42,7 +42,6 @@ CREATE INDEX IF NOT EXISTS items_by_call ON items (owner, call_id) WHERE call_id
 CREATE INDEX IF NOT EXISTS items_in_scope ON items (owner, scope, seq);
 """
 _CALL_TYPES = ("function_call", "custom_tool_call")
-T = TypeVar("T")
 
 
 def _dumps(value: Any) -> str:
@@ -58,7 +57,7 @@ def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-def _recovering(method: Callable[..., T]) -> Callable[..., T]:
+def _recovering[T](method: Callable[..., T]) -> Callable[..., T]:
     """Run a store operation; on a damaged database, move the file aside, start a new one, and re-raise."""
 
     @functools.wraps(method)

@@ -10,8 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cliproxy.addons.store.responses import (LOOPBACK, Conversation, Limits, ResponseStore, StoredResponse, is_minted, item_with_id,
-                                             owner_of, without_minted_id)
+from cliproxy.addons.store.responses import (
+    LOOPBACK,
+    Conversation,
+    Limits,
+    ResponseStore,
+    StoredResponse,
+    is_minted,
+    item_with_id,
+    owner_of,
+    without_minted_id,
+)
 from cliproxy.addons.store.sqlite import FILE_NAME, SQLiteStore
 
 IMPLEMENTATIONS: dict[str, Callable[[Path, Limits], ResponseStore]] = {

@@ -215,3 +215,41 @@ def test_store_survives_a_restart(tmp_path, proxy_home, backend_server, backend)
         assert got.status_code == 200 and json.loads(got.text)["output"][-1]["content"][0]["text"] == "You said: before"
     finally:
         p.stop()
+
+
+def test_a_store_that_cannot_open_never_fails_a_plain_request(tmp_path, backend_server, backend):
+    from tests.fakes.accounts import mint_account
+
+    mint_account(tmp_path / "auth")
+    (tmp_path / "auth" / ".cliproxy-state" / "cliproxy.sqlite3").mkdir(parents=True)  # not a file: cannot be opened
+    p = start_proxy(tmp_path / "p", {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
+                                     "oauth-issuer": "http://127.0.0.1:9"})
+    try:
+        client = openai.OpenAI(base_url=p.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        ids = [client.responses.create(model="gpt-5.5", input=f"plain {n}").id for n in range(3)]
+        with pytest.raises(openai.InternalServerError) as err:
+            client.responses.create(model="gpt-5.5", input="chained", previous_response_id=ids[0])
+        assert err.value.status_code == 503 and err.value.code == "store_unavailable"
+        p.wait_log("the response store failed")
+        assert sum("the response store failed" in line for line in p.lines) == 1  # logged once, not per request
+    finally:
+        p.stop()
+
+
+def test_a_damaged_store_file_is_moved_aside(tmp_path, backend_server, backend):
+    from tests.fakes.accounts import mint_account
+
+    mint_account(tmp_path / "auth")
+    state = tmp_path / "auth" / ".cliproxy-state"
+    state.mkdir(mode=0o700)
+    (state / "cliproxy.sqlite3").write_bytes(b"definitely not SQLite\n" * 500)
+    p = start_proxy(tmp_path / "p", {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
+                                     "oauth-issuer": "http://127.0.0.1:9"})
+    try:
+        client = openai.OpenAI(base_url=p.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        r1 = client.responses.create(model="gpt-5.5", input="first")
+        client.responses.create(model="gpt-5.5", input="second", previous_response_id=r1.id)
+        assert texts(backend.received[-1].json["input"]) == ["first", "reasoning", "message", "second"]
+        assert list(state.glob("cliproxy.sqlite3.corrupt-*"))
+    finally:
+        p.stop()

@@ -23,6 +23,7 @@ from cliproxy.addons.hooks.client_api import ClientApis  # noqa: E402
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
 from cliproxy.addons.hooks.codex_upstream import CodexUpstream  # noqa: E402
 from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
+from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
@@ -35,6 +36,7 @@ upstream_failures.install()  # upstream failures end in the client's format, not
 http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
 
 runtime = Runtime()
+conversations = Conversations(runtime)
 
 addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
@@ -42,9 +44,10 @@ addons = [
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
+    conversations,  # /v1/responses state (previous_response_id, item references, conversations) and stored-state routes
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
-    CodexUpstream(runtime),  # account choice, rewrite onto the backend, answer translation
+    CodexUpstream(runtime, conversations),  # account choice, rewrite onto the backend, answer translation
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)
     HttpConventions(runtime),  # OPTIONS preflights and CORS for cors-origins; x-request-id on every answer
     Guard(),  # a claimed flow never leaves unmodified

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 from cliproxy.addons.core import amp_settings, cors
-from cliproxy.addons.core.validate import ConfigError, choice, expect, str_list, url
+from cliproxy.addons.core.validate import ConfigError, choice, expect, non_negative, str_list, url
 from cliproxy.addons.translate.codex_body import Settings
 from cliproxy.addons.translate.models import EFFORT_ORDER, Catalog, ModelInfo
 
@@ -27,6 +27,7 @@ KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
     "cors-origins",
+    "responses-retention-hours", "responses-max-mb",
 }
 
 
@@ -54,6 +55,8 @@ class Config:
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the base URL (none by default)
+    responses_retention_hours: float = 24  # how long stored responses and conversations are kept
+    responses_max_mb: float = 256  # size cap of stored responses (oldest go first)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -142,6 +145,8 @@ def parse(data: Any) -> Config:
         max_request_bytes=expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
         codex_cli_pooling=expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
         cors_origins=cors.origins(data.get("cors-origins")),
+        responses_retention_hours=non_negative(data.get("responses-retention-hours", 24), "responses-retention-hours", "a number of hours"),
+        responses_max_mb=non_negative(data.get("responses-max-mb", 256), "responses-max-mb", "a number of megabytes"),
         warnings=warnings,
     )
 

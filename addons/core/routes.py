@@ -28,6 +28,41 @@ class Route:
     name: str  # chat | responses | compact | usage | models | model | messages | count_tokens | not_found | ...
     format: ClientFormat
     model_id: str | None = None  # for GET /v1/models/{id}
+    ids: tuple[str, ...] = ()  # stored responses and conversations: the ids in the path
+
+
+#: Stored state served from cliproxy's store: (path shape, method) -> route. `*` is an id.
+_STORED = {
+    (("responses", "*"), "GET"): "response_get",
+    (("responses", "*"), "DELETE"): "response_delete",
+    (("responses", "*", "input_items"), "GET"): "response_input_items",
+    (("conversations",), "POST"): "conversation_create",
+    (("conversations", "*"), "GET"): "conversation_get",
+    (("conversations", "*"), "POST"): "conversation_update",
+    (("conversations", "*"), "DELETE"): "conversation_delete",
+    (("conversations", "*", "items"), "GET"): "conversation_items",
+    (("conversations", "*", "items"), "POST"): "conversation_items_add",
+    (("conversations", "*", "items", "*"), "GET"): "conversation_item_get",
+    (("conversations", "*", "items", "*"), "DELETE"): "conversation_item_delete",
+}
+_STORED_SHAPES = {shape for shape, _ in _STORED}
+
+
+def _stored(path: str, method: str) -> Route | None:
+    """The route of a stored-state path (`/v1/responses/{id}`, `/v1/conversations/...`), or None."""
+    if not path.startswith("/v1/"):
+        return None
+    parts = path.split("/")[2:]  # after /v1
+    if parts[0] not in ("responses", "conversations") or path == "/v1/responses":
+        return None
+    shape = tuple("*" if n % 2 else p for n, p in enumerate(parts))
+    if shape not in _STORED_SHAPES or any(not p for p in parts):
+        return None
+    if shape == ("responses", "*") and parts[1] == "compact":
+        return None  # POST /v1/responses/compact is another route
+    ids = tuple(p for n, p in enumerate(parts) if n % 2)
+    name = _STORED.get((shape, "GET" if method == "HEAD" else method), "method_not_allowed")
+    return Route(name, "openai", ids=ids)
 
 
 def is_intercepted_host(host: str | None) -> bool:
@@ -71,9 +106,11 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         return Route("amp_provider", "anthropic" if provider == "anthropic" else "openai")
     if host == "ampcode.com" or (reverse_listener and _is_amp_path(path)):
         return Route("amp_proxy", "openai")
-    if not path.startswith("/v1/") and f"/v1{path}" in _OPENAI_PATHS:
+    if not path.startswith("/v1/") and (f"/v1{path}" in _OPENAI_PATHS or path.startswith(("/responses/", "/conversations"))):
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"
+    if (stored := _stored(path, method)) is not None:
+        return stored
     name = _OPENAI_PATHS.get(path)
     if method == "OPTIONS" and (name or path.startswith("/v1/") or path == "/"):
         return Route("options", fmt)  # a browser's CORS preflight (or a plain OPTIONS), answered locally

@@ -20,6 +20,14 @@ def expect(value: Any, kind: type | tuple[type, ...], key: str, what: str) -> An
     return value
 
 
+def non_negative(value: Any, key: str, what: str) -> float:
+    """A number ≥ 0 (whole or not)."""
+    expect(value, (int, float), key, what)
+    if value < 0:
+        raise ConfigError(f"{key}: expected {what} (0 or more), got {value!r}")
+    return value
+
+
 def url(value: Any, key: str) -> str:
     expect(value, str, key, "a URL string")
     if not value.startswith(("http://", "https://")):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -19,10 +20,12 @@ from typing import Any
 import httpx
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
+from cliproxy.addons.hooks.conversations import Conversations
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
 from cliproxy.addons.translate import errors, registry
 from cliproxy.addons.translate.headers import check_client_headers, safe_value, session_token
+from cliproxy.addons.translate.responses import ResponsesStream
 from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
 from cliproxy.auth.pool import Member, Verdict, judge
 from cliproxy.auth.quota import parse_quota, quota_summary
@@ -152,8 +155,9 @@ def refused(err: errors.ProxyError) -> errors.ProxyError:
 class CodexUpstream:
     name = "cliproxy_codex"
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, books: Conversations | None = None) -> None:
         self.runtime = runtime
+        self.books = books  # keeps finished /v1/responses answers (previous_response_id, retrieval)
 
     def done(self) -> None:
         if self.runtime._http is not None:
@@ -208,6 +212,8 @@ class CodexUpstream:
         translator = registry.stream_translator(st["route"], st["model"], st["options"])
         if getattr(ctx.options, "store_streamed_bodies", False):
             translator.keep_output()
+        if self.books is not None and st.get("book") and isinstance(translator, ResponsesStream):
+            translator.on_final = functools.partial(self.books.book, flow, st)
         encoding = resp.headers.get("content-encoding", "").strip().lower()
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
         if flow.request.http_version == "HTTP/1.1":
@@ -228,7 +234,7 @@ class CodexUpstream:
         if st.get("streamed"):
             translator = getattr(resp.stream, "translator", resp.stream)
             if isinstance(translator, CodexStream):
-                self._settle(st, translator.collector)
+                self._settle(flow, st, translator.collector)
             return
         attempt = Attempt(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content or b"")
         if attempt.is_event_stream:
@@ -319,11 +325,11 @@ class CodexUpstream:
         if st["stream"]:
             translator = registry.stream_translator(st["route"], st["model"], st["options"])
             out = b"".join(translator(attempt.body) + translator(b""))
-            self._settle(st, translator.collector)
+            self._settle(flow, st, translator.collector)
             flow.response = http.Response.make(200, out, {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"})
             return
         collector = attempt.collector or collect(attempt.body)
-        self._settle(st, collector)
+        self._settle(flow, st, collector)
         reply_json(flow, 200, json.dumps(registry.aggregate(st["route"], collector, st["model"], st["options"]), ensure_ascii=False).encode())
 
     def _all_cooling(self, model: str) -> bool:
@@ -338,8 +344,9 @@ class CodexUpstream:
             st["quota"] = quota_summary(quota)
             self.runtime.save_state(member)
 
-    def _settle(self, st: FlowState, collector) -> None:
-        """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member."""
+    def _settle(self, flow: http.HTTPFlow, st: FlowState, collector) -> None:
+        """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member,
+        the answer in the response store (when a stream translator has not done so already)."""
         if collector.usage:
             st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
         if isinstance(collector.response.get("service_tier"), str):
@@ -355,6 +362,8 @@ class CodexUpstream:
             st["complete"] = True
             if member is not None:
                 self.runtime.pool.succeeded(member, st["model"], st.get("cache_key"))
+            if self.books is not None and st.get("book"):
+                self.books.book(flow, st, collector.final_response())
 
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
@@ -365,7 +374,7 @@ class CodexUpstream:
         if isinstance(translator, CodexStream) and translator.finished:
             # Clients hang up as soon as they read the last event (`[DONE]`, `message_stop`), often
             # before the upstream's own end of body: the answer was complete, so book it as such.
-            self._settle(st, translator.collector)
+            self._settle(flow, st, translator.collector)
             if translator.sent is not None and flow.response is not None:
                 flow.response.content = bytes(translator.sent)
             flow.error = None

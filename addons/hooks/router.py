@@ -78,6 +78,8 @@ class Router:
         check_line_breaks(req.headers.items(multi=True))  # claimed flows are forwarded: no folded or smuggled lines
         if route.model_id is not None:
             st["model_id"] = route.model_id
+        if route.ids:
+            st["ids"] = list(route.ids)
         length = req.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.runtime.config.max_request_bytes:
             raise self._too_large()

@@ -35,6 +35,7 @@ class FlowState(TypedDict, total=False):
     max_request_bytes: int  # the body limit in force, counted by mitm.http_framing as the body arrives
     body_refused: bool  # answered 413 while the body was still arriving; the rest is drained
     cors_origin: str  # the request's Origin, when `cors-origins` lists it
+    ids: list[str]  # stored responses and conversations: the ids in the path
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream
@@ -44,6 +45,8 @@ class FlowState(TypedDict, total=False):
     options: dict[str, Any]  # plain values for the route's stream translator and aggregator
     cache_key: str | None  # prompt_cache_key: keeps a conversation on one account
     passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
+    book: dict[str, Any]  # /v1/responses: how to keep the answer (owner, store, previous, conversation, context length)
+    booked: bool  # the answer was handed to the store
     # upstream (CodexUpstream)
     upstream: bool  # pointed at the backend
     forwarded_headers: list[tuple[str, str]]  # client headers kept upstream, checked once

@@ -26,7 +26,8 @@ REJECTED_FIELDS = (
     "prompt_cache_retention",
     "prompt_cache_options",
     "safety_identifier",
-    "previous_response_id",
+    "previous_response_id",  # expanded from cliproxy's store before this (the backend keeps nothing)
+    "conversation",  # likewise
     "stream_options",
     "generate",
     "background",

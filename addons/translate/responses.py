@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, limits
 from cliproxy.addons.translate.sse import SSEEvent, encode
 from cliproxy.addons.translate.stream import TERMINAL_OK, CodexStream
+
+logger = logging.getLogger(__name__)
 
 
 def _input_items(value: Any) -> list[Any]:
@@ -85,17 +89,26 @@ class ResponsesStream(CodexStream):
     """Passes events through byte for byte; the terminal event gets the full `output` back.
 
     With a client-set `max_output_tokens` the text is cut at the limit and the stream ends as the
-    Responses API ends it: the message's `done` events with the text sent, then `response.incomplete`."""
+    Responses API ends it: the message's `done` events with the text sent, then `response.incomplete`.
+
+    `on_final`, when set, receives the finished response object just before its terminal event is
+    handed on to the client (the store books it there, so a follow-up can never overtake it)."""
 
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         super().__init__(limits)
         self._sequence = 0
+        self.on_final: Callable[[dict[str, Any]], None] | None = None
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if ev is not None and isinstance(ev.get("sequence_number"), int):
             self._sequence = ev["sequence_number"]
         if kind in TERMINAL_OK and ev is not None:
             ev = {**ev, "response": {**ev.get("response", {}), **self._final()}}
+            if self.on_final is not None:
+                try:
+                    self.on_final(ev["response"])
+                except Exception:  # keeping the answer must never break it
+                    logger.exception("cliproxy: booking a finished response failed")
             return [encode(ev, kind)]
         return [b"event: " + kind.encode() + b"\ndata: " + raw.data + b"\n\n"]
 

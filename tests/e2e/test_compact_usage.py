@@ -23,7 +23,7 @@ def compaction_items(output):
 
 def test_compact_endpoint_answers_the_compaction_json(openai_client, backend):
     r = openai_client.responses.compact(model="gpt-5.5", input=HISTORY, instructions="Be brief.")
-    assert r.object == "response.compaction" and r.id == "resp_fake0001" and isinstance(r.created_at, int)
+    assert r.object == "response.compaction" and r.id.startswith("resp_") and isinstance(r.created_at, int)
     assert [(i.type, i.encrypted_content) for i in r.output] == [("compaction", "gAAAAABfakeCompactedHistory==")]
     assert r.usage.total_tokens == 59
     got = backend.received[-1]

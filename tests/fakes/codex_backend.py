@@ -20,6 +20,7 @@ import random
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,9 +131,9 @@ QUOTA_HEADERS = {
 class Turn:
     """Builds the event sequence of one model turn, in the order the backend sends it."""
 
-    def __init__(self, model: str = "gpt-5.5", response_id: str = "resp_fake0001") -> None:
+    def __init__(self, model: str = "gpt-5.5", response_id: str | None = None) -> None:
         self.model = model
-        self.id = response_id
+        self.id = response_id or f"resp_{uuid.uuid4().hex}"  # unique, as the backend's are (clients chain on them)
         self.items: list[tuple[str, Any]] = []
         self.usage = {"input_tokens": 42, "input_tokens_details": {"cached_tokens": 8},
                       "output_tokens": 17, "output_tokens_details": {"reasoning_tokens": 5}, "total_tokens": 59}
@@ -188,10 +189,11 @@ class Turn:
         add("response.created", response=dict(base))
         add("response.in_progress", response=dict(base))
         done_items = []
+        tag = self.id.removeprefix("resp_")[:24]  # item ids are unique across turns too
         for idx, (kind, spec) in enumerate(self.items):
             if kind == "reasoning":
                 summaries, encrypted = spec
-                item_id = f"rs_{idx:04d}"
+                item_id = f"rs_{tag}{idx:02d}"
                 add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "reasoning", "summary": []})
                 for s_idx, summary in enumerate(summaries):
                     add("response.reasoning_summary_part.added", item_id=item_id, output_index=idx, summary_index=s_idx, part={"type": "summary_text", "text": ""})
@@ -207,7 +209,7 @@ class Turn:
                 item = {"id": item_id, "type": "compaction", "encrypted_content": spec}
             elif kind == "message":
                 text, deltas = spec
-                item_id = f"msg_{idx:04d}"
+                item_id = f"msg_{tag}{idx:02d}"
                 add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []})
                 add("response.content_part.added", item_id=item_id, output_index=idx, content_index=0, part={"type": "output_text", "annotations": [], "text": ""})
                 for piece in deltas if deltas is not None else _pieces(text, 4):
@@ -218,7 +220,7 @@ class Turn:
                 item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
             else:
                 name, args, call_id, n = spec
-                item_id = f"fc_{idx:04d}"
+                item_id = f"fc_{tag}{idx:02d}"
                 call_id = call_id or f"call_{idx:04d}abc"
                 add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call_id, "name": name})
                 for piece in _pieces(args, n):
@@ -244,7 +246,7 @@ class Turn:
         return ev
 
 
-def turn(model: str = "gpt-5.5", response_id: str = "resp_fake0001") -> Turn:
+def turn(model: str = "gpt-5.5", response_id: str | None = None) -> Turn:
     return Turn(model, response_id)
 
 
@@ -269,7 +271,7 @@ def default_responder(req: Received) -> Reply:
     ):
         if problem:
             return detail(400, message)
-    for name in ("max_output_tokens", "temperature", "top_p", "previous_response_id", "max_completion_tokens"):
+    for name in ("max_output_tokens", "temperature", "top_p", "previous_response_id", "max_completion_tokens", "conversation"):
         if name in body:
             return detail(400, f"Unsupported parameter: {name}")
     tier = body.get("service_tier", "auto")
@@ -284,6 +286,9 @@ def default_responder(req: Received) -> Reply:
     for item in body.get("input", []):
         if not isinstance(item, dict):
             return detail(400, "Invalid 'input': expected an array of objects")
+        if item.get("type") == "item_reference":  # with store=false the backend keeps no item to refer to
+            return JSONReply(404, {"error": {"message": f"Item with id '{item.get('id')}' not found. Items are not persisted when "
+                                             "`store` is set to false.", "type": "invalid_request_error", "param": "input", "code": None}})
         if item.get("role") == "user":
             content = item.get("content")
             if isinstance(content, str):

@@ -18,7 +18,7 @@ S = Settings()
 HISTORY = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]}]
 TRIGGER = {"type": "compaction_trigger"}
-COMPACTED = turn().reasoning("Compacting.").compaction("gAAAAencrypted").events()
+COMPACTED = turn(response_id="resp_fake0001").reasoning("Compacting.").compaction("gAAAAencrypted").events()
 
 
 @pytest.mark.parametrize("body,trailing", [

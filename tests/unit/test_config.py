@@ -20,12 +20,21 @@ def test_defaults():
     ({"reasoning": {"chat-display": "loud"}}, "reasoning.chat-display: expected one of"),
     ({"models": [{"id": "m", "levels": ["warp"]}]}, "models[0].levels: expected one of"),
     ({"request-timeout-seconds": "soon"}, "request-timeout-seconds: expected a whole number"),
+    ({"responses-retention-hours": -1}, "responses-retention-hours: expected a number of hours (0 or more), got -1"),
+    ({"responses-retention-hours": True}, "responses-retention-hours: expected a number of hours, got bool"),
+    ({"responses-max-mb": "lots"}, "responses-max-mb: expected a number of megabytes"),
     ([1, 2], "config: expected a mapping"),
 ])
 def test_errors_name_the_key(data, needle):
     with pytest.raises(ConfigError) as e:
         parse(data)
     assert needle in str(e.value)
+
+
+def test_response_store_limits():
+    assert (parse(None).responses_retention_hours, parse(None).responses_max_mb) == (24, 256)
+    cfg = parse({"responses-retention-hours": 0.5, "responses-max-mb": 16})
+    assert (cfg.responses_retention_hours, cfg.responses_max_mb, cfg.warnings) == (0.5, 16, ())
 
 
 def test_unknown_keys_warn_but_load():

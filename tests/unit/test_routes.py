@@ -58,3 +58,28 @@ def test_websocket_upgrades(host, path, reverse, expected):
     assert classify(host, path, "GET", reverse_listener=reverse, anthropic_client=False, websocket=True).name == expected
     if host == "chatgpt.com":
         assert classify(host, path, "GET", reverse_listener=reverse, anthropic_client=False) is None
+
+
+@pytest.mark.parametrize("host,path,method,expected", [
+    ("cliproxy.invalid", "/v1/responses/resp_1", "GET", ("response_get", ("resp_1",))),
+    ("cliproxy.invalid", "/v1/responses/resp_1", "HEAD", ("response_get", ("resp_1",))),
+    ("api.openai.com", "/v1/responses/resp_1?include=x", "DELETE", ("response_delete", ("resp_1",))),
+    ("cliproxy.invalid", "/responses/resp_1/input_items", "GET", ("response_input_items", ("resp_1",))),  # base URL without /v1
+    ("cliproxy.invalid", "/v1/responses/resp_1", "POST", ("method_not_allowed", ("resp_1",))),
+    ("cliproxy.invalid", "/v1/responses/compact", "POST", ("compact", ())),  # not an id: the compaction route
+    ("cliproxy.invalid", "/v1/responses/resp_1/cancel", "POST", ("not_found", ())),
+    ("cliproxy.invalid", "/v1/conversations", "POST", ("conversation_create", ())),
+    ("cliproxy.invalid", "/v1/conversations", "GET", ("method_not_allowed", ())),
+    ("api.openai.com", "/v1/conversations/conv_1", "GET", ("conversation_get", ("conv_1",))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1", "POST", ("conversation_update", ("conv_1",))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1", "DELETE", ("conversation_delete", ("conv_1",))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1/items?limit=5", "GET", ("conversation_items", ("conv_1",))),
+    ("cliproxy.invalid", "/conversations/conv_1/items", "POST", ("conversation_items_add", ("conv_1",))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1/items/msg_1", "GET", ("conversation_item_get", ("conv_1", "msg_1"))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1/items/msg_1", "DELETE", ("conversation_item_delete", ("conv_1", "msg_1"))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1/items/msg_1", "POST", ("method_not_allowed", ("conv_1", "msg_1"))),
+    ("cliproxy.invalid", "/v1/conversations/conv_1/other", "GET", ("not_found", ())),
+])
+def test_stored_state_routes(host, path, method, expected):
+    route = classify(host, path, method, reverse_listener=host == "cliproxy.invalid", anthropic_client=False)
+    assert (route.name, route.ids) == expected and route.format == "openai"

@@ -1,0 +1,305 @@
+"""The response store on SQLite (standard library): one file in the state folder beside the accounts,
+shared by every process that uses the auth dir.
+
+WAL mode lets readers in other processes go on while one writes; writes take the lock at once
+(`BEGIN IMMEDIATE`) and wait up to `BUSY_SECONDS` for another process's write to end. A file that is
+not a database, or is damaged, is moved aside (`*.corrupt-<time>`) and a new one started: stored
+conversations are worth less than a proxy that keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, page_of
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "cliproxy.sqlite3"
+BUSY_SECONDS = 5.0
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    owner TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL, store INTEGER NOT NULL,
+    size INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (owner, id));
+CREATE INDEX IF NOT EXISTS responses_age ON responses (created_at);
+CREATE TABLE IF NOT EXISTS conversations (
+    owner TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    metadata TEXT NOT NULL, PRIMARY KEY (owner, id));
+CREATE TABLE IF NOT EXISTS items (
+    owner TEXT NOT NULL, scope TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL, call_id TEXT,
+    created_at REAL NOT NULL, data TEXT NOT NULL, PRIMARY KEY (owner, scope, id));
+CREATE INDEX IF NOT EXISTS items_by_id ON items (owner, id);
+CREATE INDEX IF NOT EXISTS items_by_call ON items (owner, call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_in_scope ON items (owner, scope, seq);
+"""
+_CALL_TYPES = ("function_call", "custom_tool_call")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged or foreign file, as opposed to a busy or locked one (which passes by itself)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def _recovering[T](method: Callable[..., T]) -> Callable[..., T]:
+    """Run a store operation; on a damaged database, move the file aside, start a new one, and re-raise."""
+
+    @functools.wraps(method)
+    def run(self: SQLiteStore, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if _is_damage(exc):
+                self._replace(exc)
+            raise
+
+    return run
+
+
+class SQLiteStore(ResponseStore):
+    def __init__(self, path: Path, limits: Limits | None = None) -> None:
+        self.path = path
+        self.limits = limits or Limits()
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._replace(exc)
+
+    @classmethod
+    def in_state_dir(cls, auth_dir: Path, limits: Limits | None = None) -> SQLiteStore:
+        from cliproxy.auth.quota import STATE_DIR
+
+        return cls(auth_dir / STATE_DIR / FILE_NAME, limits)
+
+    # -- connection ---------------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
+        try:
+            with contextlib.suppress(OSError):
+                os.chmod(self.path, 0o600)  # conversations are private
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process; WAL keeps it consistent
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace(self, exc: Exception) -> None:
+        """Move a damaged database aside and start a new one."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        logger.error("cliproxy: the response store %s is damaged (%s); moved it to %s and started a new one", self.path, exc, aside.name)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        self._db = self._connect()
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = self._connect()
+        return self._db
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _cutoff(self, now: float | None = None) -> float:
+        return (now if now is not None else time.time()) - self.limits.retention_seconds
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- responses ----------------------------------------------------------------------------------
+    @_recovering
+    def put_response(self, response: StoredResponse) -> None:
+        record = _dumps({
+            "model": response.model, "instructions": response.instructions, "input": response.input,
+            "new_input": response.new_input, "output": response.output, "usage": response.usage,
+            "response": response.response, "previous_response_id": response.previous_response_id,
+            "conversation": response.conversation,
+        }) if response.store else "{}"
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                       (response.owner, response.id, response.created_at, int(response.store), len(record), record))
+            if not response.store:
+                return
+            new_items = [*response.request_items, *response.output]
+            if response.conversation is not None:
+                self._append(db, response.owner, response.conversation, new_items, response.created_at)
+            else:
+                self._index(db, response.owner, f"resp:{response.id}", new_items, response.created_at)
+
+    def _index(self, db: sqlite3.Connection, owner: str, scope: str, items: list[dict[str, Any]], now: float, start: int = 0,
+               verb: str = "OR REPLACE") -> None:
+        rows = []
+        for n, item in enumerate(items):
+            item_id = item.get("id")
+            if not isinstance(item_id, str) or not item_id:
+                continue
+            call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
+            rows.append((owner, scope, item_id, start + n, call_id, now, _dumps(item)))
+        db.executemany(f"INSERT {verb} INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def _append(self, db: sqlite3.Connection, owner: str, conversation_id: str, items: list[dict[str, Any]], now: float) -> bool:
+        scope = f"conv:{conversation_id}"
+        if db.execute("UPDATE conversations SET updated_at = ? WHERE owner = ? AND id = ?", (now, owner, conversation_id)).rowcount == 0:
+            return False
+        (top,) = db.execute("SELECT COALESCE(MAX(seq), -1) FROM items WHERE owner = ? AND scope = ?", (owner, scope)).fetchone()
+        self._index(db, owner, scope, items, now, top + 1, verb="OR IGNORE")
+        return True
+
+    @_recovering
+    def get_response(self, owner: str, response_id: str) -> StoredResponse | None:
+        row = self.db.execute("SELECT created_at, store, record FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
+                              (owner, response_id, self._cutoff())).fetchone()
+        if row is None:
+            return None
+        created_at, store, record = row
+        data = json.loads(record)
+        return StoredResponse(response_id, owner, created_at, bool(store), **data)
+
+    @_recovering
+    def delete_response(self, owner: str, response_id: str) -> bool:
+        with self._write() as db:
+            gone = db.execute("DELETE FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
+                              (owner, response_id, self._cutoff())).rowcount
+            db.execute("DELETE FROM items WHERE owner = ? AND scope = ?", (owner, f"resp:{response_id}"))
+        return gone > 0
+
+    @_recovering
+    def find_item(self, owner: str, item_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT data FROM items WHERE owner = ? AND id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
+                              "ORDER BY created_at DESC LIMIT 1", (owner, item_id, self._cutoff())).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @_recovering
+    def find_call(self, owner: str, call_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT data FROM items WHERE owner = ? AND call_id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
+                              "ORDER BY created_at DESC LIMIT 1", (owner, call_id, self._cutoff())).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- conversations ----------------------------------------------------------------------------
+    @_recovering
+    def create_conversation(self, conversation: Conversation, items: list[dict[str, Any]]) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?)",
+                       (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, _dumps(conversation.metadata)))
+            self._index(db, conversation.owner, f"conv:{conversation.id}", items, conversation.created_at, verb="OR IGNORE")
+
+    def _conversation(self, db: sqlite3.Connection, owner: str, conversation_id: str) -> Conversation | None:
+        row = db.execute("SELECT created_at, metadata FROM conversations WHERE owner = ? AND id = ? AND updated_at >= ?",
+                         (owner, conversation_id, self._cutoff())).fetchone()
+        return Conversation(conversation_id, owner, row[0], json.loads(row[1])) if row else None
+
+    @_recovering
+    def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
+        return self._conversation(self.db, owner, conversation_id)
+
+    @_recovering
+    def update_conversation(self, owner: str, conversation_id: str, metadata: Mapping[str, Any]) -> Conversation | None:
+        with self._write() as db:
+            if self._conversation(db, owner, conversation_id) is None:
+                return None
+            db.execute("UPDATE conversations SET metadata = ?, updated_at = ? WHERE owner = ? AND id = ?",
+                       (_dumps(dict(metadata)), time.time(), owner, conversation_id))
+            return self._conversation(db, owner, conversation_id)
+
+    @_recovering
+    def delete_conversation(self, owner: str, conversation_id: str) -> bool:
+        with self._write() as db:
+            known = self._conversation(db, owner, conversation_id) is not None
+            db.execute("DELETE FROM conversations WHERE owner = ? AND id = ?", (owner, conversation_id))
+            db.execute("DELETE FROM items WHERE owner = ? AND scope = ?", (owner, f"conv:{conversation_id}"))
+        return known
+
+    @_recovering
+    def add_items(self, owner: str, conversation_id: str, items: list[dict[str, Any]]) -> bool:
+        with self._write() as db:
+            if self._conversation(db, owner, conversation_id) is None:
+                return False
+            return self._append(db, owner, conversation_id, items, time.time())
+
+    @_recovering
+    def list_items(self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None,
+                   order: Order = "asc") -> Page | None:
+        db = self.db
+        if self._conversation(db, owner, conversation_id) is None:
+            return None
+        rows = db.execute("SELECT data FROM items WHERE owner = ? AND scope = ? ORDER BY seq", (owner, f"conv:{conversation_id}")).fetchall()
+        return page_of([json.loads(r[0]) for r in rows], after, limit, order)
+
+    @_recovering
+    def get_item(self, owner: str, conversation_id: str, item_id: str) -> dict[str, Any] | None:
+        db = self.db
+        if self._conversation(db, owner, conversation_id) is None:
+            return None
+        row = db.execute("SELECT data FROM items WHERE owner = ? AND scope = ? AND id = ?",
+                         (owner, f"conv:{conversation_id}", item_id)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @_recovering
+    def delete_item(self, owner: str, conversation_id: str, item_id: str) -> bool:
+        with self._write() as db:
+            if self._conversation(db, owner, conversation_id) is None:
+                return False
+            return db.execute("DELETE FROM items WHERE owner = ? AND scope = ? AND id = ?",
+                              (owner, f"conv:{conversation_id}", item_id)).rowcount > 0
+
+    # -- housekeeping -------------------------------------------------------------------------------
+    @_recovering
+    def purge(self, now: float | None = None) -> int:
+        cutoff = self._cutoff(now)
+        with self._write() as db:
+            old = [r[0] for r in db.execute("SELECT id FROM responses WHERE created_at < ?", (cutoff,))]
+            db.execute("DELETE FROM responses WHERE created_at < ?", (cutoff,))
+            db.execute("DELETE FROM items WHERE scope LIKE 'resp:%' AND created_at < ?", (cutoff,))
+            convs = db.execute("SELECT owner, id FROM conversations WHERE updated_at < ?", (cutoff,)).fetchall()
+            db.executemany("DELETE FROM items WHERE owner = ? AND scope = ?", [(o, f"conv:{c}") for o, c in convs])
+            db.execute("DELETE FROM conversations WHERE updated_at < ?", (cutoff,))
+            gone = len(old)
+            (total,) = db.execute("SELECT COALESCE(SUM(size), 0) FROM responses").fetchone()
+            if total > self.limits.max_bytes:
+                drop, freed = [], 0
+                for owner, rid, size in db.execute("SELECT owner, id, size FROM responses ORDER BY created_at"):
+                    if total - freed <= self.limits.max_bytes:
+                        break
+                    drop.append((owner, rid))
+                    freed += size
+                db.executemany("DELETE FROM responses WHERE owner = ? AND id = ?", drop)
+                db.executemany("DELETE FROM items WHERE owner = ? AND scope = ?", [(o, f"resp:{r}") for o, r in drop])
+                gone += len(drop)
+        return gone

@@ -74,3 +74,13 @@ def account_lock_sync(account_path: Path, timeout: float = 120.0) -> Iterator[No
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def try_account_lock(account_path: Path) -> Iterator[bool]:
+    """Take the account's lock if it is free, without waiting; yields whether it was taken."""
+    fd = _open(account_path)
+    try:
+        yield _try_lock(fd)
+    finally:
+        os.close(fd)

@@ -7,7 +7,10 @@ one again gets `refresh_token_reused` and the login is gone. So:
   (concurrent callers wait for the one refresh) and an `flock` on `.<file>.lock` across processes;
 - under the lock the file is read again; if another process or request already refreshed (the
   tokens differ from what the caller had), its tokens are adopted without a network call;
-- the rotated refresh token is written (atomically) before the new access token is handed out;
+- the issuer's answer goes to a fsynced journal beside the account before anything else, then the
+  rotated tokens are written (atomically) before the new access token is handed out; a journal left
+  by a crash is replayed under the lock before any refresh (`auth.journal`, which also describes the
+  one window no client can close: a crash while the request is at the issuer);
 - a retry re-sends a refresh token only when the previous attempt surely did not reach the issuer
   (connection failures) or the issuer answered with an error (5xx/429/408);
 - terminal answers (`invalid_grant`, `refresh_token_reused|expired|invalidated`, any 401) mark the
@@ -38,11 +41,11 @@ from pathlib import Path
 
 import httpx
 
-from .claims import identity_from_tokens, token_expiry
 from .constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
 from .http import async_client
+from .journal import journal_header, journal_path, remove_journal, replay_journal, token_changes, write_journal
 from .locking import LockTimeout, account_lock
-from .oauth import TokenResponse, error_fields, response_json
+from .oauth import error_fields, response_json
 from .store import STATUS_KEY, Account, AccountFileError, fingerprint, load_account, status_record, update_account_file
 from .timeutil import format_time, now
 
@@ -136,6 +139,7 @@ class TokenRefresher:
                 return rested
             try:
                 async with account_lock(current.path, self.lock_timeout):
+                    self._replay(account)
                     latest = self._reload(account)
                     if self._adoptable(account, latest, force):
                         return latest
@@ -160,6 +164,15 @@ class TokenRefresher:
             gone = not seen.path.exists()
             raise RefreshError(f"{seen.label}: account file {'was removed' if gone else 'is unusable'} ({exc})",
                                code="account_removed" if gone else "account_unreadable", permanent=True) from None
+
+    def _replay(self, seen: Account) -> None:
+        """Complete a refresh that a crash interrupted after the issuer answered (under the lock)."""
+        try:
+            replay_journal(seen.path)
+        except (OSError, AccountFileError) as exc:
+            raise RefreshError(f"{seen.label}: a refresh journal cannot be applied yet ({exc}); not refreshing, "
+                               "which would spend the old refresh token again", code="journal_pending",
+                               permanent=False) from None
 
     def _adoptable(self, seen: Account, current: Account, force: bool) -> bool:
         """Use the file's tokens as they are? Yes when they changed since the caller looked (someone else
@@ -208,6 +221,7 @@ class TokenRefresher:
         url = endpoint(self.issuer, TOKEN_PATH)
         form = {"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": account.refresh_token,
                 "scope": REFRESH_SCOPE}
+        header = journal_header(account.refresh_token)
         error: RefreshError | None = None
         async with self.client_factory() as client:
             for attempt in range(self.attempts):
@@ -226,7 +240,14 @@ class TokenRefresher:
                                          code="network", permanent=False)
                     break
                 if response.status_code == 200:
-                    return self._persist(account, response)
+                    # the old refresh token is spent: make the answer durable before anything else
+                    try:
+                        write_journal(account.path, header, response.content)
+                        journaled = True
+                    except OSError as exc:
+                        journaled = False
+                        logger.error("%s: cannot write the refresh journal (%s)", label, exc)
+                    return self._persist(account, response, journaled)
                 error = self._classify(account, response)
                 if error.permanent:
                     raise self._terminal(account, error.code, str(error), response.status_code)
@@ -263,38 +284,27 @@ class TokenRefresher:
         logger.info("%s", error)
         return self._copy(error)
 
-    def _persist(self, account: Account, response: httpx.Response) -> Account:
-        """Write the refreshed tokens (new refresh token first of all) and return the new snapshot."""
-        try:
-            tokens = TokenResponse.from_json(response_json(response))
-        except ValueError:
-            tokens = TokenResponse("", "", "")
+    def _persist(self, account: Account, response: httpx.Response, journaled: bool) -> Account:
+        """Write the refreshed tokens (new refresh token first of all), drop the journal and return the
+        new snapshot."""
         at = now()
-        changes: dict[str, object] = {"type": "codex", "last_refresh": format_time(at)}
-        if tokens.refresh_token:
-            changes["refresh_token"] = tokens.refresh_token
-        if tokens.access_token:
-            changes["access_token"] = tokens.access_token
-            expires = token_expiry(tokens.access_token)
-            if expires is None and tokens.expires_in is not None:
-                expires = at + timedelta(seconds=tokens.expires_in)
-            if expires is not None:
-                changes["expired"] = format_time(expires)
-        if tokens.id_token:  # keep the old id_token / email when the answer has none
-            changes["id_token"] = tokens.id_token
-            ident = identity_from_tokens(tokens.id_token, tokens.access_token)
-            if ident.email:
-                changes["email"] = ident.email
-            if ident.account_id:
-                changes["account_id"] = ident.account_id
+        try:
+            changes = token_changes(response_json(response), at)
+        except ValueError:
+            changes = {"type": "codex", "last_refresh": format_time(at)}
         try:
             fresh = update_account_file(account.path, changes, remove=(STATUS_KEY,))
         except (OSError, AccountFileError) as exc:
-            message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
-                       "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`.")
+            if journaled:
+                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                           f"they are kept in {journal_path(account.path).name} and applied once the file can be written.")
+            else:
+                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                           "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`.")
             logger.error("%s", message)
-            raise RefreshError(message, code="persist_failed", permanent=True) from None
-        if not tokens.access_token:
+            raise RefreshError(message, code="persist_failed", permanent=not journaled) from None
+        remove_journal(account.path)
+        if "access_token" not in changes:
             raise RefreshError(f"{account.label}: the token endpoint's answer has no access_token",
                                code="bad_response", permanent=False)
         logger.info("%s: access token refreshed (valid until %s)", fresh.label,

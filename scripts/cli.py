@@ -31,6 +31,7 @@ from rich.markup import escape
 from auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR, DEFAULT_ISSUER
 from auth.device import DeviceCode, device_login
+from auth.journal import replay_journal
 from auth.locking import LockTimeout, account_lock_sync, lock_path
 from auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
 from auth.oauth import LoginError, revoke
@@ -206,6 +207,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) 
 def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     account = find_account(settings.auth_dir, args.account)
     with account_lock_sync(account.path, timeout=60):
+        replay_journal(account.path)  # an interrupted refresh's tokens are the ones to revoke
         current = load_account(account.path)  # the tokens as they are now, not as listed before the lock
         account.path.unlink(missing_ok=True)
         state_path(settings.auth_dir, account.name).unlink(missing_ok=True)

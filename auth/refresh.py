@@ -42,7 +42,7 @@ from pathlib import Path
 import httpx
 
 from .constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
-from .http import async_client
+from .http import sync_client
 from .journal import journal_header, journal_path, remove_journal, replay_journal, token_changes, write_journal
 from .locking import LockTimeout, account_lock
 from .oauth import error_fields, response_json
@@ -81,7 +81,7 @@ class _Backoff:
     error: RefreshError
 
 
-ClientFactory = Callable[[], httpx.AsyncClient]
+ClientFactory = Callable[[], httpx.Client]  # used from a worker thread (see `_exchange`)
 
 
 class TokenRefresher:
@@ -98,7 +98,7 @@ class TokenRefresher:
         self.backoff = backoff  # sleep before retry n is backoff * 2**(n-1): 1 s, 2 s
         self.retry_after = retry_after  # seconds to rest after a transient failure
         self.lock_timeout = lock_timeout
-        self.client_factory = client_factory or (lambda: async_client(timeout))
+        self.client_factory = client_factory or (lambda: sync_client(timeout))
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
         self._dead: dict[tuple[str, str], RefreshError] = {}  # (file, refresh-token fingerprint) → terminal error
         self._resting: dict[tuple[str, str], _Backoff] = {}
@@ -223,12 +223,12 @@ class TokenRefresher:
                 "scope": REFRESH_SCOPE}
         header = journal_header(account.refresh_token)
         error: RefreshError | None = None
-        async with self.client_factory() as client:
+        with self.client_factory() as client:
             for attempt in range(self.attempts):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 try:
-                    response = await client.post(url, data=form, headers={"Accept": "application/json"})
+                    response, journaled = await self._exchange(client, url, form, header, account)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     # the request never reached the issuer: safe to send the same refresh token again
                     error = RefreshError(f"{label}: cannot reach {url} ({exc.__class__.__name__}: {exc})",
@@ -240,13 +240,6 @@ class TokenRefresher:
                                          code="network", permanent=False)
                     break
                 if response.status_code == 200:
-                    # the old refresh token is spent: make the answer durable before anything else
-                    try:
-                        write_journal(account.path, header, response.content)
-                        journaled = True
-                    except OSError as exc:
-                        journaled = False
-                        logger.error("%s: cannot write the refresh journal (%s)", label, exc)
                     return self._persist(account, response, journaled)
                 error = self._classify(account, response)
                 if error.permanent:
@@ -257,6 +250,38 @@ class TokenRefresher:
         logger.info("%s", error)
         self._resting[self._key(account)] = _Backoff(time.monotonic() + self.retry_after, error)
         raise self._copy(error)
+
+    @staticmethod
+    async def _exchange(client: httpx.Client, url: str, form: dict[str, str], header: bytes,
+                        account: Account) -> tuple[httpx.Response, bool]:
+        """POST the refresh in a worker thread that journals a 200 answer the moment it has read it.
+
+        A thread, not the event loop: the proxy's loop may be busy with many flows for a while after
+        the answer has arrived, and everything between the issuer's answer and the journal write is a
+        window in which a crash loses the login. The lock stays held until the thread is done, even when
+        the caller is cancelled: a refresher taking over meanwhile would send the token in flight again.
+        Returns the response and whether the journal was written."""
+        def post() -> tuple[httpx.Response, bool]:
+            response = client.post(url, data=form, headers={"Accept": "application/json"})
+            if response.status_code != 200:
+                return response, False
+            try:  # the old refresh token is spent: nothing but this write comes first
+                write_journal(account.path, header, response.content)
+            except OSError as exc:
+                logger.error("%s: cannot write the refresh journal (%s)", account.label, exc)
+                return response, False
+            return response, True
+
+        done = asyncio.ensure_future(asyncio.to_thread(post))
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            while not done.done():
+                try:
+                    await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    pass
+            raise
 
     def _classify(self, account: Account, response: httpx.Response) -> RefreshError:
         status, text = response.status_code, response.text

@@ -51,14 +51,15 @@ def _waits(account_path: Path, timeout: float) -> Iterator[float]:
 
 
 @asynccontextmanager
-async def account_lock(account_path: Path, timeout: float = 120.0) -> AsyncIterator[None]:
-    """Hold the account's lock; waits by polling with `asyncio.sleep`, never blocking the event loop."""
+async def account_lock(account_path: Path, timeout: float = 120.0) -> AsyncIterator[int]:
+    """Hold the account's lock; waits by polling with `asyncio.sleep`, never blocking the event loop.
+    Yields the locked descriptor: a child process given a copy holds the lock until it exits too."""
     fd = _open(account_path)
     try:
         waits = _waits(account_path, timeout)
         while not _try_lock(fd):
             await asyncio.sleep(next(waits))
-        yield
+        yield fd
     finally:
         os.close(fd)  # closing releases the lock
 

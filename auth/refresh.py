@@ -30,8 +30,13 @@ than `UNKNOWN_EXPIRY_MAX_AGE`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -82,6 +87,8 @@ class _Backoff:
 
 
 ClientFactory = Callable[[], httpx.Client]  # used from a worker thread (see `_exchange`)
+_ROOT = Path(__file__).resolve().parents[1]  # where `auth` is importable from, for the child process
+_PYTHON = sys.executable if "python" in Path(sys.executable).name else None  # not in frozen builds
 
 
 class TokenRefresher:
@@ -98,7 +105,8 @@ class TokenRefresher:
         self.backoff = backoff  # sleep before retry n is backoff * 2**(n-1): 1 s, 2 s
         self.retry_after = retry_after  # seconds to rest after a transient failure
         self.lock_timeout = lock_timeout
-        self.client_factory = client_factory or (lambda: sync_client(timeout))
+        self.client_factory = client_factory  # None: each exchange runs in a child process (`auth.exchange`)
+        self.timeout = timeout
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
         self._dead: dict[tuple[str, str], RefreshError] = {}  # (file, refresh-token fingerprint) → terminal error
         self._resting: dict[tuple[str, str], _Backoff] = {}
@@ -138,7 +146,7 @@ class TokenRefresher:
             if rested is not None:
                 return rested
             try:
-                async with account_lock(current.path, self.lock_timeout):
+                async with account_lock(current.path, self.lock_timeout) as lock_fd:
                     self._replay(account)
                     latest = self._reload(account)
                     if self._adoptable(account, latest, force):
@@ -147,7 +155,7 @@ class TokenRefresher:
                         rested = self._known_failure(latest, force)
                         if rested is not None:
                             return rested
-                    return await self._refresh(latest)
+                    return await self._refresh(latest, lock_fd)
             except LockTimeout:
                 raise RefreshError(f"{account.label}: another process has been refreshing this account for over "
                                    f"{self.lock_timeout:.0f}s", code="lock_timeout", permanent=False) from None
@@ -212,7 +220,7 @@ class TokenRefresher:
     def _copy(error: RefreshError) -> RefreshError:
         return RefreshError(str(error), code=error.code, permanent=error.permanent, status=error.status)
 
-    async def _refresh(self, account: Account) -> Account:
+    async def _refresh(self, account: Account, lock_fd: int | None = None) -> Account:
         """One refresh (with retries) under both locks; persists the result."""
         label = account.label
         if not account.refresh_token:
@@ -223,12 +231,12 @@ class TokenRefresher:
                 "scope": REFRESH_SCOPE}
         header = journal_header(account.refresh_token)
         error: RefreshError | None = None
-        with self.client_factory() as client:
+        with self.client_factory() if self.client_factory else contextlib.nullcontext() as client:
             for attempt in range(self.attempts):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 try:
-                    response, journaled = await self._exchange(client, url, form, header, account)
+                    response, journaled = await self._exchange(client, url, form, header, account, lock_fd)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     # the request never reached the issuer: safe to send the same refresh token again
                     error = RefreshError(f"{label}: cannot reach {url} ({exc.__class__.__name__}: {exc})",
@@ -251,17 +259,17 @@ class TokenRefresher:
         self._resting[self._key(account)] = _Backoff(time.monotonic() + self.retry_after, error)
         raise self._copy(error)
 
-    @staticmethod
-    async def _exchange(client: httpx.Client, url: str, form: dict[str, str], header: bytes,
-                        account: Account) -> tuple[httpx.Response, bool]:
-        """POST the refresh in a worker thread that journals a 200 answer the moment it has read it.
+    async def _exchange(self, client: httpx.Client | None, url: str, form: dict[str, str], header: bytes,
+                        account: Account, lock_fd: int | None) -> tuple[httpx.Response, bool]:
+        """POST the refresh and journal a 200 answer the moment it has been read, away from the event loop.
 
-        A thread, not the event loop: the proxy's loop may be busy with many flows for a while after
-        the answer has arrived, and everything between the issuer's answer and the journal write is a
-        window in which a crash loses the login. The lock stays held until the thread is done, even when
-        the caller is cancelled: a refresher taking over meanwhile would send the token in flight again.
-        Returns the response and whether the journal was written."""
-        def post() -> tuple[httpx.Response, bool]:
+        By default a child process does both (`auth.exchange`, which says why); with a `client_factory`
+        (tests) a worker thread does. Everything between the issuer's answer and the journal write is a
+        window in which a crash loses the login, and the proxy's loop may be busy with many flows for a
+        while. The lock stays held until the exchange is done, even when the caller is cancelled: a
+        refresher taking over meanwhile would send the token in flight again.
+        Returns the response and whether the journal was written; raises httpx errors."""
+        def in_thread() -> tuple[httpx.Response, bool]:
             response = client.post(url, data=form, headers={"Accept": "application/json"})
             if response.status_code != 200:
                 return response, False
@@ -272,7 +280,33 @@ class TokenRefresher:
                 return response, False
             return response, True
 
-        done = asyncio.ensure_future(asyncio.to_thread(post))
+        def in_child() -> tuple[httpx.Response, bool]:
+            job = json.dumps({"url": url, "form": form, "header": header.decode("latin-1"),
+                              "account": str(account.path), "timeout": self.timeout}).encode()
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)}
+            try:
+                proc = subprocess.run([_PYTHON, "-m", "auth.exchange"], input=job, capture_output=True, env=env,
+                                      pass_fds=() if lock_fd is None else (lock_fd,), start_new_session=True,
+                                      timeout=2 * self.timeout + 30)
+            except subprocess.TimeoutExpired:
+                raise httpx.ReadTimeout("the refresh helper process did not finish") from None
+            except OSError as exc:  # nothing was sent
+                raise httpx.ConnectError(f"cannot start the refresh helper process ({exc})") from None
+            try:
+                out = json.loads(proc.stdout)
+            except ValueError:
+                raise httpx.RemoteProtocolError(f"the refresh helper process failed (exit status {proc.returncode})") from None
+            if "error" in out:
+                raise (httpx.ConnectError if out["error"] == "connect" else httpx.ReadError)(out["message"])
+            if out.get("journal_error"):
+                logger.error("%s: cannot write the refresh journal (%s)", account.label, out["journal_error"])
+            response = httpx.Response(out["status"], content=base64.b64decode(out["body"]), request=httpx.Request("POST", url))
+            return response, bool(out["journaled"])
+
+        work = in_thread if client is not None or _PYTHON is None else in_child
+        if client is None and _PYTHON is None:
+            client = sync_client(self.timeout)
+        done = asyncio.ensure_future(asyncio.to_thread(work))
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:

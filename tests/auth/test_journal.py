@@ -25,8 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 DAY = 86400
 # A real refresh in a child process that is SIGKILLed right after the journal write returns: the issuer
 # has rotated the token, the journal holds the answer, the account file still holds the spent token.
+# (In-process exchange, so that the write can be intercepted; by default a child process does it.)
 CRASH_AFTER_JOURNAL = """
 import asyncio, os, signal, sys
+import httpx
 import auth.refresh as refresh
 from auth.store import load_account
 real = refresh.write_journal
@@ -34,6 +36,14 @@ def write_then_die(*args):
     real(*args)
     os.kill(os.getpid(), signal.SIGKILL)
 refresh.write_journal = write_then_die
+refresher = refresh.TokenRefresher(sys.argv[1], client_factory=lambda: httpx.Client(trust_env=False))
+asyncio.run(refresher.ensure_fresh(load_account(sys.argv[2]), force=True))
+"""
+# The default exchange: the refresher is SIGKILLed while its request is at the (slow) issuer.
+KILLED_WHILE_AT_ISSUER = """
+import asyncio, sys
+import auth.refresh as refresh
+from auth.store import load_account
 asyncio.run(refresh.TokenRefresher(sys.argv[1]).ensure_fresh(load_account(sys.argv[2]), force=True))
 """
 
@@ -88,6 +98,26 @@ async def test_crash_after_journal_is_completed_by_the_next_refresh_without_a_ne
         assert secret not in caplog.text
     await TokenRefresher(srv.url).ensure_fresh(fresh, force=True)  # the login goes on rotating
     assert srv.refresh_count() == 2 and srv.reused_count == 0
+
+
+async def test_refresher_killed_while_its_request_is_at_the_issuer_loses_nothing(tmp_path):
+    """The exchange runs in a child process holding the account's lock: it outlives its parent, journals
+    the answer, and only then lets the next refresher in, which adopts the journaled tokens."""
+    with FakeOAuthServer(access_ttl=10 * DAY, latency=1.0) as srv:
+        path = srv.make_account(tmp_path, email="a@example.com", expires_in=300, age=10 * DAY)
+        old_access, old_refresh = tokens(path)
+        proc = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_AT_ISSUER, srv.url, str(path)],
+                                env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+        while not srv.refresh_requests():
+            await asyncio.sleep(0.01)
+            assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)  # the issuer is still working on the request
+        proc.wait(10)
+        assert tokens(path) == (old_access, old_refresh)
+        fresh = await TokenRefresher(srv.url).ensure_fresh(load_account(path))  # waits for the lock
+        assert fresh.refresh_token == srv.current_refresh_token("a@example.com") != old_refresh
+        assert tokens(path) == (fresh.access_token, fresh.refresh_token) and not journal_path(path).exists()
+        assert len(srv.refresh_requests()) == 1 and srv.reused_count == 0
 
 
 def test_crash_after_journal_is_completed_by_load_accounts(srv, tmp_path):

@@ -1,8 +1,8 @@
 """kill -9 of the proxy at random moments while 50 concurrent requests keep its 3 accounts refreshing:
 no login is ever lost to a crash after its answer reached the proxy, and no refresh token is sent twice.
 
-Every round starts a real mitmdump on an auth dir whose access tokens live 1 s (so they are due every
-half second), runs 50 clients in a loop, SIGKILLs the proxy at a random moment, and then checks the
+Every round starts a real mitmdump on an auth dir whose access tokens live 4 s (so they are due every
+2 s), runs 50 clients in a loop, SIGKILLs the proxy at a random moment, and then checks the
 disk before the next start: for each login, the refresh token the issuer now honours must be in the
 account file or in its refresh journal. The one exception cannot be helped by any client: the issuer
 rotated the token but the answer never reached the proxy (the kill came while the request was at the
@@ -29,6 +29,7 @@ import pytest
 
 from auth.claims import identity_from_tokens
 from auth.journal import journal_path
+from auth.locking import try_account_lock
 from auth.store import load_accounts
 from tests.fakes.oauth_server import FakeOAuthServer, Recorded
 from tests.proxyproc import Proxy, start_proxy
@@ -36,7 +37,8 @@ from tests.proxyproc import Proxy, start_proxy
 DAY = 86400
 ACCOUNTS = 3
 CLIENTS = 50
-KILL_WINDOW = (0.05, 1.5)  # seconds after the clients start
+ACCESS_TTL = 4  # seconds; due for a refresh at half-life
+KILL_WINDOW = (0.05, 3.0)  # seconds after the clients start
 AFTER_ANSWER = 0.05  # a kill this soon after a rotation's answer lands where unjournaled tokens were lost
 
 
@@ -99,21 +101,28 @@ def clients_until_killed(proxy: Proxy, tally: Tally, stop: threading.Event) -> N
     asyncio.run(run())
 
 
-def settle(oauth: FakeOAuthServer) -> list[Recorded]:
-    """Wait until the issuer has answered every refresh that reached it and knows each answer's fate."""
-    deadline, seen = time.monotonic() + 10, -1
+def settle(oauth: FakeOAuthServer, paths: list[Path]) -> list[Recorded]:
+    """Wait until the issuer has answered every refresh that reached it and knows each answer's fate, and
+    no account is locked (a refresh exchange that outlived the proxy has finished)."""
+    deadline, seen = time.monotonic() + 30, -1
     while time.monotonic() < deadline:
         refreshes = oauth.refresh_requests()
-        if len(refreshes) == seen and all(r.status and (r.status != 200 or r.delivered is not None) for r in refreshes):
+        if len(refreshes) == seen and all(r.status and (r.status != 200 or r.delivered is not None) for r in refreshes) \
+                and all(unlocked(p) for p in paths):
             return refreshes
         seen = len(refreshes)
         time.sleep(0.3)
     raise AssertionError("the fake issuer did not settle after the kill")
 
 
+def unlocked(path: Path) -> bool:
+    with try_account_lock(path) as locked:
+        return locked
+
+
 def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Tally:
     rng, tally = random.Random(seed), Tally()
-    with FakeOAuthServer(access_ttl=1) as oauth:
+    with FakeOAuthServer(access_ttl=ACCESS_TTL) as oauth:
         auth = tmp_path / "auth"
         paths = [oauth.make_account(auth, email=f"u{i}@example.com", expires_in=-60, age=DAY) for i in range(ACCOUNTS)]
         config = {"auth-dir": str(auth), "codex-base-url": backend_url, "oauth-issuer": oauth.url}
@@ -129,7 +138,7 @@ def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Ta
             proxy.proc.wait(10)
             stop.set()
             burst.join(30)
-            refreshes = settle(oauth)
+            refreshes = settle(oauth, paths)
             tally.rounds += 1
             new = refreshes[checked:]
             checked = len(refreshes)

@@ -231,7 +231,8 @@ class TokenRefresher:
                 "scope": REFRESH_SCOPE}
         header = journal_header(account.refresh_token)
         error: RefreshError | None = None
-        with self.client_factory() if self.client_factory else contextlib.nullcontext() as client:
+        factory = self.client_factory or (None if _PYTHON else lambda: sync_client(self.timeout))
+        with factory() if factory else contextlib.nullcontext() as client:
             for attempt in range(self.attempts):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
@@ -295,7 +296,9 @@ class TokenRefresher:
             try:
                 out = json.loads(proc.stdout)
             except ValueError:
-                raise httpx.RemoteProtocolError(f"the refresh helper process failed (exit status {proc.returncode})") from None
+                last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                raise httpx.RemoteProtocolError(f"the refresh helper process failed (exit status {proc.returncode}): "
+                                                f"{_redact(last[0], account)}") from None
             if "error" in out:
                 raise (httpx.ConnectError if out["error"] == "connect" else httpx.ReadError)(out["message"])
             if out.get("journal_error"):
@@ -303,10 +306,7 @@ class TokenRefresher:
             response = httpx.Response(out["status"], content=base64.b64decode(out["body"]), request=httpx.Request("POST", url))
             return response, bool(out["journaled"])
 
-        work = in_thread if client is not None or _PYTHON is None else in_child
-        if client is None and _PYTHON is None:
-            client = sync_client(self.timeout)
-        done = asyncio.ensure_future(asyncio.to_thread(work))
+        done = asyncio.ensure_future(asyncio.to_thread(in_child if client is None else in_thread))
         try:
             return await asyncio.shield(done)
         except asyncio.CancelledError:

@@ -38,6 +38,7 @@ DAY = 86400
 ACCOUNTS = 3
 CLIENTS = 50
 ACCESS_TTL = 4  # seconds; due for a refresh at half-life
+ISSUER_LATENCY = 0.2  # seconds the issuer takes per refresh, so that kills land while it works
 KILL_WINDOW = (0.05, 3.0)  # seconds after the clients start
 AFTER_ANSWER = 0.05  # a kill this soon after a rotation's answer lands where unjournaled tokens were lost
 
@@ -122,7 +123,7 @@ def unlocked(path: Path) -> bool:
 
 def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Tally:
     rng, tally = random.Random(seed), Tally()
-    with FakeOAuthServer(access_ttl=ACCESS_TTL) as oauth:
+    with FakeOAuthServer(access_ttl=ACCESS_TTL, latency=ISSUER_LATENCY) as oauth:
         auth = tmp_path / "auth"
         paths = [oauth.make_account(auth, email=f"u{i}@example.com", expires_in=-60, age=DAY) for i in range(ACCOUNTS)]
         config = {"auth-dir": str(auth), "codex-base-url": backend_url, "oauth-issuer": oauth.url}

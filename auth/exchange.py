@@ -19,14 +19,48 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from auth.http import sync_client
-from auth.journal import write_journal
+
+# The journal file itself (`auth.journal` has the rest); here because the child imports nothing heavier.
+MAGIC = b"cliproxy-refresh-journal 1 "
+SUFFIX = ".refresh-journal"
+
+
+def journal_path(account_path: Path) -> Path:
+    return account_path.with_name(f".{account_path.name}{SUFFIX}")
+
+
+def write_journal(account_path: Path, header: bytes, body: bytes) -> None:
+    """Write and fsync the journal (file and directory). Mode 0600; an old journal is overwritten."""
+    path = journal_path(account_path)
+    data = header + str(int(time.time())).encode() + b"\n" + body
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:

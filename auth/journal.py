@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from .claims import identity_from_tokens, token_expiry
+from .exchange import MAGIC, SUFFIX, journal_path, write_journal  # noqa: F401 (the child process writes journals)
 from .locking import try_account_lock
 from .oauth import TokenResponse
 from .store import STATUS_KEY, AccountFileError, _fsync_dir, fingerprint, read_json, update_account_file
@@ -42,33 +41,10 @@ from .timeutil import format_time
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"cliproxy-refresh-journal 1 "
-SUFFIX = ".refresh-journal"
-
-
-def journal_path(account_path: Path) -> Path:
-    return account_path.with_name(f".{account_path.name}{SUFFIX}")
-
 
 def journal_header(spent_refresh_token: str) -> bytes:
     """The header line, computed before the request so that nothing but the write follows the answer."""
     return MAGIC + fingerprint(spent_refresh_token).encode() + b" "
-
-
-def write_journal(account_path: Path, header: bytes, body: bytes) -> None:
-    """Write and fsync the journal (file and directory). Mode 0600; an old journal is overwritten."""
-    path = journal_path(account_path)
-    data = header + str(int(time.time())).encode() + b"\n" + body
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fchmod(fd, 0o600)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    _fsync_dir(path.parent)
 
 
 def remove_journal(account_path: Path) -> None:

@@ -133,6 +133,7 @@ def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Ta
             stop = threading.Event()
             burst = threading.Thread(target=clients_until_killed, args=(proxy, tally, stop), daemon=True)
             burst.start()
+            started = time.monotonic()
             time.sleep(rng.uniform(*KILL_WINDOW))
             kill_at = time.monotonic()
             os.kill(proxy.proc.pid, signal.SIGKILL)
@@ -143,6 +144,8 @@ def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Ta
             tally.rounds += 1
             new = refreshes[checked:]
             checked = len(refreshes)
+            print(f"round {n}: kill at {kill_at - started:.2f}s; refreshes at " + ", ".join(
+                f"{r.at - started:.2f}-{(r.answered_at or 0) - started:.2f}" for r in new))
             tally.rotations += sum(r.status == 200 for r in new)
             tally.kills_at_issuer += any(r.at <= kill_at and (r.answered_at is None or r.answered_at > kill_at) for r in new)
             tally.kills_after_answer += any(r.status == 200 and r.answered_at is not None

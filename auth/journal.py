@@ -15,12 +15,14 @@ naming the refresh token that was spent (a fingerprint, never the token) and whe
 the rest is the answer exactly as received. The name does not end in `.json`, so neither
 `load_accounts` nor the proxy's directory watcher takes it for an account.
 
-What no journal can cover: the issuer rotates the token when it processes the request, and the
-answer then crosses the network. A crash after the request left this process and before the whole
-answer arrived loses the rotation whatever the client does (the issuer may even finish a request
-whose client has died); the next refresh then gets `refresh_token_reused`. That window is the round
-trip to the issuer; the journal shrinks everything after it to one `write` of the answer (durable
-against a killed process as soon as it returns, and against power loss after the fsyncs).
+What no client can cover: the issuer rotates the token when it processes the request, and its
+answer then has to cross the network. If the process doing the exchange dies after the request left
+and before the whole answer arrived, the rotation is lost whatever it does (a server may finish a
+request whose client has gone), and the next refresh gets `refresh_token_reused`. cliproxy narrows
+this to the exchange process alone: it is a child (`auth.exchange`) that a crash or `kill -9` of the
+proxy does not take down, so only its own death, or the machine's, inside that round trip loses a
+login. Once the answer is read, the window is one `write` of it (durable against a killed process as
+soon as it returns, and against power loss after the fsyncs).
 """
 
 from __future__ import annotations

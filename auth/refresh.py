@@ -7,10 +7,11 @@ one again gets `refresh_token_reused` and the login is gone. So:
   (concurrent callers wait for the one refresh) and an `flock` on `.<file>.lock` across processes;
 - under the lock the file is read again; if another process or request already refreshed (the
   tokens differ from what the caller had), its tokens are adopted without a network call;
-- the issuer's answer goes to a fsynced journal beside the account before anything else, then the
-  rotated tokens are written (atomically) before the new access token is handed out; a journal left
-  by a crash is replayed under the lock before any refresh (`auth.journal`, which also describes the
-  one window no client can close: a crash while the request is at the issuer);
+- the exchange with the issuer runs in a child process that holds the lock too and outlives a crash
+  of the proxy (`auth.exchange`); it puts the issuer's answer in a fsynced journal beside the account
+  before anything else, then the rotated tokens are written (atomically) before the new access token
+  is handed out; a journal left by a crash is replayed under the lock before any refresh
+  (`auth.journal`, which also describes the one window no client can close);
 - a retry re-sends a refresh token only when the previous attempt surely did not reach the issuer
   (connection failures) or the issuer answered with an error (5xx/429/408);
 - terminal answers (`invalid_grant`, `refresh_token_reused|expired|invalidated`, any 401) mark the

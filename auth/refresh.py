@@ -284,10 +284,11 @@ class TokenRefresher:
 
         def in_child() -> tuple[httpx.Response, bool]:
             job = json.dumps({"url": url, "form": form, "header": header.decode("latin-1"),
-                              "account": str(account.path), "timeout": self.timeout}).encode()
+                              "account": os.path.abspath(account.path), "timeout": self.timeout}).encode()
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)}
             try:
-                proc = subprocess.run([_PYTHON, "-m", "auth.exchange"], input=job, capture_output=True, env=env,
+                # cwd: `-m` looks in the current directory first, which must not offer another `auth`
+                proc = subprocess.run([_PYTHON, "-m", "auth.exchange"], input=job, capture_output=True, env=env, cwd=_ROOT,
                                       pass_fds=() if lock_fd is None else (lock_fd,), start_new_session=True,
                                       timeout=2 * self.timeout + 30)
             except subprocess.TimeoutExpired:

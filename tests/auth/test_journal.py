@@ -273,3 +273,16 @@ def test_logout_revokes_the_journaled_login(srv, tmp_path):
     assert cli.main(["logout", path.name, "--config", str(config(srv, tmp_path))]) == 0
     assert srv.lineages[srv.refresh_tokens[live]].revoked
     assert sorted(p.name for p in (tmp_path / "auth").iterdir()) == []
+
+
+def test_exchange_child_ignores_an_auth_package_in_the_working_directory(srv, tmp_path, monkeypatch):
+    shadow = tmp_path / "auth"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("")
+    (shadow / "exchange.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(tmp_path)
+    path = srv.make_account(tmp_path / "accounts", email="a@example.com", expires_in=300, age=10 * DAY)
+    relative = load_account(path.relative_to(tmp_path))  # a relative auth dir works too
+    fresh = asyncio.run(TokenRefresher(srv.url).ensure_fresh(relative))
+    assert fresh.refresh_token == srv.current_refresh_token("a@example.com") == tokens(path)[1]
+    assert srv.refresh_count() == 1 and not journal_path(path).exists()

@@ -51,14 +51,15 @@ def _waits(account_path: Path, timeout: float) -> Iterator[float]:
 
 
 @asynccontextmanager
-async def account_lock(account_path: Path, timeout: float = 120.0) -> AsyncIterator[None]:
-    """Hold the account's lock; waits by polling with `asyncio.sleep`, never blocking the event loop."""
+async def account_lock(account_path: Path, timeout: float = 120.0) -> AsyncIterator[int]:
+    """Hold the account's lock; waits by polling with `asyncio.sleep`, never blocking the event loop.
+    Yields the locked descriptor: a child process given a copy holds the lock until it exits too."""
     fd = _open(account_path)
     try:
         waits = _waits(account_path, timeout)
         while not _try_lock(fd):
             await asyncio.sleep(next(waits))
-        yield
+        yield fd
     finally:
         os.close(fd)  # closing releases the lock
 
@@ -72,5 +73,15 @@ def account_lock_sync(account_path: Path, timeout: float = 120.0) -> Iterator[No
         while not _try_lock(fd):
             time.sleep(next(waits))
         yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def try_account_lock(account_path: Path) -> Iterator[bool]:
+    """Take the account's lock if it is free, without waiting; yields whether it was taken."""
+    fd = _open(account_path)
+    try:
+        yield _try_lock(fd)
     finally:
         os.close(fd)

@@ -7,7 +7,11 @@ one again gets `refresh_token_reused` and the login is gone. So:
   (concurrent callers wait for the one refresh) and an `flock` on `.<file>.lock` across processes;
 - under the lock the file is read again; if another process or request already refreshed (the
   tokens differ from what the caller had), its tokens are adopted without a network call;
-- the rotated refresh token is written (atomically) before the new access token is handed out;
+- the exchange with the issuer runs in a child process that holds the lock too and outlives a crash
+  of the proxy (`cliproxy.auth.exchange`); it puts the issuer's answer in a fsynced journal beside the account
+  before anything else, then the rotated tokens are written (atomically) before the new access token
+  is handed out; a journal left by a crash is replayed under the lock before any refresh
+  (`auth.journal`, which also describes the one window no client can close);
 - a retry re-sends a refresh token only when the previous attempt surely did not reach the issuer
   (connection failures) or the issuer answered with an error (5xx/429/408);
 - terminal answers (`invalid_grant`, `refresh_token_reused|expired|invalidated`, any 401) mark the
@@ -27,8 +31,13 @@ than `UNKNOWN_EXPIRY_MAX_AGE`.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import json
 import logging
 import os
+import subprocess
+import sys
 import time
 import weakref
 from collections.abc import Callable
@@ -37,11 +46,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-from cliproxy.auth.claims import identity_from_tokens, token_expiry
 from cliproxy.auth.constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
-from cliproxy.auth.http import async_client
+from cliproxy.auth.http import sync_client
+from cliproxy.auth.journal import journal_header, journal_path, remove_journal, replay_journal, token_changes, write_journal
 from cliproxy.auth.locking import LockTimeout, account_lock
-from cliproxy.auth.oauth import TokenResponse, error_fields, response_json
+from cliproxy.auth.oauth import error_fields, response_json
 from cliproxy.auth.store import STATUS_KEY, Account, AccountFileError, fingerprint, load_account, status_record, update_account_file
 from cliproxy.auth.timeutil import format_time, now
 
@@ -77,7 +86,8 @@ class _Backoff:
     error: RefreshError
 
 
-ClientFactory = Callable[[], httpx.AsyncClient]
+ClientFactory = Callable[[], httpx.Client]  # used from a worker thread (see `_exchange`)
+_PYTHON = sys.executable if "python" in Path(sys.executable).name else None  # not in frozen builds
 
 
 class TokenRefresher:
@@ -94,7 +104,8 @@ class TokenRefresher:
         self.backoff = backoff  # sleep before retry n is backoff * 2**(n-1): 1 s, 2 s
         self.retry_after = retry_after  # seconds to rest after a transient failure
         self.lock_timeout = lock_timeout
-        self.client_factory = client_factory or (lambda: async_client(timeout))
+        self.client_factory = client_factory  # None: each exchange runs in a child process (`cliproxy.auth.exchange`)
+        self.timeout = timeout
         self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = weakref.WeakKeyDictionary()
         self._dead: dict[tuple[str, str], RefreshError] = {}  # (file, refresh-token fingerprint) → terminal error
         self._resting: dict[tuple[str, str], _Backoff] = {}
@@ -134,7 +145,8 @@ class TokenRefresher:
             if rested is not None:
                 return rested
             try:
-                async with account_lock(current.path, self.lock_timeout):
+                async with account_lock(current.path, self.lock_timeout) as lock_fd:
+                    self._replay(account)
                     latest = self._reload(account)
                     if self._adoptable(account, latest, force):
                         return latest
@@ -142,7 +154,7 @@ class TokenRefresher:
                         rested = self._known_failure(latest, force)
                         if rested is not None:
                             return rested
-                    return await self._refresh(latest)
+                    return await self._refresh(latest, lock_fd)
             except LockTimeout:
                 raise RefreshError(f"{account.label}: another process has been refreshing this account for over "
                                    f"{self.lock_timeout:.0f}s", code="lock_timeout", permanent=False) from None
@@ -159,6 +171,15 @@ class TokenRefresher:
             gone = not seen.path.exists()
             raise RefreshError(f"{seen.label}: account file {'was removed' if gone else 'is unusable'} ({exc})",
                                code="account_removed" if gone else "account_unreadable", permanent=True) from None
+
+    def _replay(self, seen: Account) -> None:
+        """Complete a refresh that a crash interrupted after the issuer answered (under the lock)."""
+        try:
+            replay_journal(seen.path)
+        except (OSError, AccountFileError) as exc:
+            raise RefreshError(f"{seen.label}: a refresh journal cannot be applied yet ({exc}); not refreshing, "
+                               "which would spend the old refresh token again", code="journal_pending",
+                               permanent=False) from None
 
     def _adoptable(self, seen: Account, current: Account, force: bool) -> bool:
         """Use the file's tokens as they are? Yes when they changed since the caller looked (someone else
@@ -198,7 +219,7 @@ class TokenRefresher:
     def _copy(error: RefreshError) -> RefreshError:
         return RefreshError(str(error), code=error.code, permanent=error.permanent, status=error.status)
 
-    async def _refresh(self, account: Account) -> Account:
+    async def _refresh(self, account: Account, lock_fd: int | None = None) -> Account:
         """One refresh (with retries) under both locks; persists the result."""
         label = account.label
         if not account.refresh_token:
@@ -207,13 +228,15 @@ class TokenRefresher:
         url = endpoint(self.issuer, TOKEN_PATH)
         form = {"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": account.refresh_token,
                 "scope": REFRESH_SCOPE}
+        header = journal_header(account.refresh_token)
         error: RefreshError | None = None
-        async with self.client_factory() as client:
+        factory = self.client_factory or (None if _PYTHON else lambda: sync_client(self.timeout))
+        with factory() if factory else contextlib.nullcontext() as client:
             for attempt in range(self.attempts):
                 if attempt:
                     await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
                 try:
-                    response = await client.post(url, data=form, headers={"Accept": "application/json"})
+                    response, journaled = await self._exchange(client, url, form, header, account, lock_fd)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     # the request never reached the issuer: safe to send the same refresh token again
                     error = RefreshError(f"{label}: cannot reach {url} ({exc.__class__.__name__}: {exc})",
@@ -225,7 +248,7 @@ class TokenRefresher:
                                          code="network", permanent=False)
                     break
                 if response.status_code == 200:
-                    return self._persist(account, response)
+                    return self._persist(account, response, journaled)
                 error = self._classify(account, response)
                 if error.permanent:
                     raise self._terminal(account, error.code, str(error), response.status_code)
@@ -235,6 +258,66 @@ class TokenRefresher:
         logger.info("%s", error)
         self._resting[self._key(account)] = _Backoff(time.monotonic() + self.retry_after, error)
         raise self._copy(error)
+
+    async def _exchange(self, client: httpx.Client | None, url: str, form: dict[str, str], header: bytes,
+                        account: Account, lock_fd: int | None) -> tuple[httpx.Response, bool]:
+        """POST the refresh and journal a 200 answer the moment it has been read, away from the event loop.
+
+        By default a child process does both (`cliproxy.auth.exchange`, which says why); with a `client_factory`
+        (tests) a worker thread does. Everything between the issuer's answer and the journal write is a
+        window in which a crash loses the login, and the proxy's loop may be busy with many flows for a
+        while. The lock stays held until the exchange is done, even when the caller is cancelled: a
+        refresher taking over meanwhile would send the token in flight again.
+        Returns the response and whether the journal was written; raises httpx errors."""
+        def in_thread() -> tuple[httpx.Response, bool]:
+            assert client is not None  # chosen only with a client
+            response = client.post(url, data=form, headers={"Accept": "application/json"})
+            if response.status_code != 200:
+                return response, False
+            try:  # the old refresh token is spent: nothing but this write comes first
+                write_journal(account.path, header, response.content)
+            except OSError as exc:
+                logger.error("%s: cannot write the refresh journal (%s)", account.label, exc)
+                return response, False
+            return response, True
+
+        def in_child() -> tuple[httpx.Response, bool]:
+            assert _PYTHON is not None  # chosen only when there is an interpreter to start
+            job = json.dumps({"url": url, "form": form, "header": header.decode("latin-1"),
+                              "account": os.path.abspath(account.path), "timeout": self.timeout}).encode()
+            try:
+                # the same interpreter and environment find the same `cliproxy`; cwd: `-m` looks in the current
+                # directory first, which must not offer another `cliproxy`
+                proc = subprocess.run([_PYTHON, "-m", "cliproxy.auth.exchange"], input=job, capture_output=True, cwd=os.sep,
+                                      pass_fds=() if lock_fd is None else (lock_fd,), start_new_session=True,
+                                      timeout=2 * self.timeout + 30)
+            except subprocess.TimeoutExpired:
+                raise httpx.ReadTimeout("the refresh helper process did not finish") from None
+            except OSError as exc:  # nothing was sent
+                raise httpx.ConnectError(f"cannot start the refresh helper process ({exc})") from None
+            try:
+                out = json.loads(proc.stdout)
+            except ValueError:
+                last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+                raise httpx.RemoteProtocolError(f"the refresh helper process failed (exit status {proc.returncode}): "
+                                                f"{_redact(last[0], account)}") from None
+            if "error" in out:
+                raise (httpx.ConnectError if out["error"] == "connect" else httpx.ReadError)(out["message"])
+            if out.get("journal_error"):
+                logger.error("%s: cannot write the refresh journal (%s)", account.label, out["journal_error"])
+            response = httpx.Response(out["status"], content=base64.b64decode(out["body"]), request=httpx.Request("POST", url))
+            return response, bool(out["journaled"])
+
+        done = asyncio.ensure_future(asyncio.to_thread(in_child if client is None else in_thread))
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            while not done.done():
+                try:
+                    await asyncio.shield(done)
+                except asyncio.CancelledError:
+                    pass
+            raise
 
     def _classify(self, account: Account, response: httpx.Response) -> RefreshError:
         status, text = response.status_code, response.text
@@ -262,38 +345,27 @@ class TokenRefresher:
         logger.info("%s", error)
         return self._copy(error)
 
-    def _persist(self, account: Account, response: httpx.Response) -> Account:
-        """Write the refreshed tokens (new refresh token first of all) and return the new snapshot."""
-        try:
-            tokens = TokenResponse.from_json(response_json(response))
-        except ValueError:
-            tokens = TokenResponse("", "", "")
+    def _persist(self, account: Account, response: httpx.Response, journaled: bool) -> Account:
+        """Write the refreshed tokens (new refresh token first of all), drop the journal and return the
+        new snapshot."""
         at = now()
-        changes: dict[str, object] = {"type": "codex", "last_refresh": format_time(at)}
-        if tokens.refresh_token:
-            changes["refresh_token"] = tokens.refresh_token
-        if tokens.access_token:
-            changes["access_token"] = tokens.access_token
-            expires = token_expiry(tokens.access_token)
-            if expires is None and tokens.expires_in is not None:
-                expires = at + timedelta(seconds=tokens.expires_in)
-            if expires is not None:
-                changes["expired"] = format_time(expires)
-        if tokens.id_token:  # keep the old id_token / email when the answer has none
-            changes["id_token"] = tokens.id_token
-            ident = identity_from_tokens(tokens.id_token, tokens.access_token)
-            if ident.email:
-                changes["email"] = ident.email
-            if ident.account_id:
-                changes["account_id"] = ident.account_id
+        try:
+            changes = token_changes(response_json(response), at)
+        except ValueError:
+            changes = {"type": "codex", "last_refresh": format_time(at)}
         try:
             fresh = update_account_file(account.path, changes, remove=(STATUS_KEY,))
         except (OSError, AccountFileError) as exc:
-            message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
-                       "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`.")
+            if journaled:
+                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                           f"they are kept in {journal_path(account.path).name} and applied once the file can be written.")
+            else:
+                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                           "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`.")
             logger.error("%s", message)
-            raise RefreshError(message, code="persist_failed", permanent=True) from None
-        if not tokens.access_token:
+            raise RefreshError(message, code="persist_failed", permanent=not journaled) from None
+        remove_journal(account.path)
+        if "access_token" not in changes:
             raise RefreshError(f"{account.label}: the token endpoint's answer has no access_token",
                                code="bad_response", permanent=False)
         logger.info("%s: access token refreshed (valid until %s)", fresh.label,

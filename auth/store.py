@@ -229,15 +229,21 @@ def load_account(path: str | os.PathLike[str]) -> Account:
 
 def load_accounts(auth_dir: str | os.PathLike[str]) -> list[Account]:
     """Every top-level `*.json` account file in `auth_dir`, sorted by name. Hidden files and files of
-    other providers are ignored; broken files are skipped with a warning naming them."""
+    other providers are ignored; broken files are skipped with a warning naming them. A refresh that
+    was interrupted after the issuer answered is completed first (`auth.journal`)."""
     directory = Path(auth_dir).expanduser()
     try:
-        entries = sorted(p for p in directory.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        listing = list(directory.iterdir())
     except FileNotFoundError:
         return []
     except OSError as exc:
         logger.warning("cannot list auth dir %s: %s", directory, exc.strerror or exc)
         return []
+    entries = sorted(p for p in listing if p.suffix == ".json" and not p.name.startswith("."))
+    if any(p.name.endswith(".refresh-journal") for p in listing):
+        from .journal import recover_journals  # the journal module builds on this one
+
+        recover_journals([p for p in entries if p.is_file()])
     accounts = []
     for path in entries:
         if not path.is_file():

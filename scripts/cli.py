@@ -29,6 +29,7 @@ from cliproxy.addons.core import config as configfile
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
 from cliproxy.auth.device import DeviceCode, device_login
+from cliproxy.auth.journal import replay_journal
 from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
 from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
 from cliproxy.auth.oauth import LoginError, revoke
@@ -191,6 +192,7 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) 
 def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     account = find_account(settings.auth_dir, args.account)
     with account_lock_sync(account.path, timeout=60):
+        replay_journal(account.path)  # an interrupted refresh's tokens are the ones to revoke
         current = load_account(account.path)  # the tokens as they are now, not as listed before the lock
         account.path.unlink(missing_ok=True)
         state_path(settings.auth_dir, account.name).unlink(missing_ok=True)

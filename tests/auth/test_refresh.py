@@ -112,10 +112,10 @@ async def test_missing_id_token_in_answer_keeps_the_old_one(srv, tmp_path):
     path = due_account(srv, tmp_path)
     before = load_account(path)
 
-    async def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"access_token": "new-access", "refresh_token": "rt_new", "expires_in": 3600})
 
-    refresher = TokenRefresher(srv.url, client_factory=lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    refresher = TokenRefresher(srv.url, client_factory=lambda: httpx.Client(transport=httpx.MockTransport(handler)))
     fresh = await refresher.ensure_fresh(before)
     data = json.loads(path.read_text())
     assert data["id_token"] == before.id_token and data["email"] == "user@example.com"
@@ -314,10 +314,10 @@ async def test_network_errors(tmp_path, srv):
     calls = []
 
     def factory(exc):
-        async def handler(request):
+        def handler(request):
             calls.append(request)
             raise exc
-        return lambda: httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        return lambda: httpx.Client(transport=httpx.MockTransport(handler))
 
     # connection refused: the token never left, so resending it is safe
     with pytest.raises(RefreshError) as info:

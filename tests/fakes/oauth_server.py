@@ -19,6 +19,7 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -67,6 +68,11 @@ class Recorded:
     form: dict[str, str]  # form or JSON body fields (strings)
     status: int = 0
     at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None  # time.monotonic() once the answer was written to the socket
+    # Did the client take the whole answer off its socket? True when it then closed cleanly (FIN) or sent
+    # its next request; False when it was gone before the answer or its kernel reset the connection
+    # (a process that dies with unread data in its socket makes the kernel send RST); None: not yet known.
+    delivered: bool | None = None
 
     @property
     def grant_type(self) -> str | None:
@@ -192,6 +198,11 @@ class FakeOAuthServer:
     def deny(self, user_code: str) -> None:
         with self._lock:
             next(d for d in self.devices.values() if d.user_code == user_code).denied = True
+
+    def rotations(self) -> list[Recorded]:
+        """Refresh requests that rotated a token (answered 200), in order."""
+        with self._lock:
+            return [r for r in self.refresh_requests() if r.status == 200]
 
     def refresh_requests(self) -> list[Recorded]:
         return [r for r in self.requests if r.path == "/oauth/token" and r.grant_type == "refresh_token"]
@@ -409,6 +420,8 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self) -> None:
+        self._served = True
+        self._settle(True)  # a new request on this connection: the previous answer was read
         fake: FakeOAuthServer = self.server.fake  # type: ignore[attr-defined]
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -430,6 +443,10 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, body = fake._handle(req)
         req.status = status
         data = json.dumps(body).encode() if body is not None else b""
+        if req.grant_type == "refresh_token" and status == 200:
+            self._pending = req
+            if not self._client_alive():
+                req.delivered = False
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -438,6 +455,47 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+        self.wfile.flush()
+        req.answered_at = time.monotonic()
+
+    def _client_alive(self) -> bool:
+        """False when the client has already closed or reset the connection (it cannot get the answer)."""
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
+    def handle_one_request(self) -> None:
+        """Serve one request; also learn whether the previous refresh answer reached the client."""
+        self._served = False
+        try:
+            super().handle_one_request()
+        except OSError:  # reset: the client died with the answer unread (or before it came)
+            self.close_connection = True
+            self._settle(False)
+            return
+        if not self._served:  # end of stream after the answer: the client read it, then closed
+            self._settle(True)
+
+    def _settle(self, delivered: bool) -> None:
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None and pending.delivered is None:
+            pending.delivered = delivered
+
+    def finish(self) -> None:
+        if getattr(self, "_pending", None) is not None:  # the handler ended without hearing back: ask the socket
+            try:
+                self.connection.settimeout(5)
+                self.connection.recv(1)
+                self._settle(True)
+            except OSError:
+                self._settle(False)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     do_GET = _serve
     do_POST = _serve

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 #: All effort names the backend knows, weakest first.
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 _FOUR = ("low", "medium", "high", "xhigh")
 _FIVE = ("low", "medium", "high", "xhigh", "max")
+_SIX = ("low", "medium", "high", "xhigh", "max", "ultra")
+#: Where a catalog entry came from (shown by `cliproxy models`).
+SOURCES = ("upstream", "disk", "config", "built-in")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,18 +22,30 @@ class ModelInfo:
     context_window: int = 272_000
     listed: bool = True
     lite: bool = False  # speaks "Responses Lite" (`use_responses_lite` in the upstream catalog): tools in an `additional_tools` item
+    display_name: str = ""
+    min_client_version: str | None = None  # `minimal_client_version`: older clients do not get the model
+    service_tier: str | None = None  # the tier the catalog serves it with by default (`priority` = fast)
+    input_modalities: tuple[str, ...] = ("text", "image")
+    source: str = "built-in"  # one of SOURCES
+    raw: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)  # the upstream entry as sent
 
 
-# The catalog is data: it moves fast upstream, and `models:` in the config extends or overrides it.
+#: The Codex CLI's own default model.
+DEFAULT_MODEL = "gpt-6.1-sol"
+
+# The built-in catalog is the Codex CLI 0.169.0's: used until (and whenever) no account's live
+# catalog can be read. `models:` in the config extends or overrides it, as it does the live one.
 DEFAULT_MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("gpt-5.5"),
-    ModelInfo("gpt-5.4", context_window=1_050_000),
-    ModelInfo("gpt-5.4-mini", context_window=400_000),
-    ModelInfo("gpt-5.3-codex-spark", context_window=128_000),
-    ModelInfo("gpt-5.6-sol", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-terra", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-luna", _FIVE, 372_000),
-    ModelInfo("codex-auto-review", listed=False),
+    ModelInfo("gpt-6.1-sol", _SIX, 372_000, lite=True, display_name="GPT-6.1 Sol"),
+    ModelInfo("gpt-6.1-terra", _SIX, 500_000, lite=True, display_name="GPT-6.1 Terra"),
+    ModelInfo("gpt-6-astra", _SIX, 372_000, lite=True, display_name="GPT-6 Astra"),
+    ModelInfo("gpt-6-sol", _SIX, 372_000, lite=True, display_name="GPT-6 Sol", service_tier="priority"),
+    ModelInfo("gpt-6-luna", _FIVE, 372_000, lite=True, display_name="GPT-6 Luna", service_tier="priority"),
+    ModelInfo("gpt-5.6-sol", _SIX, 372_000, lite=True, display_name="GPT-5.6 Sol"),
+    ModelInfo("gpt-5.6-terra", _SIX, 372_000, lite=True, display_name="GPT-5.6 Terra"),
+    ModelInfo("gpt-5.6-luna", _FIVE, 372_000, lite=True, display_name="GPT-5.6 Luna"),
+    ModelInfo("gpt-5.5", _FOUR, 272_000, display_name="GPT-5.5"),  # the classic (non-lite) legacy coding model
+    ModelInfo("codex-auto-review", _SIX, 372_000, listed=False, lite=True, display_name="Codex Auto Review"),
 )
 
 _PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")

@@ -116,7 +116,7 @@ def test_image_input(anthropic_client, backend):
 
 
 def test_claude_code_model_names(anthropic_client, backend):
-    for model, upstream in (("claude-opus-4-8", "gpt-5.5"), ("claude-haiku-4-5-20251001", "gpt-5.4-mini"), ("gpt-5.4[1m]", "gpt-5.4")):
+    for model, upstream in (("claude-opus-4-8", "gpt-6.1-sol"), ("claude-haiku-4-5-20251001", "gpt-6-luna"), ("gpt-6.1-terra[1m]", "gpt-6.1-terra")):
         anthropic_client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": "x"}])
         assert backend.received[-1].json["model"] == upstream
 

@@ -36,6 +36,7 @@ def is_intercepted_host(host: str | None) -> bool:
 #: Ampcode control-plane paths served (by proxying to the Amp upstream) on the base-URL listener.
 _AMP_PREFIXES = ("/api/", "/actors/", "/auth", "/threads", "/docs", "/settings", "/news.rss")
 CODEX_PATH = "/backend-api/codex/responses"
+CODEX_MODELS_PATH = "/backend-api/codex/models"  # the Codex CLI's model list, in its own shape
 
 
 def _is_amp_path(path: str) -> bool:
@@ -50,6 +51,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         if host == "chatgpt.com":
             if path == CODEX_PATH and (method == "POST" or websocket):
                 return Route("codex" if method == "POST" else "codex_websocket", "openai")
+            if path == CODEX_MODELS_PATH and method in ("GET", "HEAD"):
+                return Route("codex_models", "openai")  # answered only with codex-cli-pooling; else passed on
             return None
         if host not in INTERCEPTED_HOSTS:
             return None
@@ -58,6 +61,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         return Route("amp_provider", "anthropic" if provider == "anthropic" else "openai")
     if host == "ampcode.com" or (reverse_listener and _is_amp_path(path)):
         return Route("amp_proxy", "openai")
+    if path == CODEX_MODELS_PATH and method in ("GET", "HEAD"):
+        return Route("codex_models", "openai")
     if not path.startswith("/v1/") and f"/v1{path}" in _OPENAI_PATHS:
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"

@@ -35,18 +35,19 @@ DEFAULT_MODEL = "gpt-6.1-sol"
 
 # The built-in catalog is the Codex CLI 0.169.0's: used until (and whenever) no account's live
 # catalog can be read. `models:` in the config extends or overrides it, as it does the live one.
-DEFAULT_MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("gpt-6.1-sol", _SIX, 372_000, lite=True, display_name="GPT-6.1 Sol"),
-    ModelInfo("gpt-6.1-terra", _SIX, 500_000, lite=True, display_name="GPT-6.1 Terra"),
-    ModelInfo("gpt-6-astra", _SIX, 372_000, lite=True, display_name="GPT-6 Astra"),
-    ModelInfo("gpt-6-sol", _SIX, 372_000, lite=True, display_name="GPT-6 Sol", service_tier="priority"),
-    ModelInfo("gpt-6-luna", _FIVE, 372_000, lite=True, display_name="GPT-6 Luna", service_tier="priority"),
-    ModelInfo("gpt-5.6-sol", _SIX, 372_000, lite=True, display_name="GPT-5.6 Sol"),
-    ModelInfo("gpt-5.6-terra", _SIX, 372_000, lite=True, display_name="GPT-5.6 Terra"),
-    ModelInfo("gpt-5.6-luna", _FIVE, 372_000, lite=True, display_name="GPT-5.6 Luna"),
-    ModelInfo("gpt-5.5", _FOUR, 272_000, display_name="GPT-5.5"),  # the classic (non-lite) legacy coding model
-    ModelInfo("codex-auto-review", _SIX, 372_000, listed=False, lite=True, display_name="Codex Auto Review"),
+DEFAULT_MODELS: tuple[ModelInfo, ...] = (  # in the CLI's order of priority
+    ModelInfo("gpt-6.1-sol", _SIX, lite=True, display_name="GPT-6.1-Sol", min_client_version="0.153.0"),
+    ModelInfo("gpt-6-astra", _SIX, lite=True, display_name="GPT-6-Astra", min_client_version="0.153.0"),
+    ModelInfo("gpt-6-sol", _SIX, lite=True, display_name="GPT-6-Sol", min_client_version="0.155.0", service_tier="priority"),
+    ModelInfo("gpt-6-luna", _FIVE, lite=True, display_name="GPT-6-Luna", min_client_version="0.155.0", service_tier="priority"),
+    ModelInfo("gpt-5.6-sol", _SIX, lite=True, display_name="GPT-5.6-Sol", min_client_version="0.144.0"),
+    ModelInfo("gpt-6.1-terra", _SIX, 500_000, lite=True, display_name="GPT-6.1 Terra", min_client_version="0.153.0"),
+    ModelInfo("gpt-5.6-terra", _SIX, lite=True, display_name="GPT-5.6-Terra", min_client_version="0.144.0"),
+    ModelInfo("gpt-5.6-luna", _FIVE, lite=True, display_name="GPT-5.6-Luna", min_client_version="0.144.0"),
+    ModelInfo("gpt-5.5", _FOUR, display_name="GPT-5.5", min_client_version="0.124.0"),  # the classic (non-lite) legacy coding model
+    ModelInfo("codex-auto-review", _FIVE, listed=False, lite=True, display_name="Codex Auto Review", min_client_version="0.98.0"),
 )
+
 
 _PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")
 _DASH_SUFFIX = re.compile(r"^(?P<base>.+)[-_:](?P<value>none|minimal|low|medium|high|xhigh|max|ultra)$")
@@ -137,7 +138,7 @@ def clamp_effort(effort: str, info: ModelInfo | None, default: str = "medium") -
     """Fit an effort to the levels a model supports (nearest level, never an error)."""
     if effort == "auto":
         effort = default
-    levels = info.levels if info else EFFORT_ORDER
+    levels = info.levels if info and info.levels else EFFORT_ORDER  # a live entry may list none
     if effort in levels:
         return effort
     rank = EFFORT_ORDER.index(effort)

@@ -47,7 +47,8 @@ def comment(st: dict) -> str:
     if model:
         parts.append(f"{client_model} → {model}" if client_model and client_model != model else model)
     if st.get("effort"):
-        parts.append(st["effort"])
+        clamped = st.get("effort_clamped")
+        parts.append(f"{st['effort']} (asked {clamped}, clamped to the model's levels)" if clamped else st["effort"])
     if st.get("account"):
         parts.append(f"{st['account']} ({st['quota']})" if st.get("quota") else st["account"])
     if usage := st.get("usage"):

@@ -523,7 +523,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     # `client_model` is echoed as the answer's `model` (Claude Code drops thinking of other models);
     # `input_tokens` is the local estimate `message_start` reports; `tool_names` maps short upstream names back.
     options = {"tool_names": short, "thinking": thinking, "input_tokens": estimate_tokens(codex), "client_model": body["model"]}
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, resolved.clamped_from)
 
 
 # ---------------------------------------------------------------------------------------------

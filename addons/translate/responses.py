@@ -64,7 +64,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         headers.check_text(key, "prompt_cache_key")
     else:
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
-    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort)
+    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, clamped_from=resolved.clamped_from)
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:

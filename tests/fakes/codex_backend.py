@@ -196,7 +196,7 @@ class FakeCatalog:
     def for_account(self, account_id: str | None, client_version: str | None = None) -> list[dict[str, Any]]:
         lacking = self.withheld.get(self.plans.get(account_id or "", "plus"), set())
         wanted = _version(client_version) if client_version else None
-        return [m for m in self.models if m["slug"] not in lacking
+        return [m for m in self.models if m.get("slug") not in lacking
                 and (wanted is None or _version(m.get("minimal_client_version") or "0") <= wanted)]
 
     def etag(self, account_id: str | None, client_version: str | None = None) -> str:
@@ -208,9 +208,9 @@ class FakeCatalog:
         if not isinstance(body, dict) or not isinstance(body.get("model"), str):
             return None
         model = body["model"]
-        if all(m["slug"] != model for m in self.models):
+        if all(m.get("slug") != model for m in self.models):
             return None  # a name the fake does not know: left to the responder
-        entry = next((m for m in self.for_account(account_id) if m["slug"] == model), None)
+        entry = next((m for m in self.for_account(account_id) if m.get("slug") == model), None)
         if entry is None:
             return detail(400, f"The '{model}' model is not supported when using Codex with a ChatGPT account.")
         effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
@@ -460,7 +460,10 @@ class CodexBackend:
                     self.catalog.requests.append(req)
                     answer = self.catalog.answer(req)
                     if answer is None:
-                        await asyncio.sleep(3600)  # a hung catalog read
+                        try:
+                            await asyncio.sleep(3600)  # a hung catalog read
+                        except asyncio.CancelledError:
+                            pass  # the server stops
                         return
                     if isinstance(answer, RawReply):
                         writer.write(answer.data)

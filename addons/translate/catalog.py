@@ -130,8 +130,8 @@ class Merged:
 
 def merge(accounts: Mapping[str, Sequence[ModelInfo]], overrides: Iterable[ModelInfo] = (),
           aliases: Mapping[str, str] | None = None, fallback: Sequence[ModelInfo] = DEFAULT_MODELS) -> Merged:
-    """Accounts' lists (in the order given; the first account to list a model describes it), then the
-    config's `models:` on top. With no account list at all, `fallback` (built-in) is the base.
+    """Accounts' lists (the first account to list a model describes it; ordered by the entries' `priority`),
+    then the config's `models:` on top. With no account list at all, `fallback` (built-in) is the base.
 
     A config model that no account lists is a model the user vouches for: every account may serve it.
     A config entry for a model some account lists only changes its description, not who may serve it."""
@@ -139,6 +139,7 @@ def merge(accounts: Mapping[str, Sequence[ModelInfo]], overrides: Iterable[Model
     for entries in accounts.values():
         for info in entries:
             models.setdefault(info.id, info)
+    models = dict(sorted(models.items(), key=lambda kv: _priority(kv[1])))  # the backend's order, whoever listed it first
     upstream_ids = set(models)
     source = next((e[0].source for e in accounts.values() if e), "built-in")
     if not models:
@@ -153,6 +154,11 @@ def merge(accounts: Mapping[str, Sequence[ModelInfo]], overrides: Iterable[Model
     for key, entries in accounts.items():
         served[key] = frozenset({m.id for m in entries} | extra) if entries else None
     return Merged(Catalog(models, dict(aliases or {})), served, source)
+
+
+def _priority(info: ModelInfo) -> int:
+    value = info.raw.get("priority") if info.raw else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1 << 30
 
 
 def codex_listing(catalog: Catalog, client_version: str | None = None, usable: Iterable[str] | None = None) -> dict[str, Any]:

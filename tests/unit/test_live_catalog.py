@@ -187,3 +187,37 @@ async def test_config_models_are_laid_over_and_survive_a_read(backend, tmp_path)
         assert rt.catalog.usable()[:2] == ["gpt-6.1-sol", "gpt-6-astra"] and "codex-auto-review" not in rt.catalog.usable()
     finally:
         await rt.close()
+
+
+def cli_models(*argv: str) -> tuple[int, str]:
+    from cliproxy.scripts import cli
+    from rich.console import Console
+
+    console = Console(record=True, width=200, force_terminal=False, color_system=None)
+    code = cli.main(["models", *argv], console=console)
+    return code, console.export_text()
+
+
+def test_cliproxy_models_prints_the_merged_catalog(backend, tmp_path):
+    auth = two_accounts(tmp_path / "auth")
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"auth-dir": str(auth), "codex-base-url": backend.base_url, "oauth-issuer": "http://127.0.0.1:9",
+                                  "models": [{"id": "gpt-6.2-sol", "levels": ["low", "high"]}]}))
+    code, out = cli_models("--config", str(config))
+    assert code == 0
+    lines = {line.strip("│ ").split()[0]: line.strip("│ ") for line in out.splitlines() if line.strip("│ ").startswith(("gpt", "codex"))}
+    assert [c.strip() for c in lines["gpt-6-astra"].split("│")][-2:] == ["plus@example.com", "upstream"]
+    assert list(lines)[:3] == ["gpt-6.1-sol", "gpt-6-astra", "gpt-6-sol"]  # the backend's order of priority
+    assert "low, medium, high, xhigh, max, ultra" in lines["gpt-6.1-sol"] and " all " in lines["gpt-6.1-sol"]
+    assert "500k" in lines["gpt-6.1-terra"] and " classic " in lines["gpt-5.5"] and " lite " in lines["gpt-6-luna"]
+    assert "(hidden)" in lines["codex-auto-review"] and lines["gpt-6.2-sol"].split()[-1] == "config"
+    assert "token" not in out.lower()
+    code, out = cli_models("--config", str(config), "--json", "--offline")  # what the read above saved
+    rows = {r["model"]: r for r in json.loads(out)}
+    assert rows["gpt-6-astra"]["accounts"] == ["plus@example.com"] and rows["gpt-6-astra"]["source"] == "disk"
+    assert rows["gpt-5.5"]["form"] == "classic" and rows["gpt-6.2-sol"]["all_accounts"] is True
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(json.dumps({"auth-dir": str(tmp_path / "none"), "codex-base-url": backend.base_url}))
+    code, out = cli_models("--config", str(empty), "--json")
+    rows = json.loads(out)
+    assert code == 0 and {r["source"] for r in rows} == {"built-in"} and rows[0]["model"] == "gpt-6.1-sol"

@@ -22,6 +22,9 @@ from cliproxy.addons.core.routes import classify
     ("cliproxy.invalid", "/threads.rss", "GET", True, False, ("amp_proxy", "openai")),
     ("ampcode.com", "/anything", "GET", False, False, ("amp_proxy", "openai")),
     ("chatgpt.com", "/backend-api/codex/responses", "POST", False, False, ("codex", "openai")),
+    ("chatgpt.com", "/backend-api/codex/models?client_version=0.169.0", "GET", False, False, ("codex_models", "openai")),
+    ("cliproxy.invalid", "/backend-api/codex/models", "GET", True, False, ("codex_models", "openai")),
+    ("cliproxy.invalid", "/v1/models?client_version=0.169.0", "GET", True, False, ("models", "openai")),
 ])
 def test_claimed(host, path, method, reverse, anthropic, expected):
     route = classify(host, path, method, reverse_listener=reverse, anthropic_client=anthropic)

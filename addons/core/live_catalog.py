@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from cliproxy.addons.translate import catalog as cat
 from cliproxy.addons.translate import errors
-from cliproxy.addons.translate.models import ModelInfo
+from cliproxy.addons.translate.models import DEFAULT_MODELS, ModelInfo
 from cliproxy.auth.pool import Member
 from cliproxy.auth.quota import STATE_DIR, write_state
 from cliproxy.auth.store import Account
@@ -238,6 +238,8 @@ class LiveCatalog:
         if model in catalog.models or named:
             if not members or any(m.serves(model) for m in members):
                 return None
+            why = f"no account in the pool may use model {model!r} (their plans' catalogs do not list it)"
+        elif any(m.id == model for m in DEFAULT_MODELS):  # a Codex model, missing from every account's live list
             why = f"no account in the pool may use model {model!r} (their plans' catalogs do not list it)"
         else:
             why = f"model {model!r} is not in cliproxy's catalog"

@@ -18,6 +18,7 @@ sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != Path(__file_
 
 from cliproxy.addons.core.runtime import Runtime  # noqa: E402
 from cliproxy.addons.hooks.amp import Amp, AmpAnswers  # noqa: E402
+from cliproxy.addons.hooks.catalog import ModelCatalog  # noqa: E402
 from cliproxy.addons.hooks.client_access import ClientAccess  # noqa: E402
 from cliproxy.addons.hooks.client_api import ClientApis  # noqa: E402
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling  # noqa: E402
@@ -41,6 +42,7 @@ conversations = Conversations(runtime)
 addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
+    ModelCatalog(runtime),  # each account's live model catalog, read at start and kept current
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied

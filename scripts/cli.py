@@ -6,6 +6,7 @@
     cliproxy refresh [ACCOUNT | --all]
     cliproxy logout ACCOUNT [--keep-login]
     cliproxy env
+    cliproxy models [--offline] [--json]
 
 Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
 `./config.yaml` when present); `--auth-dir` overrides. Expected failures print one short message
@@ -15,7 +16,9 @@ and exit with status 1 (2 for usage errors, 130 when interrupted); tokens are ne
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -38,6 +41,7 @@ from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
 from cliproxy.auth.timeutil import relative
 from cliproxy.scripts.accounts_view import accounts_table
+from cliproxy.scripts.models_view import model_rows, models_table
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -51,6 +55,7 @@ class CliError(Exception):
 class Settings:
     auth_dir: Path
     issuer: str
+    config: configfile.Config | None = None  # the whole config, for commands that need more than the two
 
 
 # -- configuration ------------------------------------------------------------------------------------
@@ -61,7 +66,7 @@ def load_settings(config: str | None, auth_dir: str | None) -> Settings:
     except configfile.ConfigError as exc:
         raise CliError(f"config: {exc}") from None
     directory = Path(os.path.expandvars(auth_dir)).expanduser() if auth_dir else cfg.auth_dir
-    return Settings(directory, cfg.oauth_issuer)
+    return Settings(directory, cfg.oauth_issuer, cfg)
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -89,13 +94,14 @@ def _saved(console: Console, result: LoginResult) -> None:
 
 
 def _setup_logging(verbose: bool) -> None:
-    """Warnings of the auth package (e.g. a skipped broken account file) go to stderr."""
-    logger = logging.getLogger("cliproxy.auth")
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-    if not any(getattr(h, "_cliproxy", False) for h in logger.handlers):
-        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
-        handler._cliproxy = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    """Warnings of the auth package (e.g. a skipped broken account file) and the catalog reader go to stderr."""
+    for name in ("cliproxy.auth", "cliproxy.addons.core"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO if verbose else logging.WARNING)
+        if not any(getattr(h, "_cliproxy", False) for h in logger.handlers):
+            handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+            handler._cliproxy = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
 
 
 # -- commands -----------------------------------------------------------------------------------------
@@ -164,6 +170,32 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console)
                       "(or `cliproxy login --device`, `cliproxy import-codex`).")
         return 0
     console.print(accounts_table(accounts, settings.auth_dir))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """The merged catalog as the proxy would serve it: each account's live list (read now, unless
+    --offline), else the list the proxy last saved, else the built-in one, with the config's models on top."""
+    from dataclasses import replace
+
+    from cliproxy.addons.core.runtime import Runtime
+
+    runtime = Runtime()
+    runtime.apply_config(replace(settings.config or configfile.Config(), auth_dir=settings.auth_dir))
+
+    async def read() -> None:
+        try:
+            await asyncio.gather(*(runtime.catalog.refresh(m) for m in runtime.catalog.due(now=float("inf"))))
+        finally:
+            await runtime.close()
+
+    if not args.offline:
+        asyncio.run(read())
+    rows = model_rows(runtime)
+    if args.json:
+        console.print_json(json.dumps(rows))
+    else:
+        console.print(models_table(rows))
     return 0
 
 
@@ -285,6 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     acc = sub.add_parser("accounts", parents=[common], help="list accounts: expiry, state, quota")
     acc.set_defaults(func=cmd_accounts)
+
+    mod = sub.add_parser("models", parents=[common], help="list the model catalog: efforts, context, lite/classic, accounts, source")
+    mod.add_argument("--offline", action="store_true", help="do not read the accounts' live catalogs; show the saved or built-in one")
+    mod.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    mod.set_defaults(func=cmd_models)
 
     ref = sub.add_parser("refresh", parents=[common], help="refresh an account's access token now")
     ref.add_argument("account", nargs="?", metavar="ACCOUNT", help="file name, file stem or email")

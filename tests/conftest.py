@@ -27,6 +27,7 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.received.clear()
     backend_server.responder = default_responder
     backend_server.pages.clear()
+    backend_server.catalog.reset()
     return backend_server
 
 

@@ -7,6 +7,7 @@ what was expected, so a user can fix the file from the log line alone.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,10 @@ KNOWN_KEYS = {
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
     "cors-origins",
     "responses-retention-hours", "responses-max-mb",
+    "codex-client-version", "models-refresh-seconds",
 }
+DEFAULT_CLIENT_VERSION = "0.169.0"  # the Codex CLI release whose wire cliproxy speaks
+DEFAULT_MODELS_REFRESH = 3 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,9 @@ class Config:
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the base URL (none by default)
     responses_retention_hours: float = 24  # how long stored responses and conversations are kept
     responses_max_mb: float = 256  # size cap of stored responses (oldest go first)
+    codex_client_version: str = DEFAULT_CLIENT_VERSION  # `version` / `client_version` sent to the backend
+    models_refresh: int = DEFAULT_MODELS_REFRESH  # seconds between reads of each account's live catalog
+    models: tuple[ModelInfo, ...] = ()  # the config's own `models:` entries, laid over the live catalog
     warnings: tuple[str, ...] = ()
 
     @property
@@ -89,8 +96,10 @@ def _api_key_upstreams(value: Any) -> tuple[ApiKeyUpstream, ...]:
     return tuple(out)
 
 
-def _catalog(models: Any, aliases: Any) -> Catalog:
+def _catalog(models: Any, aliases: Any) -> tuple[Catalog, tuple[ModelInfo, ...]]:
+    """The built-in catalog with the config's models and aliases on it, and those models alone."""
     catalog = Catalog.default()
+    own: list[ModelInfo] = []
     if models is not None:
         expect(models, list, "models", "a list of model entries (id, levels, context-window, listed)")
         for i, m in enumerate(models):
@@ -102,13 +111,33 @@ def _catalog(models: Any, aliases: Any) -> Catalog:
             levels = str_list(m.get("levels", ["low", "medium", "high", "xhigh"]), f"{key}.levels")
             for lv in levels:
                 choice(lv, f"{key}.levels", EFFORT_ORDER)
-            catalog.models[mid] = ModelInfo(mid, levels, int(m.get("context-window", 272_000)), bool(m.get("listed", True)))
+            context = expect(m.get("context-window", 272_000), int, f"{key}.context-window", "a whole number of tokens")
+            lite = expect(m.get("lite", False), bool, f"{key}.lite", "true or false")
+            info = ModelInfo(mid, levels, context, bool(m.get("listed", True)), lite, display_name=mid, source="config")
+            catalog.models[mid] = info
+            own.append(info)
     if aliases is not None:
         expect(aliases, dict, "model-aliases", "a mapping of alias: model")
         for alias, target in aliases.items():
             expect(target, str, f"model-aliases.{alias}", "a model id string")
             catalog.aliases[str(alias).lower()] = target
-    return catalog
+    return catalog, tuple(own)
+
+
+def _client_version(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    text = expect(value, str, "codex-client-version", 'a version such as "0.169.0"').strip()
+    if not re.fullmatch(r"\d+(\.\d+){1,3}", text):
+        raise ConfigError(f'codex-client-version: expected a version such as "0.169.0", got {text!r}')
+    return text
+
+
+def _refresh(value: Any) -> int:
+    seconds = expect(value, int, "models-refresh-seconds", "a whole number of seconds")
+    if seconds < 1:
+        raise ConfigError("models-refresh-seconds: expected at least 1 second")
+    return seconds
 
 
 def parse(data: Any) -> Config:
@@ -124,8 +153,9 @@ def parse(data: Any) -> Config:
     expect(reasoning, dict, "reasoning", "a mapping")
     ampcode = data.get("ampcode") or {}
     expect(ampcode, dict, "ampcode", "a mapping")
+    catalog, own_models = _catalog(data.get("models"), data.get("model-aliases"))
     settings = Settings(
-        catalog=_catalog(data.get("models"), data.get("model-aliases")),
+        catalog=catalog,
         default_effort=choice(reasoning.get("default-effort", "medium"), "reasoning.default-effort", EFFORT_ORDER),
         reasoning_summary=choice(reasoning.get("summary", "auto"), "reasoning.summary", SUMMARIES),
         chat_reasoning=choice(reasoning.get("chat-display", "reasoning_content"), "reasoning.chat-display", CHAT_REASONING),
@@ -147,6 +177,9 @@ def parse(data: Any) -> Config:
         cors_origins=cors.origins(data.get("cors-origins")),
         responses_retention_hours=non_negative(data.get("responses-retention-hours", 24), "responses-retention-hours", "a number of hours"),
         responses_max_mb=non_negative(data.get("responses-max-mb", 256), "responses-max-mb", "a number of megabytes"),
+        codex_client_version=_client_version(data.get("codex-client-version", DEFAULT_CLIENT_VERSION)),
+        models_refresh=_refresh(data.get("models-refresh-seconds", DEFAULT_MODELS_REFRESH)),
+        models=own_models,
         warnings=warnings,
     )
 

@@ -76,6 +76,7 @@ CODEX_COMPACT_PATH = CODEX_PATH + "/compact"
 #: The usage endpoint the Codex CLI's `/status` reads: `/backend-api/wham/usage` when its ChatGPT base URL
 #: holds `/backend-api`, else `/api/codex/usage`; answered from the pool's quota state.
 USAGE_PATHS = ("/backend-api/wham/usage", "/api/codex/usage")
+CODEX_MODELS_PATH = "/backend-api/codex/models"  # the Codex CLI's model list, in its own shape
 
 
 def _is_amp_path(path: str) -> bool:
@@ -94,6 +95,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
                 return Route("codex_compact", "openai")
             if path == USAGE_PATHS[0] and method in ("GET", "HEAD"):
                 return Route("codex_usage", "openai")
+            if path == CODEX_MODELS_PATH and method in ("GET", "HEAD"):
+                return Route("codex_models", "openai")  # answered only with codex-cli-pooling; else passed on
             return None
         if host not in INTERCEPTED_HOSTS:
             return None
@@ -106,6 +109,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         return Route("amp_provider", "anthropic" if provider == "anthropic" else "openai")
     if host == "ampcode.com" or (reverse_listener and _is_amp_path(path)):
         return Route("amp_proxy", "openai")
+    if path == CODEX_MODELS_PATH and method in ("GET", "HEAD"):
+        return Route("codex_models", "openai")
     if not path.startswith("/v1/") and (f"/v1{path}" in _OPENAI_PATHS or path.startswith(("/responses/", "/conversations"))):
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import certifi
 import httpx
 from cliproxy.addons.core.config import ApiKeyUpstream, Config
+from cliproxy.addons.core.live_catalog import LiveCatalog
 from cliproxy.auth.pool import Member, Pool
 from cliproxy.auth.quota import read_state, write_state
 from cliproxy.auth.refresh import RefreshError, TokenRefresher
@@ -45,6 +46,7 @@ class Runtime:
         self._state_written: dict[str, float] = {}
         self._state_pending: set[str] = set()
         self._refresh_warned: dict[str, str] = {}  # member key -> code of the refresh failure already logged
+        self.catalog = LiveCatalog(self)  # the live model catalog: merged into config.settings.catalog, per-account models
 
     # -- loading ---------------------------------------------------------------------------------
     def apply_config(self, config: Config) -> None:
@@ -52,6 +54,7 @@ class Runtime:
             self.refresher = TokenRefresher(config.oauth_issuer)
         self.config = config
         self.pool.strategy = config.strategy
+        self.catalog.load_disk()
         self.reload_accounts()
 
     def reload_accounts(self) -> None:
@@ -63,6 +66,7 @@ class Runtime:
             models = frozenset(alias for _, alias in up.models) or None
             members.append(Member(f"api-key:{n}", f"api-key#{n + 1}", up, models, credential=fingerprint(up.api_key)))
         self.pool.replace(members)
+        self.catalog.apply()  # the accounts' own model lists, and the catalog they make
         for m in self.pool.members:
             if isinstance(m.source, Account) and not m.quota:
                 m.quota = read_state(self.config.auth_dir, m.key).get("quota", {})

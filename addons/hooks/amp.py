@@ -62,7 +62,7 @@ def _reply(flow: http.HTTPFlow, status: int, body: dict[str, Any], note: str) ->
 def _no_upstream(kind: str, path: str, requested: str | None) -> errors.ProxyError:
     """The provider call cliproxy cannot serve, with no Amp upstream to fall back to (client's format)."""
     hint = (f"set ampcode.upstream-url, or map the model to a local one: "
-            f'ampcode.model-mappings: [{{from: "{requested or "<model>"}", to: "gpt-5.5"}}]')
+            f'ampcode.model-mappings: [{{from: "{requested or "<model>"}", to: "gpt-6.1-sol"}}]')
     if kind in LOCAL_KINDS:
         return errors.ProxyError(404, f"model {requested!r} is not served by cliproxy and no Amp upstream is configured; {hint}",
                                  "invalid_request_error", "model_not_found")
@@ -130,7 +130,7 @@ class Amp:
             raise _no_upstream(kind, path, requested)
         if kind in LOCAL_KINDS:
             logger.warning('amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits). To use a local '
-                           'model instead, add to config: ampcode.model-mappings: [{from: "%s", to: "<local model, e.g. gpt-5.5>"}]',
+                           'model instead, add to config: ampcode.model-mappings: [{from: "%s", to: "<local model, e.g. gpt-6.1-sol>"}]',
                            requested, path, requested)
         else:
             logger.warning("amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits); "

@@ -167,6 +167,8 @@ class CodexUpstream:
     async def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         if not st.get("ready"):
             return
+        if (unknown := self.runtime.catalog.model_error(st["model"])) is not None:
+            raise unknown  # before any account is tried: 404 naming the model and some that are available
         cred = await self.runtime.credential(st["model"], session=st.get("cache_key"))
         if cred is None:
             raise no_credential(self.runtime, st["model"])
@@ -337,6 +339,7 @@ class CodexUpstream:
         return wait is not None and wait > 0
 
     def _quota(self, st: FlowState, headers) -> None:
+        self.runtime.catalog.etag_seen(st.get("account_key"), headers.get("x-models-etag"))  # the catalog moved: read it again
         quota = parse_quota(headers)
         member = self.runtime.pool.get(st.get("account_key", ""))
         if quota and member is not None:

@@ -47,7 +47,8 @@ def comment(st: FlowState) -> str:
     if model:
         parts.append(f"{client_model} → {model}" if client_model and client_model != model else model)
     if st.get("effort"):
-        parts.append(st["effort"])
+        clamped = st.get("effort_clamped")
+        parts.append(f"{st['effort']} (asked {clamped}, clamped to the model's levels)" if clamped else st["effort"])
     if st.get("service_tier") and st["service_tier"] not in ("auto", "default"):
         parts.append(f"tier {st['service_tier']}")  # what served, which may differ from what was asked
     if st.get("account"):

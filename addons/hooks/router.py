@@ -1,19 +1,25 @@
 """Addon: claims the requests cliproxy serves and answers the local routes (client keys: ClientAccess, before it).
 
-Local routes are the model list (OpenAI's or Anthropic's shape), the Codex usage endpoint, `HEAD /`, and clear errors for
-unknown paths and methods. Translated routes are left to the format addons that follow.
+Local routes are the model list, the Codex usage endpoint, `HEAD /`, and clear errors for unknown paths and methods. The list
+comes in three shapes: OpenAI's, Anthropic's (a client that sends `anthropic-version`), and the Codex
+CLI's own `{"models": [...]}` (for `GET /v1/models?client_version=…` and `/backend-api/codex/models`),
+which carries the backend's entries as they are (levels, context window, lite flag). Translated routes
+are left to the format addons that follow.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from urllib.parse import parse_qs, urlsplit
 
 from cliproxy.addons.core import routes, usage
 from cliproxy.addons.core.config import ApiKeyUpstream
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, claim, guarded, on_claimed, reply_json
 from cliproxy.addons.mitm.modes import is_base_url_listener
+from cliproxy.addons.translate import catalog as cat
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.headers import check_line_breaks
 from mitmproxy import http
@@ -25,8 +31,8 @@ def openai_model(model_id: str) -> dict:
     return {"id": model_id, "object": "model", "created": _CREATED, "owned_by": "openai"}
 
 
-def anthropic_model(model_id: str) -> dict:
-    return {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}
+def anthropic_model(model_id: str, display_name: str | None = None) -> dict:
+    return {"type": "model", "id": model_id, "display_name": display_name or model_id, "created_at": "2025-01-01T00:00:00Z"}
 
 
 def websocket_refused() -> errors.ProxyError:
@@ -89,8 +95,15 @@ class Router:
         if len(flow.request.raw_content or b"") > self.runtime.config.max_request_bytes:
             raise self._too_large()
         route = st["route"]
-        if route == "models":
+        if route == "models" and "client_version" in parse_qs(urlsplit(flow.request.path).query):
+            self._codex_models(flow)  # the Codex CLI asks its provider for the list in the backend's shape
+        elif route == "models":
             self._models(flow, st["format"])
+        elif route == "codex_models":
+            if not is_base_url_listener(flow.client_conn.proxy_mode) and not self.runtime.config.codex_cli_pooling:
+                st["passthrough"] = True  # the CLI's own account, own list: chatgpt.com answers
+                return
+            self._codex_models(flow)
         elif route == "model":
             self._model(flow, st["format"], st["model_id"])
         elif route == "usage":
@@ -108,19 +121,32 @@ class Router:
         return errors.request_too_large(self.runtime.config.max_request_bytes)
 
     def _models(self, flow: http.HTTPFlow, fmt: str) -> None:
-        ids = [m.id for m in self.runtime.config.settings.catalog.listed()]
-        ids += [alias for up in self.runtime.config.api_key_upstreams for _, alias in up.models if alias not in ids]
+        ids = self.runtime.catalog.usable()
         if fmt == "anthropic":
-            data = [anthropic_model(i) for i in ids]
+            catalog = self.runtime.config.settings.catalog
+            data = [anthropic_model(i, info.display_name if (info := catalog.info(i)) else None) for i in ids]
             body = {"data": data, "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
         else:
             body = {"object": "list", "data": [openai_model(i) for i in ids]}
         reply_json(flow, 200, json.dumps(body).encode())
 
+    def _codex_models(self, flow: http.HTTPFlow) -> None:
+        """`{"models": [...]}`: the backend's entries for the models some account may use, for the client's version."""
+        versions = parse_qs(urlsplit(flow.request.path).query).get("client_version")
+        version = versions[0] if versions else None
+        listing = cat.codex_listing(self.runtime.config.settings.catalog, version, self.runtime.catalog.usable_all())
+        body = json.dumps(listing, ensure_ascii=False).encode()
+        etag = f'W/"{hashlib.sha256(body).hexdigest()[:16]}"'
+        if flow.request.headers.get("if-none-match") == etag:
+            flow.response = http.Response.make(304, b"", {"etag": etag})
+            return
+        reply_json(flow, 200, body, {"etag": etag})
+
     def _model(self, flow: http.HTTPFlow, fmt: str, model_id: str) -> None:
         catalog = self.runtime.config.settings.catalog
         choice = catalog.resolve(model_id)
-        if catalog.info(choice.model) is None:
-            raise errors.ProxyError(404, f"model {model_id!r} is not in cliproxy's catalog", "invalid_request_error", "model_not_found")
-        body = anthropic_model(model_id) if fmt == "anthropic" else openai_model(model_id)
+        if (unknown := self.runtime.catalog.model_error(choice.model)) is not None:
+            raise unknown
+        info = catalog.info(choice.model)
+        body = anthropic_model(model_id, info.display_name if info else None) if fmt == "anthropic" else openai_model(model_id)
         reply_json(flow, 200, json.dumps(body).encode())

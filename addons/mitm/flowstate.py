@@ -42,6 +42,7 @@ class FlowState(TypedDict, total=False):
     client_model: str  # the model name the client sent
     model: str  # the upstream model slug
     effort: str
+    effort_clamped: str  # the effort asked for, when the model's levels did not hold it (the comment says so)
     options: dict[str, Any]  # plain values for the route's stream translator and aggregator
     cache_key: str | None  # prompt_cache_key: keeps a conversation on one account
     passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
@@ -128,6 +129,8 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
         raise errors.bad_request("the request body is nested too deeply") from None
     st.update({"ready": True, "stream": call.stream, "model": call.model, "effort": call.effort, "options": call.options,
                "cache_key": call.body.get("prompt_cache_key")})
+    if call.clamped_from:
+        st["effort_clamped"] = call.clamped_from
 
 
 def guarded(hook):

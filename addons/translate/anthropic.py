@@ -10,8 +10,9 @@ lowest level, none → `output_config.effort` or the configured default. A summa
 thinking is on and its display is not `omitted`; thinking blocks are only returned when thinking is on.
 
 Models: Claude names are served by Codex models. Exact `model-aliases` entries and catalog ids win;
-otherwise a name containing `opus` or `sonnet` → `gpt-5.5`, `haiku` → `gpt-5.4-mini`. Override a
-whole family with a `model-aliases` key named after it (`sonnet: gpt-5.4`). A `[1m]` style
+otherwise a name containing `opus` or `sonnet` → `gpt-6.1-sol` (the Codex CLI's default), `haiku` →
+`gpt-6-luna` (the current small model, served at the fast tier by default, as haiku is the fast one).
+Override a whole family with a `model-aliases` key named after it (`sonnet: gpt-6-sol`). A `[1m]` style
 context suffix is ignored. The effort comes from `thinking`/`output_config` as above (Claude Code
 sends `output_config.effort: high` for opus and sonnet), or from a `(level)` suffix on the name.
 
@@ -40,7 +41,7 @@ from cliproxy.addons.translate import codex_body, errors, limits
 from cliproxy.addons.translate.models import Catalog, EffortError, normalize_effort
 
 #: Codex model serving each Claude family when no alias says otherwise.
-FAMILY_DEFAULTS = {"opus": "gpt-5.5", "sonnet": "gpt-5.5", "haiku": "gpt-5.4-mini"}
+FAMILY_DEFAULTS = {"opus": "gpt-6.1-sol", "sonnet": "gpt-6.1-sol", "haiku": "gpt-6-luna"}
 SIGNATURE_PREFIX = "gAAAA"  # Codex reasoning tokens (Fernet); other signatures are Claude's own
 BILLING_PREFIX = "x-anthropic-billing-header:"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -526,7 +527,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     if not counting:
         options["limits"] = {"stop": limits.stop_list(body.get("stop_sequences"), "stop_sequences", most=None, single=False),
                              "max_tokens": max_tokens, "input_tokens": options["input_tokens"]}
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, resolved.clamped_from)
 
 
 # ---------------------------------------------------------------------------------------------

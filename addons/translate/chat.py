@@ -275,7 +275,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     codex = codex_body.finalize(out)
     if bounds := limits.options(codex, stop, max_tokens):
         options["limits"] = bounds
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, resolved.clamped_from)
 
 
 # ---------------------------------------------------------------------------------------------

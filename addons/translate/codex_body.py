@@ -60,12 +60,14 @@ class CodexCall:
     model: str  # upstream slug
     effort: str
     options: dict[str, Any] = field(default_factory=dict)  # plain values for the route's stream translator and aggregator
+    clamped_from: str | None = None  # the effort asked for, when the model's levels did not hold it
 
 
 @dataclass(slots=True)
 class Resolved:
     model: str  # upstream slug
     effort: str
+    clamped_from: str | None = None  # the effort asked for (or the default), when the model's levels did not hold it
 
 
 def resolve_model(settings: Settings, requested: Any, body_effort: Any = None) -> Resolved:
@@ -79,8 +81,9 @@ def resolve_model(settings: Settings, requested: Any, body_effort: Any = None) -
             effort = normalize_effort(body_effort)
     except EffortError as exc:
         raise errors.bad_request(str(exc), "reasoning_effort") from None
-    effort = clamp_effort(effort or settings.default_effort, settings.catalog.info(choice.model), settings.default_effort)
-    return Resolved(choice.model, effort)
+    wanted = effort or settings.default_effort
+    effort = clamp_effort(wanted, settings.catalog.info(choice.model), settings.default_effort)
+    return Resolved(choice.model, effort, wanted if wanted not in (effort, "auto") else None)
 
 
 def reasoning_block(effort: str, summary: str | None) -> dict[str, Any]:

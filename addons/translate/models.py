@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 #: All effort names the backend knows, weakest first.
 EFFORT_ORDER = ("none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra")
 _FOUR = ("low", "medium", "high", "xhigh")
 _FIVE = ("low", "medium", "high", "xhigh", "max")
+_SIX = ("low", "medium", "high", "xhigh", "max", "ultra")
+#: Where a catalog entry came from (shown by `cliproxy models`).
+SOURCES = ("upstream", "disk", "config", "built-in")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,19 +22,32 @@ class ModelInfo:
     context_window: int = 272_000
     listed: bool = True
     lite: bool = False  # speaks "Responses Lite" (`use_responses_lite` in the upstream catalog): tools in an `additional_tools` item
+    display_name: str = ""
+    min_client_version: str | None = None  # `minimal_client_version`: older clients do not get the model
+    service_tier: str | None = None  # the tier the catalog serves it with by default (`priority` = fast)
+    input_modalities: tuple[str, ...] = ("text", "image")
+    source: str = "built-in"  # one of SOURCES
+    raw: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)  # the upstream entry as sent
 
 
-# The catalog is data: it moves fast upstream, and `models:` in the config extends or overrides it.
-DEFAULT_MODELS: tuple[ModelInfo, ...] = (
-    ModelInfo("gpt-5.5"),
-    ModelInfo("gpt-5.4", context_window=1_050_000),
-    ModelInfo("gpt-5.4-mini", context_window=400_000),
-    ModelInfo("gpt-5.3-codex-spark", context_window=128_000),
-    ModelInfo("gpt-5.6-sol", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-terra", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-luna", _FIVE, 372_000),
-    ModelInfo("codex-auto-review", listed=False),
+#: The Codex CLI's own default model.
+DEFAULT_MODEL = "gpt-6.1-sol"
+
+# The built-in catalog is the Codex CLI 0.169.0's: used until (and whenever) no account's live
+# catalog can be read. `models:` in the config extends or overrides it, as it does the live one.
+DEFAULT_MODELS: tuple[ModelInfo, ...] = (  # in the CLI's order of priority
+    ModelInfo("gpt-6.1-sol", _SIX, lite=True, display_name="GPT-6.1-Sol", min_client_version="0.153.0"),
+    ModelInfo("gpt-6-astra", _SIX, lite=True, display_name="GPT-6-Astra", min_client_version="0.153.0"),
+    ModelInfo("gpt-6-sol", _SIX, lite=True, display_name="GPT-6-Sol", min_client_version="0.155.0", service_tier="priority"),
+    ModelInfo("gpt-6-luna", _FIVE, lite=True, display_name="GPT-6-Luna", min_client_version="0.155.0", service_tier="priority"),
+    ModelInfo("gpt-5.6-sol", _SIX, lite=True, display_name="GPT-5.6-Sol", min_client_version="0.144.0"),
+    ModelInfo("gpt-6.1-terra", _SIX, 500_000, lite=True, display_name="GPT-6.1 Terra", min_client_version="0.153.0"),
+    ModelInfo("gpt-5.6-terra", _SIX, lite=True, display_name="GPT-5.6-Terra", min_client_version="0.144.0"),
+    ModelInfo("gpt-5.6-luna", _FIVE, lite=True, display_name="GPT-5.6-Luna", min_client_version="0.144.0"),
+    ModelInfo("gpt-5.5", _FOUR, display_name="GPT-5.5", min_client_version="0.124.0"),  # the classic (non-lite) legacy coding model
+    ModelInfo("codex-auto-review", _FIVE, listed=False, lite=True, display_name="Codex Auto Review", min_client_version="0.98.0"),
 )
+
 
 _PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")
 _DASH_SUFFIX = re.compile(r"^(?P<base>.+)[-_:](?P<value>none|minimal|low|medium|high|xhigh|max|ultra)$")
@@ -121,7 +138,7 @@ def clamp_effort(effort: str, info: ModelInfo | None, default: str = "medium") -
     """Fit an effort to the levels a model supports (nearest level, never an error)."""
     if effort == "auto":
         effort = default
-    levels = info.levels if info else EFFORT_ORDER
+    levels = info.levels if info and info.levels else EFFORT_ORDER  # a live entry may list none
     if effort in levels:
         return effort
     rank = EFFORT_ORDER.index(effort)

@@ -76,7 +76,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
     codex = codex_body.finalize(out)
     bounds = limits.options(codex, [], max_output)
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {})
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {}, resolved.clamped_from)
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:

@@ -22,7 +22,7 @@ AMP_KEY = "sgamp_proxy_side_0001"
 TEAM_AMP_KEY = "sgamp_team_side_0002"
 CLIENT_KEY = "sk-amp-client"
 TEAM_CLIENT_KEY = "sk-amp-team-client"
-MAPPINGS = [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-haiku", "to": "gpt-5.4-mini", "regex": True}]
+MAPPINGS = [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-haiku", "to": "gpt-6-luna", "regex": True}]
 
 
 def config(proxy_home, backend_server, upstream: str | None, **ampcode) -> dict:
@@ -104,7 +104,7 @@ def test_responses_provider_call_restores_the_model(client, backend):
     r = client.post("/api/provider/openai/v1/responses", json={"model": "claude-haiku-4-5-20251001", "input": "q"})
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "claude-haiku-4-5-20251001" and r.json()["output"][-1]["content"][0]["text"] == "from responses"
-    assert backend.received[-1].json["model"] == "gpt-5.4-mini"  # regex mapping
+    assert backend.received[-1].json["model"] == "gpt-6-luna"  # regex mapping
 
 
 def test_anthropic_provider_call_mapped_with_amp_fixups(amp_proxy, backend, ampcode):
@@ -290,9 +290,9 @@ def test_hot_reload_of_upstream_and_mappings(tmp_path, proxy_home, backend_serve
         assert c.post("/api/provider/openai/v1/chat/completions", json=chat).json()["error"]["code"] == "model_not_found"
 
         # mappings: applied on the next request
-        proxy.write_config({**cfg, "ampcode": {**cfg["ampcode"], "model-mappings": [{"from": "claude-opus-4-6", "to": "gpt-5.4"}]}}, wait_for="loaded")
+        proxy.write_config({**cfg, "ampcode": {**cfg["ampcode"], "model-mappings": [{"from": "claude-opus-4-6", "to": "gpt-6-sol"}]}}, wait_for="loaded")
         r = c.post("/api/provider/openai/v1/chat/completions", json=chat)
-        assert r.status_code == 200 and r.json()["model"] == "claude-opus-4-6" and backend.received[-1].json["model"] == "gpt-5.4"
+        assert r.status_code == 200 and r.json()["model"] == "claude-opus-4-6" and backend.received[-1].json["model"] == "gpt-6-sol"
 
         # upstream URL set, then changed to another fake, then to a closed port
         proxy.write_config({**cfg, "ampcode": {**cfg["ampcode"], "upstream-url": ampcode.base_url}}, wait_for="loaded")
@@ -316,14 +316,14 @@ def test_hot_reload_of_upstream_and_mappings(tmp_path, proxy_home, backend_serve
 
 def test_force_mode_and_client_key_fallback(tmp_path, proxy_home, backend_server, backend, ampcode, monkeypatch):
     cfg = config(proxy_home, backend_server, ampcode.base_url, **{"force-model-mappings": True,
-                                                                "model-mappings": [{"from": "gpt-5.5", "to": "gpt-5.4-mini"}]})
+                                                                "model-mappings": [{"from": "gpt-5.5", "to": "gpt-6-luna"}]})
     del cfg["ampcode"]["upstream-api-key"]
     cfg.pop("api-keys")
     proxy = start_proxy(tmp_path / "p", cfg, env={"AMP_API_KEY": ""})
     try:
         with httpx.Client(base_url=proxy.base_url, timeout=30) as c:
             r = c.post("/api/provider/openai/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}]})
-            assert r.json()["model"] == "gpt-5.5" and backend.received[-1].json["model"] == "gpt-5.4-mini"  # mapping beats the local model
+            assert r.json()["model"] == "gpt-5.5" and backend.received[-1].json["model"] == "gpt-6-luna"  # mapping beats the local model
             # no Amp key anywhere on the proxy: the client's own (Amp) key goes to the Amp upstream
             c.post("/api/internal?getUserInfo", headers={"authorization": "Bearer sgamp_users_own"}, json={"method": "getUserInfo"})
             assert ampcode.last("/api/internal").headers["x-api-key"] == "sgamp_users_own"

@@ -41,7 +41,7 @@ def test_message_non_stream(anthropic_client, backend, proxy_home):
     assert got.headers["authorization"] == f"Bearer {token}" and got.headers["chatgpt-account-id"] == ACCOUNT_ID
     assert "x-api-key" not in got.headers and "anthropic-version" not in got.headers
     body = got.json
-    assert body["model"] == "gpt-5.5" and body["store"] is False and body["stream"] is True and body["instructions"] == ""
+    assert body["model"] == "gpt-6.1-sol" and body["store"] is False and body["stream"] is True and body["instructions"] == ""
     assert body["input"][0] == {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]}
     assert body["reasoning"] == {"effort": "medium"} and "temperature" not in body and "max_tokens" not in body
     assert got.headers["session-id"] == body["prompt_cache_key"]
@@ -116,7 +116,7 @@ def test_image_input(anthropic_client, backend):
 
 
 def test_claude_code_model_names(anthropic_client, backend):
-    for model, upstream in (("claude-opus-4-8", "gpt-5.5"), ("claude-haiku-4-5-20251001", "gpt-5.4-mini"), ("gpt-5.4[1m]", "gpt-5.4")):
+    for model, upstream in (("claude-opus-4-8", "gpt-6.1-sol"), ("claude-haiku-4-5-20251001", "gpt-6-luna"), ("gpt-6.1-terra[1m]", "gpt-6.1-terra")):
         anthropic_client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": "x"}])
         assert backend.received[-1].json["model"] == upstream
 

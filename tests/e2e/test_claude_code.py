@@ -38,7 +38,7 @@ def test_claude_code_answers_from_the_backend(proxy, backend, tmp_path):
     assert result["type"] == "result" and result["subtype"] == "success" and not result["is_error"]
     assert result["result"] == "Hello from the fake backend."
     body = model_calls(backend)[-1]
-    assert body["model"] == "gpt-5.5" and body["reasoning"]["effort"] in ("high", "xhigh") and body["store"] is False
+    assert body["model"] == "gpt-6.1-sol" and body["reasoning"]["effort"] in ("high", "xhigh") and body["store"] is False
     assert body["input"][0]["role"] == "developer"
     assert "x-anthropic-billing-header" not in json.dumps(body["input"][0])
     names = {t.get("name") for t in body["tools"]}
@@ -65,4 +65,4 @@ def test_claude_code_through_https_proxy(proxy, backend, tmp_path):
     backend.replies.append(sse(turn().text("Hello over TLS.").events()))
     out = claude(proxy, tmp_path, "Say hello", "--model", "haiku", https_proxy=True)
     assert out[-1]["result"] == "Hello over TLS."
-    assert model_calls(backend)[-1]["model"] == "gpt-5.4-mini"
+    assert model_calls(backend)[-1]["model"] == "gpt-6-luna"

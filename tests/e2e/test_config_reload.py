@@ -11,16 +11,16 @@ def test_hot_reload_keeps_last_good_config(tmp_path, proxy_home, backend_server,
     try:
         proxy.wait_log("tcp_timeout raised to 630s")
         client = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key="x", max_retries=0)
-        proxy.write_config({**base, "model-aliases": {"speedy": "gpt-5.4-mini"}}, wait_for="loaded")
+        proxy.write_config({**base, "model-aliases": {"speedy": "gpt-6-luna"}}, wait_for="loaded")
         client.chat.completions.create(model="speedy", messages=[{"role": "user", "content": "x"}])
-        assert backend.received[-1].json["model"] == "gpt-5.4-mini"
+        assert backend.received[-1].json["model"] == "gpt-6-luna"
 
         mark = len(proxy.lines)
         proxy.config_path.write_text("routing:\n  strategy: sideways\n")
         line = proxy.wait_log("config change rejected", start=mark)
         assert "routing.strategy" in line and "sideways" in line
         client.chat.completions.create(model="speedy", messages=[{"role": "user", "content": "y"}])
-        assert backend.received[-1].json["model"] == "gpt-5.4-mini"  # the last good config is still in force
+        assert backend.received[-1].json["model"] == "gpt-6-luna"  # the last good config is still in force
 
         proxy.write_config({**base, "request-timeout-seconds": 900}, wait_for="loaded")
         proxy.wait_log("tcp_timeout raised to 930s")  # mitmproxy's own cut-off stays behind cliproxy's deadline

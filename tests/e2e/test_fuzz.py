@@ -20,7 +20,7 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=12,
 )
-MODEL = st.sampled_from(["gpt-5.5", "gpt-5.5(high)", "gpt-5.4-mini-low", "unknown-model", "", "claude-sonnet-4-5"]) | JSON
+MODEL = st.sampled_from(["gpt-5.5", "gpt-5.5(high)", "gpt-6-luna-low", "unknown-model", "", "claude-sonnet-4-5"]) | JSON
 PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "input_text", "image", "tool_result", "weird"])},
                              optional={"text": JSON, "image_url": JSON, "source": JSON, "content": JSON})
 CONTENT = st.text(max_size=20) | st.lists(PART, max_size=3) | JSON

@@ -93,13 +93,14 @@ def test_reasoning_effort_via_suffix(openai_client, backend):
     openai_client.chat.completions.create(model="gpt-5.5(high)", messages=[{"role": "user", "content": "x"}])
     sent = backend.received[-1].json
     assert sent["model"] == "gpt-5.5" and sent["reasoning"]["effort"] == "high"
-    openai_client.chat.completions.create(model="gpt-5.4", messages=[{"role": "user", "content": "x"}], reasoning_effort="minimal")
+    openai_client.chat.completions.create(model="gpt-6-sol", messages=[{"role": "user", "content": "x"}], reasoning_effort="minimal")
     assert backend.received[-1].json["reasoning"]["effort"] == "low"  # clamped to the model's levels
 
 
 def test_models_list(openai_client):
     ids = [m.id for m in openai_client.models.list()]
-    assert "gpt-5.5" in ids and "gpt-5.4-mini" in ids and "codex-auto-review" not in ids
+    assert "gpt-5.5" in ids and "gpt-6.1-sol" in ids and "codex-auto-review" not in ids
+    assert not {"gpt-5.4", "gpt-5.4-mini", "gpt-5.3-codex-spark"} & set(ids)
 
 
 def test_responses_stream_and_final_response(openai_client, backend):

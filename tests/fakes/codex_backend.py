@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import json
 import random
 import socket
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PATH = "/backend-api/codex/responses"
+MODELS_PATH = "/backend-api/codex/models"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,6 +124,129 @@ QUOTA_HEADERS = {
     "x-codex-secondary-window-minutes": "10080",
     "x-codex-secondary-reset-after-seconds": "300000",
 }
+
+
+# ---------------------------------------------------------------------------------------------
+# The model catalog (`GET /models?client_version=`), per account and plan
+
+_LEVEL_TEXT = {"low": "Fast responses with lighter reasoning", "medium": "Balances speed and reasoning depth for everyday tasks",
+               "high": "Greater reasoning depth for complex problems", "xhigh": "Extra high reasoning depth for complex problems",
+               "max": "Maximum reasoning depth for the hardest problems", "ultra": "Maximum reasoning with automatic task delegation"}
+_SIX = ("low", "medium", "high", "xhigh", "max", "ultra")
+
+#: (slug, display name, levels, context window, lite, visibility, minimal client version, default tier), as the CLI 0.169.0 knows them
+CLI_MODELS = (
+    ("gpt-6.1-sol", "GPT-6.1-Sol", _SIX, 272_000, True, "list", "0.153.0", None),
+    ("gpt-6-astra", "GPT-6-Astra", _SIX, 272_000, True, "list", "0.153.0", None),
+    ("gpt-6-sol", "GPT-6-Sol", _SIX, 272_000, True, "list", "0.155.0", "priority"),
+    ("gpt-6-luna", "GPT-6-Luna", _SIX[:5], 272_000, True, "list", "0.155.0", "priority"),
+    ("gpt-5.6-sol", "GPT-5.6-Sol", _SIX, 272_000, True, "list", "0.144.0", None),
+    ("gpt-6.1-terra", "GPT-6.1 Terra", _SIX, 500_000, True, "list", "0.153.0", None),
+    ("gpt-5.6-terra", "GPT-5.6-Terra", _SIX, 272_000, True, "list", "0.144.0", None),
+    ("gpt-5.6-luna", "GPT-5.6-Luna", _SIX[:5], 272_000, True, "list", "0.144.0", None),
+    ("gpt-5.5", "GPT-5.5", _SIX[:4], 272_000, False, "list", "0.124.0", None),
+    ("codex-auto-review", "Codex Auto Review", _SIX[:5], 272_000, True, "hide", "0.98.0", None),
+)
+
+
+def model_entry(slug: str, display: str | None = None, levels: tuple[str, ...] = _SIX, context: int = 272_000, lite: bool = True,
+                visibility: str = "list", min_version: str = "0.153.0", tier: str | None = None, priority: int = 50) -> dict[str, Any]:
+    """One `/models` entry with every field the Codex CLI reads (its base instructions shortened)."""
+    return {
+        "slug": slug, "display_name": display or slug, "description": f"{display or slug} (fake backend)",
+        "default_reasoning_level": "medium" if "medium" in levels else levels[0],
+        "supported_reasoning_levels": [{"effort": lv, "description": _LEVEL_TEXT.get(lv, lv)} for lv in levels],
+        "shell_type": "shell_command", "visibility": visibility, "minimal_client_version": min_version,
+        "supported_in_api": True, "priority": priority, "upgrade": None, "availability_nux": None,
+        "base_instructions": "You are Codex, a coding agent (fake backend).", "model_messages": None,
+        "supports_reasoning_summaries": True, "default_reasoning_summary": "none", "support_verbosity": True,
+        "default_verbosity": "low", "apply_patch_tool_type": "freeform", "web_search_tool_type": "text_and_image",
+        "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
+        "context_window": context, "max_context_window": max(context, 872_000) if lite else context, "auto_compact_token_limit": None,
+        "effective_context_window_percent": 95, "experimental_supported_tools": [], "input_modalities": ["text", "image"],
+        "prefer_websockets": True, "use_responses_lite": lite, "tool_mode": "code_mode_only" if lite else None,
+        "default_service_tier": tier, "service_tiers": [{"id": "priority", "name": "Fast", "description": "1.5x speed"}],
+        "available_in_plans": ["free", "go", "plus", "pro", "team", "business", "enterprise"],
+    }
+
+
+def cli_catalog() -> list[dict[str, Any]]:
+    return [model_entry(slug, name, levels, ctx, lite, vis, ver, tier, n + 1)
+            for n, (slug, name, levels, ctx, lite, vis, ver, tier) in enumerate(CLI_MODELS)]
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except ValueError:
+        return ()
+
+
+@dataclass
+class FakeCatalog:
+    """The backend's model list: what each account may use depends on its plan (account id → plan)."""
+
+    models: list[dict[str, Any]] = field(default_factory=cli_catalog)
+    plans: dict[str, str] = field(default_factory=dict)  # chatgpt-account-id -> plan (default plus)
+    withheld: dict[str, set[str]] = field(default_factory=lambda: {"go": {"gpt-6-astra"}})  # plan -> slugs it lacks
+    fail: str | None = None  # None | "401" | "500" | "html" | "garbage" | "hang"
+    requests: list[Received] = field(default_factory=list)  # the /models reads (kept apart from `received`)
+
+    def reset(self) -> None:
+        self.models, self.plans, self.fail = cli_catalog(), {}, None
+        self.withheld = {"go": {"gpt-6-astra"}}
+        self.requests.clear()
+
+    def for_account(self, account_id: str | None, client_version: str | None = None) -> list[dict[str, Any]]:
+        lacking = self.withheld.get(self.plans.get(account_id or "", "plus"), set())
+        wanted = _version(client_version) if client_version else None
+        return [m for m in self.models if m.get("slug") not in lacking
+                and (wanted is None or _version(m.get("minimal_client_version") or "0") <= wanted)]
+
+    def etag(self, account_id: str | None, client_version: str | None = None) -> str:
+        data = json.dumps(self.for_account(account_id, client_version), sort_keys=True).encode()
+        return f'W/"{hashlib.sha256(data).hexdigest()[:16]}"'
+
+    def refusal(self, account_id: str | None, body: Any) -> JSONReply | None:
+        """What the backend refuses of a Responses body: a model the plan lacks, an effort the model does not list."""
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return None
+        model = body["model"]
+        if all(m.get("slug") != model for m in self.models):
+            return None  # a name the fake does not know: left to the responder
+        entry = next((m for m in self.for_account(account_id) if m.get("slug") == model), None)
+        if entry is None:
+            return detail(400, f"The '{model}' model is not supported when using Codex with a ChatGPT account.")
+        effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
+        levels = [lv["effort"] for lv in entry["supported_reasoning_levels"]]
+        if effort is not None and effort not in levels:
+            return JSONReply(400, {"error": {"message": f"Unsupported value: '{effort}' is not supported with the '{model}' model. "
+                                             f"Supported values are: {', '.join(repr(lv) for lv in levels)}.",
+                                             "type": "invalid_request_error", "param": "reasoning.effort", "code": "unsupported_value"}})
+        return None
+
+    def answer(self, req: Received) -> JSONReply | RawReply | None:
+        """The answer to `GET /models`, or None to hang."""
+        if self.fail == "hang":
+            return None
+        if self.fail == "401" or not req.headers.get("authorization", "").startswith("Bearer "):
+            return unauthorized()
+        if self.fail == "500":
+            return JSONReply(500, {"error": {"message": "An error occurred while processing your request.", "type": "server_error"}})
+        if self.fail == "html":
+            page = b"<html><body>Just a moment...</body></html>"  # a challenge page instead of JSON
+            return RawReply(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: %d\r\n\r\n%s" % (len(page), page))
+        if self.fail == "garbage":
+            return JSONReply(200, {"models": "yes", "data": [1, 2, 3]})
+        query = req.path.partition("?")[2]
+        version = next((v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "client_version"), None)
+        if not version:
+            return detail(400, "client_version is required")
+        account = req.headers.get("chatgpt-account-id")
+        etag = self.etag(account, version)
+        if req.headers.get("if-none-match") == etag:
+            return JSONReply(304, None, {"etag": etag})
+        return JSONReply(200, {"models": self.for_account(account, version)}, {"etag": etag, "x-models-etag": etag})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +439,7 @@ class CodexBackend:
         self.received: list[Received] = []
         self.disconnects = 0  # streams whose client went away before the end
         self.pages: dict[str, JSONReply] = {}  # other chatgpt.com paths (no query) -> answer; else 404
+        self.catalog = FakeCatalog()  # GET /models, and what Responses calls are refused for (plan, effort)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-codex")
         self._server: asyncio.AbstractServer | None = None
@@ -362,11 +488,31 @@ class CodexBackend:
                 req = await _read_request(reader)
                 if req is None:
                     return
+                if req.method == "GET" and req.path.split("?")[0] == MODELS_PATH:
+                    self.catalog.requests.append(req)
+                    answer = self.catalog.answer(req)
+                    if answer is None:
+                        try:
+                            await asyncio.sleep(3600)  # a hung catalog read
+                        except asyncio.CancelledError:
+                            pass  # the server stops
+                        return
+                    if isinstance(answer, RawReply):
+                        writer.write(answer.data)
+                        await writer.drain()
+                        return
+                    await _write_json(writer, answer)
+                    continue
                 self.received.append(req)
                 if req.method != "POST" or req.path.split("?")[0] != PATH:
                     await _write_json(writer, self.pages.get(req.path.split("?")[0], JSONReply(404, {"detail": "Not Found"})))
                     continue
-                reply = self._next_reply(req)
+                try:
+                    refusal = self.catalog.refusal(req.headers.get("chatgpt-account-id"), json.loads(req.body))
+                except ValueError:
+                    refusal = None
+                account = req.headers.get("chatgpt-account-id")
+                reply = refusal or self._next_reply(req)
                 if isinstance(reply, JSONReply):
                     await _write_json(writer, reply)
                     continue
@@ -375,19 +521,19 @@ class CodexBackend:
                     await writer.drain()
                     writer.transport.abort()
                     return
-                if not await self._write_sse(writer, reply):
+                if not await self._write_sse(writer, reply, self.catalog.etag(account)):
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             self.disconnects += 1
         finally:
             writer.close()
 
-    async def _write_sse(self, writer: asyncio.StreamWriter, reply: SSEReply) -> bool:
+    async def _write_sse(self, writer: asyncio.StreamWriter, reply: SSEReply, models_etag: str = "") -> bool:
         """Stream the reply; False when the connection was closed (cut, or client gone)."""
         if reply.stall:
             await asyncio.sleep(reply.stall)
         head = ["HTTP/1.1 200 OK", "content-type: text/event-stream; charset=utf-8", "transfer-encoding: chunked",
-                "cache-control: no-cache", "x-request-id: req_fake"]
+                "cache-control: no-cache", "x-request-id: req_fake", f"x-models-etag: {models_etag}"]
         if reply.gzip:
             head.append("content-encoding: gzip")
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
@@ -473,8 +619,8 @@ async def _read_request(reader: asyncio.StreamReader) -> Received | None:
 
 
 async def _write_json(writer: asyncio.StreamWriter, reply: JSONReply) -> None:
-    body = json.dumps(reply.body).encode()
-    reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
+    body = json.dumps(reply.body).encode() if reply.status != 304 else b""
+    reason = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
               500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(reply.status, "Error")
     head = [f"HTTP/1.1 {reply.status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in reply.headers.items()]

@@ -8,7 +8,7 @@ import pytest
 from cliproxy.addons.core import amp_settings as amp
 from cliproxy.addons.core.config import ConfigError, parse
 
-SERVED = {"gpt-5.5", "gpt-5.4-mini", "gemini-2.5-pro", "test/gpt-5.2"}
+SERVED = {"gpt-5.5", "gpt-6-luna", "gemini-2.5-pro", "test/gpt-5.2"}
 
 
 def served(name: str) -> bool:
@@ -36,7 +36,7 @@ def test_full_block():
                               {"upstream-api-key": "sgamp_other", "api-keys": ["k2", "k3"]}],
         "restrict-management-to-localhost": True,
         "force-model-mappings": True,
-        "model-mappings": [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-.*", "to": "gpt-5.4-mini", "regex": True}],
+        "model-mappings": [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-.*", "to": "gpt-6-luna", "regex": True}],
     }}).ampcode
     assert settings.enabled and settings.upstream_url == "https://ampcode.com"
     assert settings.restrict_management_to_localhost and settings.force_model_mappings
@@ -99,15 +99,15 @@ def test_split_suffix(model, base, suffix):
 
 
 def test_exact_is_case_insensitive_and_last_duplicate_wins():
-    m = mapper({"from": "Claude-Sonnet-4-5", "to": "gpt-5.4-mini"}, {"from": "claude-sonnet-4-5", "to": "gpt-5.5"})
+    m = mapper({"from": "Claude-Sonnet-4-5", "to": "gpt-6-luna"}, {"from": "claude-sonnet-4-5", "to": "gpt-5.5"})
     assert m.map("CLAUDE-SONNET-4-5", served) == "gpt-5.5"
     assert m.map("claude-opus-4-6", served) is None
 
 
 def test_exact_beats_regex_whatever_the_order():
-    m = mapper({"from": "^claude-", "to": "gpt-5.4-mini", "regex": True}, {"from": "claude-opus-4-6", "to": "gpt-5.5"})
+    m = mapper({"from": "^claude-", "to": "gpt-6-luna", "regex": True}, {"from": "claude-opus-4-6", "to": "gpt-5.5"})
     assert m.map("claude-opus-4-6", served) == "gpt-5.5"
-    assert m.map("claude-haiku-4-5", served) == "gpt-5.4-mini"
+    assert m.map("claude-haiku-4-5", served) == "gpt-6-luna"
 
 
 def test_regex_file_order_unanchored_case_insensitive_no_fall_through():
@@ -137,9 +137,9 @@ def test_unclosed_suffix_is_a_plain_name():
 
 
 def test_decide_default_and_force_mode():
-    m = mapper({"from": "gpt-5.5", "to": "gpt-5.4-mini"}, {"from": "claude-x", "to": "gpt-5.5"}, {"from": "dead", "to": "nowhere"})
+    m = mapper({"from": "gpt-5.5", "to": "gpt-6-luna"}, {"from": "claude-x", "to": "gpt-5.5"}, {"from": "dead", "to": "nowhere"})
     assert amp.decide("gpt-5.5(high)", m, served, force=False) == amp.Decision("local", "gpt-5.5(high)")
-    assert amp.decide("gpt-5.5(high)", m, served, force=True) == amp.Decision("mapped", "gpt-5.4-mini(high)")
+    assert amp.decide("gpt-5.5(high)", m, served, force=True) == amp.Decision("mapped", "gpt-6-luna(high)")
     assert amp.decide("claude-x", m, served, force=False) == amp.Decision("mapped", "gpt-5.5")
     assert amp.decide("claude-x", m, served, force=True) == amp.Decision("mapped", "gpt-5.5")
     assert amp.decide("dead", m, served, force=True) == amp.Decision("upstream", "dead")

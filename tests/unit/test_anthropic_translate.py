@@ -107,7 +107,7 @@ def test_request_mapping_covers_system_content_tools_and_history():
     )
     call = A.request_to_codex(body, S)
     b = call.body
-    assert b["model"] == "gpt-5.5" and b["store"] is False and b["stream"] is True and b["instructions"] == ""
+    assert b["model"] == "gpt-6.1-sol" and b["store"] is False and b["stream"] is True and b["instructions"] == ""
     assert b["include"] == ["reasoning.encrypted_content"]
     assert [i.get("role") or i["type"] for i in b["input"]] == [
         "developer", "user", "reasoning", "assistant", "function_call", "developer", "function_call_output", "user"]
@@ -173,7 +173,7 @@ def test_tool_choice_and_parallel_mapping():
     ({"type": "enabled", "budget_tokens": 4000, "display": "omitted"}, None, "medium", False),
     ({"type": "adaptive"}, None, "xhigh", True),
     ({"type": "adaptive"}, {"effort": "high"}, "high", True),
-    ({"type": "adaptive"}, {"effort": "max"}, "xhigh", True),  # clamped to gpt-5.5's levels
+    ({"type": "adaptive"}, {"effort": "max"}, "max", True),  # gpt-6.1-sol lists max (and ultra)
     ({"type": "auto"}, {"effort": "medium"}, "medium", True),
     ({"type": "disabled"}, None, "low", False),  # the model's lowest level
 ])
@@ -186,12 +186,12 @@ def test_thinking_picks_effort_and_summary(thinking, output_config, effort, summ
 
 
 @pytest.mark.parametrize("model,upstream,effort", [
-    ("claude-opus-4-8", "gpt-5.5", "medium"),
-    ("claude-sonnet-5", "gpt-5.5", "medium"),
-    ("claude-haiku-4-5-20251001", "gpt-5.4-mini", "medium"),
-    ("claude-opus-4-8[1m]", "gpt-5.5", "medium"),
-    ("gpt-5.4[1m]", "gpt-5.4", "medium"),
-    ("claude-opus-4-8(high)", "gpt-5.5", "high"),
+    ("claude-opus-4-8", "gpt-6.1-sol", "medium"),
+    ("claude-sonnet-5", "gpt-6.1-sol", "medium"),
+    ("claude-haiku-4-5-20251001", "gpt-6-luna", "medium"),
+    ("claude-opus-4-8[1m]", "gpt-6.1-sol", "medium"),
+    ("gpt-6.1-terra[1m]", "gpt-6.1-terra", "medium"),
+    ("claude-opus-4-8(high)", "gpt-6.1-sol", "high"),
     ("gpt-5.5(low)", "gpt-5.5", "low"),
     ("some-other-model", "some-other-model", "medium"),
 ])
@@ -201,10 +201,10 @@ def test_claude_model_names_map_to_codex_models(model, upstream, effort):
 
 
 def test_model_aliases_override_families_and_names():
-    cfg = configfile.parse({"model-aliases": {"sonnet": "gpt-5.4", "claude-opus-4-8": "gpt-5.6-sol", "haiku": "gpt-5.5(low)"}})
-    assert translate(cfg.settings, model="claude-sonnet-5").model == "gpt-5.4"
+    cfg = configfile.parse({"model-aliases": {"sonnet": "gpt-6-sol", "claude-opus-4-8": "gpt-5.6-sol", "haiku": "gpt-5.5(low)"}})
+    assert translate(cfg.settings, model="claude-sonnet-5").model == "gpt-6-sol"
     assert translate(cfg.settings, model="claude-opus-4-8").model == "gpt-5.6-sol"
-    assert translate(cfg.settings, model="claude-opus-4-1").model == "gpt-5.5"  # family default still applies
+    assert translate(cfg.settings, model="claude-opus-4-1").model == "gpt-6.1-sol"  # family default still applies
     haiku = translate(cfg.settings, model="claude-haiku-4-5")
     assert (haiku.model, haiku.effort) == ("gpt-5.5", "low")
 

@@ -50,10 +50,10 @@ def test_yaml_errors_give_the_line(tmp_path):
 
 
 def test_aliases_models_and_api_key_entries():
-    cfg = parse({"model-aliases": {"Fast": "gpt-5.4-mini"}, "models": ["gpt-9", {"id": "gpt-8", "levels": ["low", "max"]}],
+    cfg = parse({"model-aliases": {"Fast": "gpt-6-luna"}, "models": ["gpt-9", {"id": "gpt-8", "levels": ["low", "max"]}],
                  "codex-api-key": [{"key": "sk-1", "base-url": "https://api.openai.com/v1/", "models": [{"name": "gpt-5.5", "alias": "g"}]}]})
     cat = cfg.settings.catalog
-    assert cat.resolve("fast").model == "gpt-5.4-mini" and cat.info("gpt-9") and cat.info("gpt-8").levels == ("low", "max")
+    assert cat.resolve("fast").model == "gpt-6-luna" and cat.info("gpt-9") and cat.info("gpt-8").levels == ("low", "max")
     up = cfg.api_key_upstreams[0]
     assert up.api_key == "sk-1" and up.base_url == "https://api.openai.com/v1" and up.models == (("gpt-5.5", "g"),)
     assert "sk-1" not in repr(cfg)

@@ -32,6 +32,9 @@ from cliproxy.addons.core.routes import classify
     ("cliproxy.invalid", "/api/codex/usage", "GET", True, False, ("usage", "openai")),  # not Amp's /api/
     ("cliproxy.invalid", "/api/codex/usage", "POST", True, False, ("method_not_allowed", "openai")),
     ("chatgpt.com", "/backend-api/wham/usage", "GET", False, False, ("codex_usage", "openai")),
+    ("chatgpt.com", "/backend-api/codex/models?client_version=0.169.0", "GET", False, False, ("codex_models", "openai")),
+    ("cliproxy.invalid", "/backend-api/codex/models", "GET", True, False, ("codex_models", "openai")),
+    ("cliproxy.invalid", "/v1/models?client_version=0.169.0", "GET", True, False, ("models", "openai")),
 ])
 def test_claimed(host, path, method, reverse, anthropic, expected):
     route = classify(host, path, method, reverse_listener=reverse, anthropic_client=anthropic)

@@ -7,6 +7,7 @@ what was expected, so a user can fix the file from the log line alone.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,14 @@ from cliproxy.addons.translate.models import EFFORT_ORDER, Catalog, ModelInfo
 DEFAULT_CODEX_BASE_URL = "https://chatgpt.com/backend-api/codex"
 DEFAULT_OAUTH_ISSUER = "https://auth.openai.com"
 DEFAULT_AUTH_DIR = "~/.cli-proxy-api"
+DEFAULT_CODEX_CLIENT_VERSION = "0.169.0"  # the official CLI release whose wire cliproxy speaks
 STRATEGIES = ("round-robin", "fill-first")
 CHAT_REASONING = ("reasoning_content", "think-tags", "hidden")
 SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
+    "codex-client-version",
 }
 
 
@@ -52,6 +55,7 @@ class Config:
     request_timeout: int = 600
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
+    codex_client_version: str = DEFAULT_CODEX_CLIENT_VERSION  # `version` header (and user-agent) sent for non-Codex clients
     warnings: tuple[str, ...] = ()
 
     @property
@@ -97,13 +101,22 @@ def _catalog(models: Any, aliases: Any) -> Catalog:
             levels = str_list(m.get("levels", ["low", "medium", "high", "xhigh"]), f"{key}.levels")
             for lv in levels:
                 choice(lv, f"{key}.levels", EFFORT_ORDER)
-            catalog.models[mid] = ModelInfo(mid, levels, int(m.get("context-window", 272_000)), bool(m.get("listed", True)))
+            lite = expect(m.get("lite", False), bool, f"{key}.lite", "true (Responses Lite) or false")
+            catalog.models[mid] = ModelInfo(mid, levels, int(m.get("context-window", 272_000)), bool(m.get("listed", True)), lite)
     if aliases is not None:
         expect(aliases, dict, "model-aliases", "a mapping of alias: model")
         for alias, target in aliases.items():
             expect(target, str, f"model-aliases.{alias}", "a model id string")
             catalog.aliases[str(alias).lower()] = target
     return catalog
+
+
+def _client_version(value: Any) -> str:
+    """A release number such as 0.169.0: it goes into the `version` and `user-agent` headers as it is."""
+    text = str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else ""
+    if not re.fullmatch(r"\d+(\.\d+){0,3}", text):
+        raise ConfigError(f"codex-client-version: expected a release number such as {DEFAULT_CODEX_CLIENT_VERSION}, got {value!r}")
+    return text
 
 
 def parse(data: Any) -> Config:
@@ -138,6 +151,7 @@ def parse(data: Any) -> Config:
         ampcode=amp_settings.parse(ampcode),
         request_timeout=timeout,
         max_request_bytes=expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
+        codex_client_version=_client_version(data.get("codex-client-version", DEFAULT_CODEX_CLIENT_VERSION)),
         codex_cli_pooling=expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
         warnings=warnings,
     )

@@ -40,6 +40,7 @@ class FlowState(TypedDict, total=False):
     effort: str
     options: dict[str, Any]  # plain values for the route's stream translator and aggregator
     cache_key: str | None  # prompt_cache_key: keeps a conversation on one account
+    extra_headers: list[tuple[str, str]]  # upstream headers the body's form needs (the Responses Lite header)
     passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
     # upstream (CodexUpstream)
     upstream: bool  # pointed at the backend
@@ -91,7 +92,12 @@ def reply_error(flow: http.HTTPFlow, err: errors.ProxyError) -> None:
 
 def read_json(flow: http.HTTPFlow) -> Any:
     """The request body as JSON, or a 400 that says what is wrong with it."""
-    raw = flow.request.get_content(strict=False) or b""
+    try:
+        raw = flow.request.get_content() or b""
+    except ValueError:  # a content-encoding mitmproxy cannot decode (zstd, gzip, br, deflate are decoded)
+        encoding = flow.request.headers.get("content-encoding", "")
+        raise errors.bad_request(f"the request body cannot be decoded as content-encoding {encoding[:40]!r}; "
+                                 "send it as identity, gzip, deflate, br or zstd") from None
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:
@@ -118,7 +124,8 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
     st.update(ready=True, stream=call.stream, model=call.model, effort=call.effort, options=call.options,
-              client_model=st.get("client_model"), cache_key=call.body.get("prompt_cache_key"))
+              client_model=st.get("client_model"), cache_key=call.body.get("prompt_cache_key"),
+              extra_headers=list(call.headers.items()))
 
 
 def guarded(hook):

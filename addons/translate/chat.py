@@ -263,7 +263,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         codex_body.derived_cache_key("chat", out["input"][:2])
     stream_options = body.get("stream_options") if isinstance(body.get("stream_options"), dict) else {}
     options = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
-    return codex_body.CodexCall(codex_body.finalize(out), stream, resolved.model, resolved.effort, options)
+    lite = settings.catalog.lite(resolved.model)
+    return codex_body.CodexCall(codex_body.finalize(out, lite), stream, resolved.model, resolved.effort, options, codex_body.lite_headers(lite))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,10 +26,10 @@ DEFAULT_MODELS: tuple[ModelInfo, ...] = (
     ModelInfo("gpt-5.4", context_window=1_050_000),
     ModelInfo("gpt-5.4-mini", context_window=400_000),
     ModelInfo("gpt-5.3-codex-spark", context_window=128_000),
-    ModelInfo("gpt-5.6-sol", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-terra", _FIVE, 372_000),
-    ModelInfo("gpt-5.6-luna", _FIVE, 372_000),
-    ModelInfo("codex-auto-review", listed=False),
+    ModelInfo("gpt-5.6-sol", _FIVE, 372_000, lite=True),
+    ModelInfo("gpt-5.6-terra", _FIVE, 372_000, lite=True),
+    ModelInfo("gpt-5.6-luna", _FIVE, 372_000, lite=True),
+    ModelInfo("codex-auto-review", listed=False, lite=True),
 )
 
 _PAREN_SUFFIX = re.compile(r"^(?P<base>.+?)\((?P<value>[^()]*)\)$")
@@ -63,6 +63,11 @@ class Catalog:
 
     def info(self, model: str) -> ModelInfo | None:
         return self.models.get(model)
+
+    def lite(self, model: str) -> bool:
+        """Whether `model` speaks Responses Lite; models the catalog does not know get the classic form."""
+        info = self.models.get(model)
+        return info is not None and info.lite
 
     def resolve(self, requested: str) -> ModelChoice:
         """Strip an effort suffix and apply aliases. Unknown names pass through unchanged."""

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.fakes.accounts import ACCOUNT_ID, access_token_of, mint_account  # noqa: F401 (re-exported for tests)
-from tests.fakes.codex_backend import CodexBackend, default_responder
+from tests.fakes.codex_backend import CodexBackend, default_lite, default_responder
 from tests.proxyproc import Proxy, start_proxy
 
 CLIENT_KEY = "sk-client-local"
@@ -26,6 +26,7 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.replies.clear()
     backend_server.received.clear()
     backend_server.responder = default_responder
+    backend_server.lite = default_lite
     backend_server.pages.clear()
     backend_server.catalog.reset()
     return backend_server

@@ -125,6 +125,8 @@ def _catalog(models: Any, aliases: Any) -> tuple[Catalog, tuple[ModelInfo, ...]]
 
 
 def _client_version(value: Any) -> str:
+    """A release number such as 0.169.0: it goes into the `version` and `user-agent` headers and the catalog's
+    `client_version` as it is."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     text = expect(value, str, "codex-client-version", 'a version such as "0.169.0"').strip()

@@ -14,17 +14,20 @@ import json
 import logging
 import math
 import zlib
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 import httpx
+from cliproxy.addons.core.config import DEFAULT_CLIENT_VERSION
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.conversations import Conversations
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
 from cliproxy.addons.translate import errors, registry
-from cliproxy.addons.translate.headers import check_client_headers, safe_value, session_token
+from cliproxy.addons.translate.codex_body import LITE_HEADER
+from cliproxy.addons.translate.headers import check_client_headers, codex_client, codex_user_agent, safe_value, session_token
 from cliproxy.addons.translate.responses import ResponsesStream
 from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
 from cliproxy.auth.pool import Member, Verdict, judge
@@ -35,14 +38,17 @@ from mitmproxy.net.http.url import hostport
 logger = logging.getLogger(__name__)
 
 ORIGINATOR = "codex_cli_rs"
-USER_AGENT = "codex_cli_rs/0.169.0 (cliproxy)"
-#: Client headers worth keeping upstream (Codex CLI session and turn metadata help prompt caching).
-FORWARDED = ("session_id", "session-id", "conversation_id", "thread-id", "x-client-request-id", "version")
+#: Client headers worth keeping upstream: the Codex CLI's session, turn and window metadata (prompt
+#: caching, routing), its version, and the Responses Lite header.
+FORWARDED = ("session_id", "session-id", "conversation_id", "thread-id", "x-client-request-id", "version", LITE_HEADER)
+#: A Codex client's own identity, kept when its `originator` says it is one (`codex_exec`, `codex_cli_rs`, ...).
+IDENTITY = ("originator", "user-agent")
 
 
 def forwarded_headers(client: http.Headers) -> list[tuple[str, str]]:
     """The client headers worth keeping upstream; a value that is not a clean header value is a 400."""
-    fields = [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in FORWARDED or k.lower().startswith("x-codex-")]
+    keep = FORWARDED + (IDENTITY if codex_client(client.get("originator", "")) else ())
+    fields = [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in keep or k.lower().startswith("x-codex-")]
     check_client_headers(fields)
     return fields
 
@@ -56,17 +62,26 @@ def credential_headers(cred: Credential) -> list[tuple[str, str]]:
     return list(cred.headers)
 
 
-def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None) -> http.Headers:
+def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None,
+                     extra: Sequence[tuple[str, str]] = (), client_version: str = DEFAULT_CLIENT_VERSION) -> http.Headers:
+    """The upstream request's headers: the member's auth, the client's Codex headers, the ones the body's
+    form needs (`extra`), and the official CLI's identity (`originator`, `user-agent`, `version`)
+    unless a Codex client sent its own."""
+    ours = {k for k, _ in extra}
+    kept = [(k, v) for k, v in forwarded if k not in ours]
+    sent = {k for k, _ in kept} | ours
     fields: list[tuple[str, str]] = [("host", host), *credential_headers(cred)]
     fields += [
         ("content-type", "application/json"),
         ("accept", "text/event-stream"),
         ("accept-encoding", "identity"),
-        ("originator", ORIGINATOR),
-        ("user-agent", USER_AGENT),
-        *forwarded,
     ]
-    if cache_key and not any(k in ("session_id", "session-id") for k, _ in forwarded):
+    if "originator" not in sent:
+        fields += [("originator", ORIGINATOR), ("user-agent", codex_user_agent(ORIGINATOR, client_version))]
+    if "version" not in sent:
+        fields.append(("version", client_version))
+    fields += [*kept, *extra]
+    if cache_key and not any(k in ("session_id", "session-id") for k, _ in kept):
         fields.append(("session-id", session_token(cache_key)))
     return http.Headers([(k.encode(), v.encode()) for k, v in fields])
 
@@ -192,7 +207,8 @@ class CodexUpstream:
             req.content = json.dumps(body, ensure_ascii=False).encode()
         req.method = "POST"
         req.url = cred.url
-        req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"))
+        req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"),
+                                       st.get("extra_headers", []), self.runtime.config.codex_client_version)
         req.headers["content-length"] = str(len(req.raw_content or b""))
         st.update({"upstream": True, "account": cred.member.label, "account_key": cred.member.key})
         st.setdefault("tried", []).append(cred.member.key)

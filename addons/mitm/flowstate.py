@@ -45,6 +45,7 @@ class FlowState(TypedDict, total=False):
     effort_clamped: str  # the effort asked for, when the model's levels did not hold it (the comment says so)
     options: dict[str, Any]  # plain values for the route's stream translator and aggregator
     cache_key: str | None  # prompt_cache_key: keeps a conversation on one account
+    extra_headers: list[tuple[str, str]]  # upstream headers the body's form needs (the Responses Lite header)
     passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
     book: dict[str, Any]  # /v1/responses: how to keep the answer (owner, store, previous, conversation, context length)
     booked: bool  # the answer was handed to the store
@@ -101,7 +102,12 @@ def reply_error(flow: http.HTTPFlow, err: errors.ProxyError) -> None:
 
 def read_json(flow: http.HTTPFlow) -> Any:
     """The request body as JSON, or a 400 that says what is wrong with it."""
-    raw = flow.request.get_content(strict=False) or b""
+    try:
+        raw = flow.request.get_content() or b""
+    except ValueError:  # a content-encoding mitmproxy cannot decode (zstd, gzip, br, deflate are decoded)
+        encoding = flow.request.headers.get("content-encoding", "")
+        raise errors.bad_request(f"the request body cannot be decoded as content-encoding {encoding[:40]!r}; "
+                                 "send it as identity, gzip, deflate, br or zstd") from None
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:
@@ -128,7 +134,7 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
     st.update({"ready": True, "stream": call.stream, "model": call.model, "effort": call.effort, "options": call.options,
-               "cache_key": call.body.get("prompt_cache_key")})
+               "cache_key": call.body.get("prompt_cache_key"), "extra_headers": list(call.headers.items())})
     if call.clamped_from:
         st["effort_clamped"] = call.clamped_from
 

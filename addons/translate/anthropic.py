@@ -519,7 +519,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     if body.get("service_tier") in ("fast", "priority") or body.get("speed") == "fast":
         out["service_tier"] = "priority"
     out["prompt_cache_key"] = codex_body.derived_cache_key("messages", session or _session_of(body.get("metadata")), _opening(out["input"]))
-    codex = codex_body.finalize(out)
+    lite = settings.catalog.lite(resolved.model)
+    codex = codex_body.finalize(out, lite)
     # `client_model` is echoed as the answer's `model` (Claude Code drops thinking of other models);
     # `input_tokens` is the local estimate `message_start` reports; `tool_names` maps short upstream names back.
     # `limits`: `stop_sequences` and `max_tokens`, honoured locally (the backend takes neither).
@@ -527,7 +528,8 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     if not counting:
         options["limits"] = {"stop": limits.stop_list(body.get("stop_sequences"), "stop_sequences", most=None, single=False),
                              "max_tokens": max_tokens, "input_tokens": options["input_tokens"]}
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, resolved.clamped_from)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from,
+                                headers=codex_body.lite_headers(lite))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,7 +603,9 @@ def estimate_tokens(codex: dict[str, Any]) -> int:
             total += _content_tokens(item.get("output"))
         elif kind == "reasoning":
             total += len(item.get("encrypted_content") or "") / 40  # the hidden reasoning, roughly
-    for tool in codex.get("tools") or []:
+        elif kind == "additional_tools":
+            total -= ITEM_TOKENS  # its tools are counted below, as in the classic form
+    for tool in codex_body.declared_tools(codex):
         total += TOOL_TOKENS + text_tokens(tool.get("name", "")) + text_tokens(tool.get("description", ""))
         if isinstance(tool.get("parameters"), dict):
             total += text_tokens(json.dumps(tool["parameters"], ensure_ascii=False, separators=(",", ":")))

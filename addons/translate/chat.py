@@ -272,10 +272,12 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
         codex_body.derived_cache_key("chat", out["input"][:2])
     stream_options = so if isinstance(so := body.get("stream_options"), dict) else {}
     options: dict[str, Any] = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
-    codex = codex_body.finalize(out)
+    lite = settings.catalog.lite(resolved.model)
+    codex = codex_body.finalize(out, lite)
     if bounds := limits.options(codex, stop, max_tokens):
         options["limits"] = bounds
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, resolved.clamped_from)
+    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from,
+                                headers=codex_body.lite_headers(lite))
 
 
 # ---------------------------------------------------------------------------------------------

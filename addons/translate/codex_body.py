@@ -1,4 +1,14 @@
-"""Rules every request body sent to the Codex backend must follow (it rejects unknown and sampling fields with a 400, and requires `store: false` and `stream: true`)."""
+"""Rules every request body sent to the Codex backend must follow, and the two forms a body takes.
+
+Classic form: top-level `instructions` and `tools`. Responses Lite (models whose catalog entry says
+`use_responses_lite`, every current model but gpt-5.5): no `instructions` and no top-level `tools`;
+the prompt is a `developer` message and the tools travel in an `additional_tools` input item, with
+`parallel_tool_calls: false`, `reasoning.context: "all_turns"` and the header `LITE_HEADER`, as the
+official Codex CLI sends it. The Codex CLI also sends `reasoning.summary` in the lite form when asked
+for summaries (`model_reasoning_summary`), so a summary is kept there. Answers are the same in both
+forms: the backend names a called tool by its plain name (`exec`, not `functions.exec`), which is what
+the CLI expects, so answers map back as for the classic form.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +47,9 @@ REJECTED_FIELDS = (
     "logprobs",
 )
 INCLUDE = ["reasoning.encrypted_content"]
+LITE_HEADER = "x-openai-internal-codex-responses-lite"
+#: The namespace a lite body declares the client's functions in (as the Codex CLI does).
+LITE_NAMESPACE = "functions"
 MAX_TOOL_NAME = 64
 _CACHE_NAMESPACE = uuid.UUID("5b3f6c1e-3f5e-4d7a-9a51-4a1d9c0c7e11")
 
@@ -61,6 +74,7 @@ class CodexCall:
     effort: str
     options: dict[str, Any] = field(default_factory=dict)  # plain values for the route's stream translator and aggregator
     clamped_from: str | None = None  # the effort asked for, when the model's levels did not hold it
+    headers: dict[str, str] = field(default_factory=dict)  # extra upstream headers the body's form needs (the lite header)
 
 
 @dataclass(slots=True)
@@ -104,22 +118,89 @@ def service_tier(value: Any) -> str | None:
     return SERVICE_TIERS.get(value.strip().lower()) if isinstance(value, str) else None
 
 
-def finalize(body: dict[str, Any]) -> dict[str, Any]:
-    """Apply the backend's hard rules to a Responses-format body (in place) and return it."""
+def backend_rules(body: dict[str, Any]) -> dict[str, Any]:
+    """The backend's hard rules, and nothing else (in place): rejected fields out, the service tier in
+    the backend's words, `store: false`, `stream: true`, the client's `include` list merged with the one
+    the backend needs."""
     for name in REJECTED_FIELDS:
         body.pop(name, None)
     if tier := service_tier(body.pop("service_tier", None)):
         body["service_tier"] = tier
-    if not isinstance(body.get("instructions"), str):
-        body["instructions"] = ""
     body["store"] = False
     body["stream"] = True
-    body["include"] = list(INCLUDE)
+    asked = got if isinstance(got := body.get("include"), list) else []
+    body["include"] = [*dict.fromkeys(x for x in asked if isinstance(x, str))] + [x for x in INCLUDE if x not in asked]
+    return body
+
+
+def finalize(body: dict[str, Any], lite: bool = False) -> dict[str, Any]:
+    """A translated body (built in classic form) made ready for the backend (in place): the hard
+    rules, then the classic form's details or the conversion to Responses Lite."""
+    backend_rules(body)
     if not body.get("tools"):
         body.pop("tools", None)
         body.pop("tool_choice", None)
         body.pop("parallel_tool_calls", None)
+    if lite:
+        return to_lite(body)
+    if not isinstance(body.get("instructions"), str):
+        body["instructions"] = ""
     return body
+
+
+def to_lite(body: dict[str, Any]) -> dict[str, Any]:
+    """Turn a classic-form body into the Responses Lite form (in place), as the Codex CLI builds it:
+    `instructions` becomes a leading `developer` message, top-level `tools` an `additional_tools`
+    item whose `functions` namespace holds the function and custom tools (namespace and built-in
+    tools sit beside it), `parallel_tool_calls: false`, `reasoning.context: "all_turns"`.
+    A client's `tool_choice` is kept (`auto` when it set none)."""
+    lead: list[dict[str, Any]] = []
+    tools = body.pop("tools", None)
+    if isinstance(tools, list) and tools:
+        functions = [t for t in tools if isinstance(t, dict) and t.get("type") in ("function", "custom")]
+        others = [t for t in tools if not (isinstance(t, dict) and t.get("type") in ("function", "custom"))]
+        declared = ([{"type": "namespace", "name": LITE_NAMESPACE, "description": "", "tools": functions}] if functions else []) + others
+        lead.append({"type": "additional_tools", "role": "developer", "tools": declared})
+        body.setdefault("tool_choice", "auto")
+        body["parallel_tool_calls"] = False
+    instructions = body.pop("instructions", None)
+    if isinstance(instructions, str) and instructions:
+        lead.append({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": instructions}]})
+    if lead:
+        body["input"] = lead + list(body.get("input") or [])
+    reasoning = body.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("effort") != "none":
+        body["reasoning"] = {**reasoning, "context": reasoning.get("context", "all_turns")}
+    return body
+
+
+def is_lite_form(body: dict[str, Any]) -> bool:
+    """A body already in the lite form: no classic `instructions`/`tools`, or an `additional_tools` item."""
+    items = got if isinstance(got := body.get("input"), list) else []
+    has_item = any(isinstance(i, dict) and i.get("type") == "additional_tools" for i in items)
+    return has_item or ("instructions" not in body and not body.get("tools"))
+
+
+def declared_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every tool a body declares, in either form, namespaces flattened (for token estimates)."""
+    found: list[dict[str, Any]] = []
+
+    def add(tools: Any) -> None:
+        for tool in tools if isinstance(tools, list) else []:
+            if isinstance(tool, dict) and tool.get("type") == "namespace":
+                add(tool.get("tools"))
+            elif isinstance(tool, dict):
+                found.append(tool)
+
+    add(body.get("tools"))
+    for item in got if isinstance(got := body.get("input"), list) else []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools":
+            add(item.get("tools"))
+    return found
+
+
+def lite_headers(lite: bool) -> dict[str, str]:
+    return {LITE_HEADER: "true"} if lite else {}
 
 
 def derived_cache_key(*parts: Any) -> str:

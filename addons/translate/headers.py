@@ -10,7 +10,9 @@ header (non-ASCII, long) is turned into a derived token instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import platform
 import re
 import uuid
 from collections.abc import Iterable
@@ -62,3 +64,39 @@ def session_token(cache_key: str) -> str:
     if len(cache_key) <= MAX_TOKEN and _TOKEN.fullmatch(cache_key):
         return cache_key
     return str(uuid.uuid5(_NAMESPACE, hashlib.sha256(cache_key.encode("utf-8", "surrogatepass")).hexdigest()))
+
+
+_CODEX_ORIGINATOR = re.compile(r"codex_[a-z0-9_]+")
+
+
+def codex_client(originator: str) -> bool:
+    """Whether a client's `originator` names a Codex client (`codex_exec`, `codex_cli_rs`, `codex_vscode`, ...),
+    whose own `originator`/`user-agent` then go upstream as they are."""
+    return _CODEX_ORIGINATOR.fullmatch(originator.strip()) is not None
+
+
+def codex_user_agent(originator: str, version: str) -> str:
+    """The user-agent the official Codex CLI sends, for this machine:
+    `codex_cli_rs/0.169.0 (Debian 12.0.0; x86_64) unknown` (the last word is the terminal, unknown when
+    not run in one)."""
+    return f"{originator}/{version} ({_os_part()}) unknown"
+
+
+@functools.cache
+def _os_part() -> str:
+    """`<OS> <version>; <arch>` as the CLI's os_info crate spells it: `Debian 12.0.0; x86_64`, `Mac OS 14.5.0; arm64`."""
+    system, arch = platform.system(), platform.machine() or "unknown"
+    name, version = system, platform.release()
+    if system == "Linux":
+        try:
+            release = platform.freedesktop_os_release()
+            name = release.get("NAME", "Linux").split(" ")[0]
+            version = release.get("VERSION_ID", "")
+        except OSError:
+            name, version = "Linux", ""
+    elif system == "Darwin":
+        name, version = "Mac OS", platform.mac_ver()[0]
+    parts = [p for p in version.split(".") if p.isdigit()][:3]
+    version = ".".join(parts + ["0"] * (3 - len(parts))) if parts else "unknown"
+    text = f"{name} {version}; {arch}"
+    return text if safe_value(text) else f"unknown; {arch}" if safe_value(arch) else "unknown"

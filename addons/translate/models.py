@@ -81,6 +81,11 @@ class Catalog:
     def info(self, model: str) -> ModelInfo | None:
         return self.models.get(model)
 
+    def lite(self, model: str) -> bool:
+        """Whether `model` speaks Responses Lite; models the catalog does not know get the classic form."""
+        info = self.models.get(model)
+        return info is not None and info.lite
+
     def resolve(self, requested: str) -> ModelChoice:
         """Strip an effort suffix and apply aliases. Unknown names pass through unchanged."""
         name = requested.strip()

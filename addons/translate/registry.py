@@ -27,9 +27,9 @@ class ClientApi:
 
 
 def _codex_call(body: Any, settings: Settings, headers: Mapping[str, str]) -> CodexCall:
-    """A Codex-format body (the Codex CLI's own) passes as it is."""
-    effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    return CodexCall(body, body.get("stream", True) is not False, body["model"], effort or "")
+    """The Codex CLI's own body (pooled): the same faithful pass-through as `/v1/responses`; it streams
+    unless it says otherwise."""
+    return responses.request_to_codex(body, settings, headers, stream_default=True)
 
 
 APIS: dict[str, ClientApi] = {
@@ -40,7 +40,7 @@ APIS: dict[str, ClientApi] = {
                   lambda model, options: chat.ChatStream(model, **options),
                   lambda c, model, options: chat.completion_from(c, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))),
         ClientApi("responses", "openai",
-                  lambda body, settings, headers: responses.request_to_codex(body, settings),
+                  lambda body, settings, headers: responses.request_to_codex(body, settings, headers),
                   lambda model, options: responses.ResponsesStream(options.get("limits")),
                   lambda c, model, options: c.final_response()),
         ClientApi("messages", "anthropic",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, limits
@@ -32,8 +32,19 @@ def _input_items(value: Any) -> list[Any]:
     return items
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.CodexCall:
-    """Normalise a Responses request body for the Codex backend."""
+def request_to_codex(body: Any, settings: codex_body.Settings, client_headers: Mapping[str, str] | None = None,
+                     *, stream_default: bool = False) -> codex_body.CodexCall:
+    """A Responses body (an SDK's, or the Codex CLI's own) made fit for the Codex backend, faithfully.
+
+    Only what the user asked for or the backend forces changes: the model (alias, effort suffix →
+    slug), the effort merged into the client's own `reasoning` object, `store`, `stream`, `include`
+    (merged), the fields the backend rejects, `system` roles and id-only reasoning items the backend
+    cannot take, `web_search_preview` spelled `web_search`. Nothing the client sent is dropped beyond
+    that (`tool_choice`, `parallel_tool_calls`, `text`, `client_metadata`, item ids, `additional_tools`),
+    and nothing is added but a derived `prompt_cache_key` when the client sent none. A classic-form
+    body for a Responses Lite model is converted to the lite form, since the backend refuses it; a
+    lite-form body passes as it is. Lite requests carry the lite header.
+    """
     if not isinstance(body, dict):
         raise errors.bad_request("the request body must be a JSON object")
     for name in ("top_logprobs", "logprobs"):
@@ -42,7 +53,7 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     if isinstance(body.get("include"), list) and "message.output_text.logprobs" in body["include"]:
         raise errors.bad_request("logprobs are not available from the ChatGPT backend; remove `message.output_text.logprobs` from `include`", "include")
     max_output = limits.positive_int(body.get("max_output_tokens"), "max_output_tokens")
-    stream = body.get("stream", False)
+    stream = body.get("stream", stream_default)
     if not isinstance(stream, bool):
         raise errors.bad_request("`stream` must be a boolean", "stream")
     if "input" not in body:
@@ -50,33 +61,38 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     reasoning = body.get("reasoning")
     if reasoning is not None and not isinstance(reasoning, dict):
         raise errors.bad_request("`reasoning` must be an object", "reasoning")
-    reasoning = reasoning or {}
-    resolved = codex_body.resolve_model(settings, body.get("model"), reasoning.get("effort", body.get("reasoning_effort")))
+    resolved = codex_body.resolve_model(settings, body.get("model"), (reasoning or {}).get("effort", body.get("reasoning_effort")))
     if body.get("instructions") is not None and not isinstance(body["instructions"], str):
         raise errors.bad_request("`instructions` must be a string", "instructions")
+    if body.get("include") is not None and not isinstance(body["include"], list):
+        raise errors.bad_request("`include` must be an array of strings", "include")
 
-    out = {k: v for k, v in body.items() if k not in ("reasoning_effort",)}
+    out = {k: v for k, v in body.items() if k != "reasoning_effort"}
     out["model"] = resolved.model
     out["input"] = _input_items(body["input"])
-    summary = reasoning.get("summary") if isinstance(reasoning.get("summary"), str) else None
-    out["reasoning"] = codex_body.reasoning_block(resolved.effort, summary)
+    out["reasoning"] = {**(reasoning or {}), "effort": resolved.effort}
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise errors.bad_request("`tools` must be an array", "tools")
     if tools:
         out["tools"] = codex_body.rename_builtin_tools(tools)
-        if isinstance(body.get("tool_choice"), dict):
-            out["tool_choice"] = codex_body.rename_builtin_tools([body["tool_choice"]])[0]
-        parallel = body.get("parallel_tool_calls", True)
-        out["parallel_tool_calls"] = parallel if isinstance(parallel, bool) else True
+    if isinstance(body.get("tool_choice"), dict):
+        out["tool_choice"] = codex_body.rename_builtin_tools([body["tool_choice"]])[0]
+    if out.get("instructions") is None:
+        out.pop("instructions", None)
     key = body.get("prompt_cache_key")
     if isinstance(key, str) and key:
         headers.check_text(key, "prompt_cache_key")
     else:
         out["prompt_cache_key"] = codex_body.derived_cache_key("responses", out.get("instructions") or "", out["input"][:2])
-    codex = codex_body.finalize(out)
-    bounds = limits.options(codex, [], max_output)
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {}, resolved.clamped_from)
+    codex_body.backend_rules(out)
+    said_lite = str((client_headers or {}).get(codex_body.LITE_HEADER, "")).strip().lower() == "true"
+    lite = said_lite or settings.catalog.lite(resolved.model)
+    if lite and not codex_body.is_lite_form(out):
+        codex_body.to_lite(out)
+    bounds = limits.options(out, [], max_output)
+    return codex_body.CodexCall(out, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {},
+                                clamped_from=resolved.clamped_from, headers=codex_body.lite_headers(lite))
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:

@@ -22,7 +22,8 @@ AMP_KEY = "sgamp_proxy_side_0001"
 TEAM_AMP_KEY = "sgamp_team_side_0002"
 CLIENT_KEY = "sk-amp-client"
 TEAM_CLIENT_KEY = "sk-amp-team-client"
-MAPPINGS = [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-haiku", "to": "gpt-6-luna", "regex": True}]
+MAPPINGS = [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-haiku", "to": "gpt-6-luna", "regex": True},
+            {"from": "claude-lite-4-7", "to": "gpt-5.6-sol"}]
 
 
 def config(proxy_home, backend_server, upstream: str | None, **ampcode) -> dict:
@@ -128,6 +129,22 @@ def test_anthropic_provider_call_mapped_with_amp_fixups(amp_proxy, backend, ampc
     assert any(e.content_block.type == "thinking" for e in starts)  # thinking is never dropped from streams
     sent = backend.received[-1].json
     assert sent["model"] == "gpt-5.5"
+    assert ampcode.received == []
+
+
+def test_anthropic_provider_call_on_a_lite_model(amp_proxy, backend, ampcode):
+    backend.replies.append(sse(turn("gpt-5.6-sol").tool_call("bash", {"cmd": "ls"}, call_id="call_l").events()))
+    ac = anthropic.Anthropic(base_url=amp_proxy.base_url + "/api/provider/anthropic", api_key=CLIENT_KEY, max_retries=0)
+    tools = [{"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
+    msg = ac.messages.create(model="claude-lite-4-7", max_tokens=100, system="You are Amp.", tools=tools,
+                             messages=[{"role": "user", "content": "list files"}])
+    tool = next(b for b in msg.content if b.type == "tool_use")
+    assert msg.model == "claude-lite-4-7" and tool.name == "Bash" and tool.input == {"cmd": "ls"}
+    got = backend.received[-1]
+    sent = got.json
+    assert sent["model"] == "gpt-5.6-sol" and got.headers["x-openai-internal-codex-responses-lite"] == "true"
+    assert "tools" not in sent and "instructions" not in sent
+    assert sent["input"][0]["tools"][0]["tools"][0]["name"] == "Bash" and sent["input"][1]["role"] == "developer"
     assert ampcode.received == []
 
 

@@ -41,9 +41,11 @@ def test_message_non_stream(anthropic_client, backend, proxy_home):
     assert got.headers["authorization"] == f"Bearer {token}" and got.headers["chatgpt-account-id"] == ACCOUNT_ID
     assert "x-api-key" not in got.headers and "anthropic-version" not in got.headers
     body = got.json
-    assert body["model"] == "gpt-6.1-sol" and body["store"] is False and body["stream"] is True and body["instructions"] == ""
+    # sonnet maps to gpt-6.1-sol, a Responses Lite model: no `instructions`, the lite header, reasoning over all turns
+    assert body["model"] == "gpt-6.1-sol" and body["store"] is False and body["stream"] is True and "instructions" not in body
+    assert got.headers["x-openai-internal-codex-responses-lite"] == "true"
     assert body["input"][0] == {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]}
-    assert body["reasoning"] == {"effort": "medium"} and "temperature" not in body and "max_tokens" not in body
+    assert body["reasoning"] == {"effort": "medium", "context": "all_turns"} and "temperature" not in body and "max_tokens" not in body
     assert got.headers["session-id"] == body["prompt_cache_key"]
 
 
@@ -69,9 +71,11 @@ def test_tool_use_round_trip(anthropic_client, backend):
     assert [(u.id, u.name, u.input) for u in uses] == [("call_w1", "get_weather", {"city": "Paris"}),
                                                          ("call_w2", "get_weather", {"city": "Rome"})]
     sent = backend.received[-1].json
-    assert sent["tools"] == [{"type": "function", "name": "get_weather", "description": "Weather for a city",
-                              "parameters": WEATHER[0]["input_schema"], "strict": False}]
-    assert sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is True
+    declared = sent["input"][0]  # Responses Lite: the tools travel in an `additional_tools` item, no top-level `tools`
+    assert "tools" not in sent and declared["type"] == "additional_tools"
+    assert declared["tools"] == [{"type": "namespace", "name": "functions", "description": "", "tools": [
+        {"type": "function", "name": "get_weather", "description": "Weather for a city", "parameters": WEATHER[0]["input_schema"], "strict": False}]}]
+    assert sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
 
     messages += [{"role": "assistant", "content": final.content},
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": f"sunny in {u.input['city']}"}
@@ -80,8 +84,8 @@ def test_tool_use_round_trip(anthropic_client, backend):
     msg = anthropic_client.messages.create(model=MODEL, max_tokens=1024, messages=messages, tools=WEATHER)
     assert msg.content[0].text == "Both sunny."
     items = backend.received[-1].json["input"]
-    assert [i["type"] for i in items] == ["message", "message", "function_call", "function_call", "function_call_output", "function_call_output"]
-    assert items[4] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny in Paris"}
+    assert [i["type"] for i in items] == ["additional_tools", "message", "message", "function_call", "function_call", "function_call_output", "function_call_output"]
+    assert items[5] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny in Paris"}
 
 
 def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backend):
@@ -92,7 +96,7 @@ def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backe
         kinds = [e.type for e in stream]
         final = stream.get_final_message()
     assert kinds[0] == "message_start" and "content_block_delta" in kinds
-    assert backend.received[-1].json["reasoning"] == {"effort": "medium", "summary": "auto"}
+    assert backend.received[-1].json["reasoning"] == {"effort": "medium", "summary": "auto", "context": "all_turns"}
     block = final.content[0]
     assert (block.type, block.thinking, block.signature) == ("thinking", "Plan: call the tool.", SIG)
 
@@ -103,7 +107,7 @@ def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backe
     assert [b.type for b in msg.content] == ["thinking", "text"] and msg.content[1].text == "It snows."
     items = backend.received[-1].json["input"]
     assert {"type": "reasoning", "summary": [], "encrypted_content": SIG} in items
-    assert [i["type"] for i in items] == ["message", "reasoning", "function_call", "function_call_output"]
+    assert [i["type"] for i in items] == ["additional_tools", "message", "reasoning", "function_call", "function_call_output"]
 
 
 def test_image_input(anthropic_client, backend):

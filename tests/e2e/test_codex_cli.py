@@ -3,7 +3,9 @@
 import json
 import subprocess
 
-from tests.fakes.codex_backend import PATH, sse, turn
+import pytest
+
+from tests.fakes.codex_backend import LITE_HEADER, PATH, sse, turn
 from tests.npmtools import npm_tool
 
 
@@ -64,3 +66,63 @@ def test_codex_cli_compacts_locally_for_other_provider_names(proxy, backend, tmp
     inputs = [r.json["input"] for r in backend.received if r.path.endswith(PATH)]
     assert len(inputs) == 3 and not any(i.get("type", "").startswith("compaction") for items in inputs for i in items)
     assert "CONTEXT CHECKPOINT COMPACTION" in json.dumps(inputs[1][-1])  # a summary written by the model instead
+
+
+def run_codex(proxy, tmp_path, prompt, *model):
+    codex = npm_tool("@openai/codex", "codex")
+    (tmp_path / "codex").mkdir(exist_ok=True)
+    provider = (f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
+                'env_key="CLIPROXY_KEY",wire_api="responses"}')
+    result = subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", *model, "-c", "model_provider=cliproxy", "-c", provider, prompt],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
+             "CLIPROXY_KEY": "sk-local"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def assert_cli_identity(headers):
+    """The CLI's own identity and Codex headers reach the backend as it sent them."""
+    assert headers["originator"] == "codex_exec" and headers["version"] == "0.169.0"
+    assert headers["user-agent"].startswith("codex_exec/0.169.0 (") and "cliproxy" not in headers["user-agent"]
+    assert headers["session-id"] == headers["thread-id"] == headers["x-client-request-id"]
+    assert headers["x-codex-beta-features"] and headers["x-codex-window-id"] and headers["x-codex-turn-metadata"]
+
+
+def test_codex_default_lite_model_with_a_tool_turn(proxy, backend, tmp_path):
+    # the CLI's default model speaks Responses Lite; its code-mode tool `exec` runs JavaScript
+    backend.replies.append(sse(turn("gpt-6.1-sol").custom_call("exec", 'text("tool ran: " + (6 * 7))', call_id="call_x").events()))
+    backend.replies.append(sse(turn("gpt-6.1-sol", "resp_2").text("Done.").events()))
+    events = run_codex(proxy, tmp_path, "Compute")
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Done."]
+    first, second = backend.received[-2:]
+    for got in (first, second):
+        body = got.json
+        assert got.headers[LITE_HEADER] == "true" and body["model"] == "gpt-6.1-sol"
+        assert "instructions" not in body and "tools" not in body  # nothing added; the fake refuses them for lite models
+        assert body["input"][0]["type"] == "additional_tools" and body["input"][0]["id"].startswith("at_")
+        assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False
+        assert body["reasoning"]["context"] == "all_turns" and "summary" not in body["reasoning"]
+        assert body["client_metadata"]["turn_id"] and body["text"] == {"verbosity": "low"}
+        assert all(i.get("id") for i in body["input"] if i["type"] == "message")
+        assert_cli_identity(got.headers)
+    call, output = second.json["input"][-2:]
+    assert (call["type"], call["name"], call["call_id"]) == ("custom_tool_call", "exec", "call_x")  # plain name, as answered
+    assert output["type"] == "custom_tool_call_output" and "tool ran: 42" in json.dumps(output["output"])
+
+
+@pytest.mark.parametrize("model", ["gpt-5.5", "gpt-5.6-terra"])
+def test_codex_classic_and_catalog_lite_models(proxy, backend, tmp_path, model):
+    backend.replies.append(sse(turn(model).text("Hi.").events()))
+    events = run_codex(proxy, tmp_path, "Say hi", "-m", model)
+    assert any(e.get("type") == "turn.completed" for e in events)
+    got = backend.received[-1]
+    body = got.json
+    assert "instructions" not in body and "summary" not in body["reasoning"]
+    if model == "gpt-5.5":  # classic: tools at the top, parallel calls on, no lite header
+        assert LITE_HEADER not in got.headers and body["tools"] and body["parallel_tool_calls"] is True
+    else:
+        assert got.headers[LITE_HEADER] == "true" and "tools" not in body and body["input"][0]["type"] == "additional_tools"
+    assert_cli_identity(got.headers)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ACCOUNT_ID
 from tests.fakes.accounts import mint_account
-from tests.fakes.codex_backend import PATH, JSONReply, sse, turn, workspace_discovery
+from tests.fakes.codex_backend import LITE_HEADER, PATH, JSONReply, sse, turn, workspace_discovery
 from tests.npmtools import npm_tool
 from tests.proxyproc import start_proxy
 
@@ -109,3 +109,30 @@ def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path):
     assert ("GET", "/backend-api/wham/accounts/check") in [(r.method, r.path) for r in backend.received]  # its own calls still work
     assert time.monotonic() - started < 30  # no WebSocket retry loop before the fallback
     assert own_token not in proxy.log
+
+
+def test_real_codex_cli_default_lite_model_is_pooled_faithfully(start, backend_server, backend, tmp_path):
+    codex = npm_tool("@openai/codex", "codex")
+    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"})
+    backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
+                     "/backend-api/codex/models": JSONReply(200, {"models": []})}
+    backend.replies.append(sse(turn("gpt-6.1-sol").text("Pooled lite hello.").events()))
+    own_token = codex_login(tmp_path / "codex")
+    result = subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", "Say hello"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
+             "HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+    assert result.returncode == 0, result.stderr[-2000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Pooled lite hello."]
+    [got] = [r for r in backend.received if r.path == PATH]
+    assert got.headers["chatgpt-account-id"] == ACCOUNT_ID and own_token not in got.headers["authorization"]
+    assert got.headers[LITE_HEADER] == "true" and got.headers["originator"] == "codex_exec"
+    assert got.headers["user-agent"].startswith("codex_exec/0.169.0 (") and got.headers["version"] == "0.169.0"
+    assert "content-encoding" not in got.headers  # the CLI's zstd body was decoded
+    body = got.json
+    assert body["model"] == "gpt-6.1-sol" and "instructions" not in body and "tools" not in body
+    assert body["input"][0]["type"] == "additional_tools"
+    assert body["tool_choice"] == "auto" and body["parallel_tool_calls"] is False and body["reasoning"]["context"] == "all_turns"
+    assert body["client_metadata"] and body["prompt_cache_key"] == got.headers["session-id"]

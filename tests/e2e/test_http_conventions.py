@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import mint_account
-from tests.fakes.codex_backend import JSONReply
+from tests.fakes.codex_backend import JSONReply, sse, turn
 from tests.proxyproc import start_proxy
 
 ORIGIN = "http://localhost:3000"
@@ -95,5 +95,6 @@ def test_x_request_id_on_every_answer(raw, backend):
 
 
 def test_chat_completion_ids(raw, backend):
+    backend.replies.append(sse(turn(response_id="resp_fake0001").text("hi").events()))
     r = raw.post("/v1/chat/completions", json=CHAT).json()
-    assert r["id"] == "chatcmpl-fake0001"
+    assert r["id"] == "chatcmpl-fake0001"  # made from the upstream response id

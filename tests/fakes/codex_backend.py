@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,6 +290,11 @@ class Turn:
         self.service_tier = service_tier
         return self
 
+    def custom_call(self, name: str, tool_input: str, call_id: str | None = None, deltas: int = 3) -> Turn:
+        """A call of a custom (freeform) tool, such as the Codex CLI's `exec` or `apply_patch`."""
+        self.items.append(("custom_tool_call", (name, tool_input, call_id, deltas)))
+        return self
+
     def incomplete(self, reason: str = "max_output_tokens") -> Turn:
         self.status, self.incomplete_reason = "incomplete", reason
         return self
@@ -343,6 +348,15 @@ class Turn:
                 part = {"type": "output_text", "annotations": [], "logprobs": [], "text": text}
                 add("response.content_part.done", item_id=item_id, output_index=idx, content_index=0, part=part)
                 item = {"id": item_id, "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+            elif kind == "custom_tool_call":
+                name, tool_input, call_id, n = spec
+                item_id = f"ctc_{idx:04d}"
+                call_id = call_id or f"call_{idx:04d}ctc"
+                add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "custom_tool_call", "status": "in_progress", "input": "", "call_id": call_id, "name": name})
+                for piece in _pieces(tool_input, n):
+                    add("response.custom_tool_call_input.delta", item_id=item_id, output_index=idx, delta=piece)
+                add("response.custom_tool_call_input.done", item_id=item_id, output_index=idx, input=tool_input)
+                item = {"id": item_id, "type": "custom_tool_call", "status": "completed", "input": tool_input, "call_id": call_id, "name": name}
             else:
                 name, args, call_id, n = spec
                 item_id = f"fc_{tag}{idx:02d}"
@@ -383,16 +397,48 @@ def _pieces(text: str, n: int) -> list[str]:
     return [text[i : i + size] for i in range(0, len(text), size)]
 
 
+LITE_HEADER = "x-openai-internal-codex-responses-lite"
+
+
+def default_lite(model: str) -> bool:
+    """The models that speak only Responses Lite by default: the gpt-5.6 and gpt-6 families."""
+    return model.startswith(("gpt-5.6", "gpt-6"))
+
+
+def form_problem(req: Received, lite: Callable[[str], bool]) -> JSONReply | None:
+    """The 400 a Responses Lite model gives a body in the wrong form (codex-2026-12.md §2): a classic
+    body (top-level `tools` or `instructions`), or a lite body without the lite header. Classic models
+    take the classic form. None when the form is right (or the body is not JSON: the responder says so)."""
+    try:
+        body = req.json
+    except ValueError:
+        return None
+    model = body.get("model") if isinstance(body, dict) else None
+    if not isinstance(model, str) or not lite(model):
+        return None
+    for key in ("instructions", "tools"):
+        if key in body:
+            return detail(400, f"Unsupported parameter for Responses Lite model '{model}': '{key}'. "
+                               "Send instructions as a developer message and tools in an additional_tools input item.")
+    if req.headers.get(LITE_HEADER, "").lower() != "true":
+        return detail(400, f"The '{model}' model requires Responses Lite: send the header '{LITE_HEADER}: true'.")
+    for item in body.get("input") or []:
+        if isinstance(item, dict) and item.get("type") == "additional_tools" and not isinstance(item.get("tools"), list):
+            return detail(400, "Invalid 'input[].tools': an additional_tools item needs a list of tools.")
+    return None
+
+
 def default_responder(req: Received) -> Reply:
     """Answer with a short reasoning summary and an echo of the last user text."""
     try:
         body = req.json
     except ValueError:
         return detail(400, "Invalid JSON")
+    # No "Instructions are required": the Codex CLI 0.169 sends no `instructions`, for classic models too.
     for problem, message in (
         (body.get("store") is not False, "Store must be set to false"),
         (body.get("stream") is not True, "Stream must be set to true"),
-        (not isinstance(body.get("instructions"), str), "Instructions are required"),
+        (body.get("instructions") is not None and not isinstance(body.get("instructions"), str), "Invalid 'instructions': expected a string"),
     ):
         if problem:
             return detail(400, message)
@@ -433,8 +479,10 @@ def default_responder(req: Received) -> Reply:
 class CodexBackend:
     """Start with `with CodexBackend() as backend:` (or `.start()` / `.stop()`)."""
 
-    def __init__(self, responder: Callable[[Received], Reply] = default_responder) -> None:
+    def __init__(self, responder: Callable[[Received], Reply] = default_responder,
+                 lite: Callable[[str], bool] | Collection[str] = default_lite) -> None:
         self.responder = responder
+        self.lite = lite  # which models speak only Responses Lite: a predicate or a set of slugs
         self.replies: list[Reply] = []  # answered first, in order, before the responder
         self.received: list[Received] = []
         self.disconnects = 0  # streams whose client went away before the end
@@ -507,10 +555,13 @@ class CodexBackend:
                 if req.method != "POST" or req.path.split("?")[0] != PATH:
                     await _write_json(writer, self.pages.get(req.path.split("?")[0], JSONReply(404, {"detail": "Not Found"})))
                     continue
-                try:
-                    refusal = self.catalog.refusal(req.headers.get("chatgpt-account-id"), json.loads(req.body))
-                except ValueError:
-                    refusal = None
+                lite = self.lite if callable(self.lite) else self.lite.__contains__
+                refusal = form_problem(req, lite)  # refused before any queued reply is used, as upstream would
+                if refusal is None:
+                    try:
+                        refusal = self.catalog.refusal(req.headers.get("chatgpt-account-id"), json.loads(req.body))
+                    except ValueError:
+                        refusal = None
                 account = req.headers.get("chatgpt-account-id")
                 reply = refusal or self._next_reply(req)
                 if isinstance(reply, JSONReply):

@@ -19,6 +19,7 @@ from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import run, wire
 
 S = Settings()
+CLASSIC = "gpt-5.5"  # the classic-form model (Claude families map to Responses Lite models; test_lite covers that form)
 EVENT = TypeAdapter(RawMessageStreamEvent)
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 SIG = "gAAAAABfakeEncryptedReasoning=="
@@ -80,7 +81,7 @@ def stream(events_, **options):
 
 
 def test_request_mapping_covers_system_content_tools_and_history():
-    body = req(
+    body = req(model=CLASSIC,
         system=[{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1"},
                 {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
         messages=[
@@ -107,7 +108,7 @@ def test_request_mapping_covers_system_content_tools_and_history():
     )
     call = A.request_to_codex(body, S)
     b = call.body
-    assert b["model"] == "gpt-6.1-sol" and b["store"] is False and b["stream"] is True and b["instructions"] == ""
+    assert b["model"] == CLASSIC and b["store"] is False and b["stream"] is True and b["instructions"] == ""
     assert b["include"] == ["reasoning.encrypted_content"]
     assert [i.get("role") or i["type"] for i in b["input"]] == [
         "developer", "user", "reasoning", "assistant", "function_call", "developer", "function_call_output", "user"]
@@ -129,12 +130,12 @@ def test_request_mapping_covers_system_content_tools_and_history():
     for gone in ("temperature", "top_k", "stop_sequences", "metadata", "context_management", "max_tokens", "messages", "system", "thinking"):
         assert gone not in b
     assert b["prompt_cache_key"] and not call.stream and not call.options["thinking"]
-    assert call.options == {"tool_names": {}, "thinking": False, "input_tokens": call.options["input_tokens"], "client_model": "claude-sonnet-4-5",
+    assert call.options == {"tool_names": {}, "thinking": False, "input_tokens": call.options["input_tokens"], "client_model": CLASSIC,
                             "limits": {"stop": ["x"], "max_tokens": 1024, "input_tokens": call.options["input_tokens"]}}
 
 
 def test_tool_results_with_images_and_errors():
-    call = translate(messages=[
+    call = translate(model=CLASSIC, messages=[
         {"role": "user", "content": "shoot"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "shot", "input": {}},
                                           {"type": "tool_use", "id": "t2", "name": "shot", "input": {}}]},
@@ -159,9 +160,9 @@ def test_tool_choice_and_parallel_mapping():
         ({"type": "tool", "name": "web_search"}, {"type": "web_search"}, True),
     ]
     for choice, expected, parallel in cases:
-        b = translate(tools=[*TOOLS, web], tool_choice=choice).body
+        b = translate(model=CLASSIC, tools=[*TOOLS, web], tool_choice=choice).body
         assert (b["tool_choice"], b["parallel_tool_calls"]) == (expected, parallel), choice
-    assert "tool_choice" not in translate().body and "parallel_tool_calls" not in translate().body
+    assert "tool_choice" not in translate(model=CLASSIC).body and "parallel_tool_calls" not in translate(model=CLASSIC).body
 
 
 @pytest.mark.parametrize("thinking,output_config,effort,summary", [
@@ -211,7 +212,7 @@ def test_model_aliases_override_families_and_names():
 
 def test_long_tool_names_and_odd_ids_round_trip():
     name = "mcp__server__" + "x" * 80
-    call = translate(tools=[{"name": name, "input_schema": {"type": "object"}}], messages=[
+    call = translate(model=CLASSIC, tools=[{"name": name, "input_schema": {"type": "object"}}], messages=[
         {"role": "user", "content": "go"},
         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu.01/ä", "name": name, "input": {"a": 1}}]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu.01/ä", "content": "ok"}]},

@@ -40,8 +40,9 @@ def test_claude_code_answers_from_the_backend(proxy, backend, tmp_path):
     body = model_calls(backend)[-1]
     assert body["model"] == "gpt-6.1-sol" and body["reasoning"]["effort"] in ("high", "xhigh") and body["store"] is False
     assert body["input"][0]["role"] == "developer"
-    assert "x-anthropic-billing-header" not in json.dumps(body["input"][0])
-    names = {t.get("name") for t in body["tools"]}
+    assert body["input"][1]["role"] == "developer" and "x-anthropic-billing-header" not in json.dumps(body["input"][:2])
+    assert "tools" not in body and body["input"][0]["type"] == "additional_tools"  # gpt-6.1-sol speaks Responses Lite
+    names = {t.get("name") for ns in body["input"][0]["tools"] for t in ns.get("tools", [ns])}
     assert {"Bash", "Read", "Edit"} <= names
 
 

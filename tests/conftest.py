@@ -27,6 +27,10 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.received.clear()
     backend_server.responder = default_responder
     backend_server.pages.clear()
+    backend_server.ws_handshakes.clear()
+    backend_server.ws_replies.clear()
+    backend_server.ws_frames.clear()
+    backend_server.ws_closes.clear()
     return backend_server
 
 

@@ -26,6 +26,7 @@ SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
     "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
     "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
+    "responses-websocket",
 }
 
 
@@ -52,6 +53,7 @@ class Config:
     request_timeout: int = 600
     codex_cli_pooling: bool = False
     max_request_bytes: int = 64 * 1024 * 1024
+    responses_websocket: bool = True  # serve the Responses WebSocket transport (false: 426, clients use HTTP)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -139,6 +141,7 @@ def parse(data: Any) -> Config:
         request_timeout=timeout,
         max_request_bytes=expect(data.get("max-request-bytes", 64 * 1024 * 1024), int, "max-request-bytes", "a whole number of bytes"),
         codex_cli_pooling=expect(data.get("codex-cli-pooling", False), bool, "codex-cli-pooling", "true or false"),
+        responses_websocket=expect(data.get("responses-websocket", True), bool, "responses-websocket", "true or false"),
         warnings=warnings,
     )
 

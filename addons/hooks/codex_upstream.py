@@ -186,8 +186,8 @@ class CodexUpstream:
 
     @on_claimed(answered=True)
     async def response(self, flow: http.HTTPFlow, st: FlowState) -> None:
-        if not st.get("upstream") or st.get("answered"):
-            return  # not ours, or answered in `request` already (mitmproxy still runs this hook then)
+        if not st.get("upstream") or st.get("answered") or st.get("websocket"):
+            return  # not ours, or answered in `request` already (mitmproxy still runs this hook then), or a WebSocket
         resp = flow.response
         if st.get("streamed"):
             translator = getattr(resp.stream, "translator", resp.stream)
@@ -307,7 +307,7 @@ class CodexUpstream:
 
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is None or not st.get("upstream") or not flow.error:
+        if st is None or not st.get("upstream") or not flow.error or st.get("websocket"):
             return
         stream = flow.response.stream if flow.response else None
         translator = getattr(stream, "translator", stream)

@@ -56,6 +56,10 @@ class FlowState(TypedDict, total=False):
     quota: str  # the account's quota use, for the comment
     t_headers: float  # time the response headers arrived
     timed_out: int  # the deadline (seconds) that gave up on the upstream
+    # Responses over WebSocket (hooks.responses_ws)
+    websocket: bool  # a Responses WebSocket: the handshake was pointed at the backend, frames are relayed
+    ws_close_as: list[Any]  # [code, reason] the client gets when the upstream ends the socket (mitm.websocket_close)
+    turns: list[dict[str, Any]]  # one entry per finished turn on the socket: model, effort, usage, ttfe, seconds, error
     # outcome
     usage: dict[str, Any]
     complete: bool  # the answer ended with its terminal event

@@ -55,22 +55,20 @@ class WSClient:
         self._pending: list[Any] = []
         self._text: list[str] = []
         self.headers: dict[str, str] = {}
+        rejected: Rejected | None = None
         while True:
             for event in self._read():
                 if isinstance(event, wsproto.events.AcceptConnection):
                     self.headers = {k.decode().lower(): v.decode() for k, v in event.extra_headers}
                     return
                 if isinstance(event, wsproto.events.RejectConnection):
-                    status, headers, body = event.status_code, {k.decode().lower(): v.decode() for k, v in event.headers}, b""
-                    while event.has_body:
-                        data = [e for e in self._read() if isinstance(e, wsproto.events.RejectData)]
-                        for d in data:
-                            body += d.data
-                            if d.body_finished:
-                                raise Rejected(status, headers, body)
-                        if not data:
-                            break
-                    raise Rejected(status, headers, body)
+                    rejected = Rejected(event.status_code, {k.decode().lower(): v.decode() for k, v in event.headers}, b"")
+                    if not event.has_body:
+                        raise rejected
+                if isinstance(event, wsproto.events.RejectData):
+                    rejected.body += event.data
+                    if event.body_finished:
+                        raise rejected
 
     def _read(self) -> list[Any]:
         data = self.sock.recv(65536)

@@ -86,7 +86,12 @@ class ResponsesWebsocket:
             raise websocket_refused()  # API-key members speak HTTP only: the client switches to it at once
         session = _session(flow.request.headers)
         others = {m.key for m in self.runtime.pool.members if not isinstance(m.source, Account)}
-        cred = await self.runtime.credential(ANY_MODEL, exclude=others, session=session)
+        # The model is not known yet: an account resting for some model is the last choice, so that a
+        # client sent to a fresh socket after a usage limit does not land on the same account again.
+        now = time.time()
+        resting = {m.key for m in self.runtime.pool.members if any(until > now for until in m.cooldown_until.values())}
+        cred = await self.runtime.credential(ANY_MODEL, exclude=others | resting, session=session) \
+            or await self.runtime.credential(ANY_MODEL, exclude=others, session=session)
         if cred is None:
             raise no_credential(self.runtime, ANY_MODEL)
         self._point(flow, st, cred, session)

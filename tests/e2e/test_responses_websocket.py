@@ -5,6 +5,7 @@ speaks the WebSocket protocol (per-socket history, the real refusals)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from tests.conftest import ACCOUNT_ID
 from tests.fakes.accounts import mint_account
 from tests.fakes.codex_backend import PATH, JSONReply, WSClose, turn, ws_connection_limit, ws_usage_limit
+from tests.npmtools import npm_tool
 from tests.proxyproc import start_proxy
 from tests.wsclient import Closed, Rejected, WSClient, create
 
@@ -192,3 +194,41 @@ def test_refused_upgrade_is_an_openai_error(proxy, backend, mode, status, expect
     with pytest.raises(Rejected) as refused:
         WSClient(proxy, mode)
     assert refused.value.status == expected and refused.value.json["error"]["message"]
+
+
+def _tool_call_reply(frame: dict) -> list:
+    """Turn 1 of the CLI session: call a tool the CLI offers that changes nothing on disk."""
+    names = [t.get("name") for t in frame.get("tools", []) if isinstance(t, dict)]
+    if "update_plan" in names:
+        name, args = "update_plan", {"plan": [{"step": "Say hello", "status": "completed"}]}
+    elif "shell_command" in names:
+        name, args = "shell_command", {"command": "echo hi"}
+    else:
+        name, args = "shell", {"command": ["echo", "hi"]}
+    return turn(frame["model"], "resp_cli_1").tool_call(name, args, call_id="call_cli_1").events(empty_output=False)
+
+
+def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, backend, tmp_path):
+    codex = npm_tool("@openai/codex", "codex")
+    (tmp_path / "codex").mkdir()
+    backend.ws_replies += [_tool_call_reply, turn("gpt-5.5", "resp_cli_2").text("Done over the socket.").events(empty_output=False)]
+    provider = (f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
+                'env_key="CLIPROXY_KEY",wire_api="responses",supports_websockets=true}')
+    result = subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5",
+         "-c", "model_provider=cliproxy", "-c", provider, "Make a plan, then say hello"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
+             "CLIPROXY_KEY": "sk-local"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    messages = [e["item"].get("text") for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
+    assert messages == ["Done over the socket."]
+    assert [r.method for r in backend.received if r.path == PATH] == ["GET"]  # one WebSocket, no HTTP turn
+    turns = [f for f in backend.ws_frames if f.frame.get("generate") is not False]
+    assert len(turns) == 2 and {f.socket for f in turns} == {turns[0].socket}
+    second = turns[1].frame
+    assert second["previous_response_id"] == "resp_cli_1"  # incremental: only what is new since turn 1
+    assert [i.get("type") for i in second["input"]] == ["function_call_output"] and second["input"][0]["call_id"] == "call_cli_1"
+    assert turns[0].headers["chatgpt-account-id"] == ACCOUNT_ID and "sk-local" not in turns[0].headers["authorization"]

@@ -55,6 +55,11 @@ def parse_frame(content: bytes) -> dict[str, Any]:
         raise errors.bad_request(f"the WebSocket frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise errors.bad_request("the WebSocket frame is nested too deeply") from None
+    if b"\\ud" in content or b"\\uD" in content:  # escaped surrogates: fine in pairs, unencodable alone
+        try:
+            json.dumps(frame, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise errors.bad_request("the WebSocket frame contains an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a string") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise errors.bad_request("a WebSocket frame must be a JSON object with a string `type` (\"response.create\")", "type")
     return frame

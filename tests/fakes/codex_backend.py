@@ -281,7 +281,7 @@ def default_responder(req: Received) -> Reply:
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RATE_LIMITS_EVENT = {"type": "codex.rate_limits", "plan_type": "plus",
-                     "rate_limits": {"primary": {"used_percent": 12.5, "window_minutes": 300, "reset_after_seconds": 9000},
+                     "rate_limits": {"primary": {"used_percent": 7.5, "window_minutes": 300, "reset_after_seconds": 9000},
                                      "secondary": {"used_percent": 40.0, "window_minutes": 10080, "reset_after_seconds": 300000}}}
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import ACCOUNT_ID
+from tests.conftest import ACCOUNT_ID, access_token_of
 from tests.fakes.accounts import mint_account
 from tests.fakes.codex_backend import PATH, JSONReply, WSClose, turn, ws_connection_limit, ws_usage_limit
 from tests.npmtools import npm_tool
@@ -210,7 +210,7 @@ def _tool_call_reply(frame: dict) -> list:
     return turn(frame["model"], "resp_cli_1").tool_call(name, args, call_id="call_cli_1").events(empty_output=False)
 
 
-def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, backend, tmp_path):
+def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, proxy_home, backend, tmp_path):
     codex = npm_tool("@openai/codex", "codex")
     (tmp_path / "codex").mkdir()
     backend.ws_replies += [_tool_call_reply, turn("gpt-5.5", "resp_cli_2").text("Done over the socket.").events(empty_output=False)]
@@ -234,3 +234,24 @@ def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, backend, tmp_pat
     assert second["previous_response_id"] == "resp_cli_1"  # incremental: only what is new since turn 1
     assert [i.get("type") for i in second["input"]] == ["function_call_output"] and second["input"][0]["call_id"] == "call_cli_1"
     assert turns[0].headers["chatgpt-account-id"] == ACCOUNT_ID and "sk-local" not in turns[0].headers["authorization"]
+    token = access_token_of(next((proxy_home / "auth").glob("*.json")))
+    assert turns[0].headers["authorization"] == f"Bearer {token}" and token not in proxy.log
+
+
+def test_an_account_resting_mid_socket_sends_the_client_to_a_fresh_socket(two_accounts, backend):
+    """A turn is never served on a resting account: the socket pinned to it is closed for a replay."""
+    proxy, _ = two_accounts
+    session = {"session_id": "s-9"}
+    with WSClient(proxy, "base_url", headers=session) as one:
+        assert one.turn(create("a"))[-1]["type"] == "response.completed"
+        account = backend.ws_frames[-1].headers["chatgpt-account-id"]
+        backend.ws_replies.append(ws_usage_limit(1800))
+        with WSClient(proxy, "base_url", headers=session) as two:  # sticky: the same account, which now hits its limit
+            two.send_json(create("b"))
+            assert two.recv().code == 1012
+        assert backend.ws_frames[-1].headers["chatgpt-account-id"] == account
+        sent = len(backend.ws_frames)
+        one.send_json(create("c"))
+        closed = one.recv()
+        assert isinstance(closed, Closed) and (closed.code, closed.reason) == (1012, "upstream requires HTTP replay")
+        assert len(backend.ws_frames) == sent  # the turn never reached the resting account

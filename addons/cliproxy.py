@@ -29,12 +29,14 @@ from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
+from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
-from cliproxy.addons.mitm import http_framing, upstream_failures  # noqa: E402
+from cliproxy.addons.mitm import http_framing, upstream_failures, websocket_close  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
+websocket_close.install()  # Responses WebSockets can be closed with a code (1012 replay, 1003, 1008, 1009)
 
 runtime = Runtime()
 conversations = Conversations(runtime)
@@ -49,6 +51,7 @@ addons = [
     conversations,  # /v1/responses state (previous_response_id, item references, conversations) and stored-state routes
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
+    ResponsesWebsocket(runtime),  # Responses over WebSocket: a pinned pool account, frames translated both ways
     CodexUpstream(runtime, conversations),  # account choice, rewrite onto the backend, answer translation
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)
     HttpConventions(runtime),  # OPTIONS preflights and CORS for cors-origins; x-request-id on every answer

@@ -30,6 +30,9 @@ MAX_SESSIONS = 10_000
 REQUEST_FAULTS = frozenset({400, 404, 405, 409, 413, 422})
 
 
+#: "Any model": cool-downs of the whole member, and sockets whose models are not known yet.
+ANY_MODEL = "*"
+
 @dataclass(slots=True)
 class Member:
     """One pool member: an OAuth account or an API-key upstream."""
@@ -45,7 +48,8 @@ class Member:
     parked: bool = False  # its login is dead (refused by the backend or the issuer) until `credential` changes
 
     def serves(self, model: str) -> bool:
-        return self.models is None or model in self.models
+        """Whether the member may be given `model` (ANY_MODEL: a socket whose turns' models are not known yet)."""
+        return self.models is None or model == ANY_MODEL or model in self.models
 
     def available(self, model: str, now: float) -> bool:
         return not self.parked and self.cooldown_until.get(model, 0) <= now and self.cooldown_until.get("*", 0) <= now

@@ -90,3 +90,31 @@ def write_state(auth_dir: Path, account_name: str, state: dict[str, Any]) -> Non
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_rate_limit_event(event: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The same shape as `parse_quota`, from a `codex.rate_limits` event (the WebSocket transport carries
+    quota in the stream instead of headers): `rate_limits.{primary,secondary}` with `used_percent`,
+    `window_minutes` and a reset as a unix time (`reset_at`/`resets_at`) or in seconds (`reset_after_seconds`/`resets_in_seconds`)."""
+    now = now or datetime.now(UTC)
+    limits = event.get("rate_limits")
+    out: dict[str, Any] = {}
+    if not isinstance(limits, Mapping):
+        return out
+    for window in WINDOWS:
+        entry = limits.get(window)
+        used = entry.get("used_percent") if isinstance(entry, Mapping) else None
+        if not isinstance(used, int | float) or isinstance(used, bool):
+            continue
+        parsed: dict[str, Any] = {"used_percent": float(used)}
+        minutes = entry.get("window_minutes")
+        if isinstance(minutes, int | float) and not isinstance(minutes, bool):
+            parsed["window_minutes"] = int(minutes)
+        at = next((entry[k] for k in ("reset_at", "resets_at") if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)), None)
+        after = next((entry[k] for k in ("reset_after_seconds", "resets_in_seconds") if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)), None)
+        if at is not None:
+            parsed["resets_at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+        elif after is not None:
+            parsed["resets_at"] = (now + timedelta(seconds=after)).isoformat(timespec="seconds")
+        out[window] = parsed
+    return out

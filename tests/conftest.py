@@ -29,6 +29,10 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.lite = default_lite
     backend_server.pages.clear()
     backend_server.catalog.reset()
+    backend_server.ws_handshakes.clear()
+    backend_server.ws_replies.clear()
+    backend_server.ws_frames.clear()
+    backend_server.ws_closes.clear()
     return backend_server
 
 

@@ -30,6 +30,7 @@ KNOWN_KEYS = {
     "cors-origins",
     "responses-retention-hours", "responses-max-mb",
     "codex-client-version", "models-refresh-seconds",
+    "responses-websocket",
 }
 DEFAULT_CLIENT_VERSION = "0.169.0"  # the Codex CLI release whose wire cliproxy speaks
 DEFAULT_MODELS_REFRESH = 3 * 3600
@@ -64,6 +65,7 @@ class Config:
     codex_client_version: str = DEFAULT_CLIENT_VERSION  # `version` / `client_version` sent to the backend
     models_refresh: int = DEFAULT_MODELS_REFRESH  # seconds between reads of each account's live catalog
     models: tuple[ModelInfo, ...] = ()  # the config's own `models:` entries, laid over the live catalog
+    responses_websocket: bool = True  # serve the Responses WebSocket transport (false: 426, clients use HTTP)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -182,6 +184,7 @@ def parse(data: Any) -> Config:
         codex_client_version=_client_version(data.get("codex-client-version", DEFAULT_CLIENT_VERSION)),
         models_refresh=_refresh(data.get("models-refresh-seconds", DEFAULT_MODELS_REFRESH)),
         models=own_models,
+        responses_websocket=expect(data.get("responses-websocket", True), bool, "responses-websocket", "true or false"),
         warnings=warnings,
     )
 

@@ -111,6 +111,8 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
         return Route("amp_proxy", "openai")
     if path == CODEX_MODELS_PATH and method in ("GET", "HEAD"):
         return Route("codex_models", "openai")
+    if reverse_listener and websocket and path == CODEX_PATH:
+        return Route("responses_websocket", "openai")  # the Codex CLI given the base URL of the backend's path
     if not path.startswith("/v1/") and (f"/v1{path}" in _OPENAI_PATHS or path.startswith(("/responses/", "/conversations"))):
         path = "/v1" + path  # base URL given without /v1
     fmt: ClientFormat = "anthropic" if anthropic_client or host == "api.anthropic.com" or path.startswith("/v1/messages") else "openai"
@@ -126,7 +128,7 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
     if name and name != "models" and method == "POST":
         return Route(name, fmt)
     if name == "responses" and websocket:
-        return Route("websocket_refused", fmt)
+        return Route("responses_websocket", fmt)  # served unless `responses-websocket: false` (then 426)
     if name:
         return Route("method_not_allowed", fmt)
     if path == "/" and method == "HEAD":

@@ -2,9 +2,9 @@
 
 Opt-in with `codex-cli-pooling: true`. The CLI's own ChatGPT token is then swapped for a pool
 account (with the pool's failover); its body is already in the backend's format and passes through
-unchanged. Its WebSocket transport is refused with a 426, on which the CLI switches to HTTP at once.
-Its legacy compaction (`/responses/compact`) is served like a turn, and its usage endpoint (`/status`)
-is answered from the pool.
+unchanged. Its WebSocket transport gets a pool account too (`ResponsesWebsocket`), or a 426 with
+`responses-websocket: false`, on which the CLI switches to HTTP at once. Its legacy compaction
+(`/responses/compact`) is served like a turn, and its usage endpoint (`/status`) is answered from the pool.
 Without the switch, the CLI's requests go to chatgpt.com untouched.
 """
 
@@ -30,7 +30,9 @@ class CodexCliPooling:
             st["passthrough"] = True
             return
         if st["route"] == "codex_websocket":
-            raise websocket_refused()  # a WebSocket turn would reach chatgpt.com with the CLI's own account
+            if not self.runtime.config.responses_websocket:
+                raise websocket_refused()  # a WebSocket turn would reach chatgpt.com with the CLI's own account
+            return  # served by ResponsesWebsocket with a pool account
         if st["route"] == "codex_usage":
             answer_usage(flow, self.runtime)  # the pool's limits, not those of the CLI's own account
             return

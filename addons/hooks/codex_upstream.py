@@ -62,6 +62,17 @@ def credential_headers(cred: Credential) -> list[tuple[str, str]]:
     return list(cred.headers)
 
 
+def client_identity(sent: set[str], client_version: str) -> list[tuple[str, str]]:
+    """The official CLI's identity (`originator`, `user-agent`, `version`) for what a client did not send
+    itself (a Codex client keeps its own)."""
+    fields = []
+    if "originator" not in sent:
+        fields += [("originator", ORIGINATOR), ("user-agent", codex_user_agent(ORIGINATOR, client_version))]
+    if "version" not in sent:
+        fields.append(("version", client_version))
+    return fields
+
+
 def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None,
                      extra: Sequence[tuple[str, str]] = (), client_version: str = DEFAULT_CLIENT_VERSION) -> http.Headers:
     """The upstream request's headers: the member's auth, the client's Codex headers, the ones the body's
@@ -76,11 +87,7 @@ def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: s
         ("accept", "text/event-stream"),
         ("accept-encoding", "identity"),
     ]
-    if "originator" not in sent:
-        fields += [("originator", ORIGINATOR), ("user-agent", codex_user_agent(ORIGINATOR, client_version))]
-    if "version" not in sent:
-        fields.append(("version", client_version))
-    fields += [*kept, *extra]
+    fields += [*client_identity(sent, client_version), *kept, *extra]
     if cache_key and not any(k in ("session_id", "session-id") for k, _ in kept):
         fields.append(("session-id", session_token(cache_key)))
     return http.Headers([(k.encode(), v.encode()) for k, v in fields])
@@ -245,8 +252,8 @@ class CodexUpstream:
 
     @on_claimed(answered=True)
     async def response(self, flow: http.HTTPFlow, st: FlowState) -> None:
-        if not st.get("upstream") or st.get("answered"):
-            return  # not ours, or answered in `request` already (mitmproxy still runs this hook then)
+        if not st.get("upstream") or st.get("answered") or st.get("websocket"):
+            return  # not ours, or answered in `request` already (mitmproxy still runs this hook then), or a WebSocket
         resp = flow.response
         assert resp is not None, "mitmproxy runs response with the response in place"
         if st.get("streamed"):
@@ -386,7 +393,7 @@ class CodexUpstream:
 
     def error(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is None or not st.get("upstream") or not flow.error:
+        if st is None or not st.get("upstream") or not flow.error or st.get("websocket"):
             return
         stream = flow.response.stream if flow.response else None
         translator = getattr(stream, "translator", stream)

@@ -66,6 +66,23 @@ def comment(st: FlowState) -> str:
         parts.append(f"failover ×{st['failover']} ({' → '.join(st.get('tried_labels', []))})" if st.get("tried_labels") else f"failover ×{st['failover']}")
     if st.get("error"):
         parts.append(f"✗ {st['error']}")
+    return "\n".join([" · ".join(str(p) for p in parts), *(turn_line(n, t) for n, t in enumerate(st.get("turns") or (), 1))])
+
+
+def turn_line(n: int, turn: dict) -> str:
+    """One line per turn of a WebSocket: model, effort, tokens, time to first event, duration, failure."""
+    model, client_model = turn.get("model"), turn.get("client_model")
+    parts = [f"turn {n}", f"{client_model} → {model}" if client_model and client_model != model else model]
+    if turn.get("effort"):
+        parts.append(turn["effort"])
+    if usage := turn.get("usage"):
+        parts.append(f"{usage.get('input_tokens')}→{usage.get('output_tokens')} tok")
+    if turn.get("ttfe") is not None:
+        parts.append(f"ttfe {turn['ttfe']:.2f}s")
+    if turn.get("seconds") is not None:
+        parts.append(f"{turn['seconds']:.2f}s")
+    if turn.get("error"):
+        parts.append(f"✗ {turn['error']}")
     return " · ".join(str(p) for p in parts)
 
 

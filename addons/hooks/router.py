@@ -38,7 +38,8 @@ def anthropic_model(model_id: str, display_name: str | None = None) -> dict:
 def websocket_refused() -> errors.ProxyError:
     """The answer to a Responses WebSocket upgrade: 426 makes the Codex CLI switch to HTTP at once
     (other statuses cost it seven retries, several seconds)."""
-    return errors.ProxyError(426, "cliproxy serves the Responses API over HTTP: send POST /v1/responses (the WebSocket transport is not supported)",
+    return errors.ProxyError(426, "cliproxy serves this Responses request over HTTP: send POST /v1/responses (the WebSocket transport is "
+                             "switched off with responses-websocket: false, or no account can take it)",
                              "invalid_request_error", "websocket_not_supported")
 
 
@@ -112,8 +113,6 @@ class Router:
             flow.response = http.Response.make(200, b"", {"content-type": "text/plain"})
         elif route == "method_not_allowed":
             raise errors.ProxyError(405, f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}", "invalid_request_error", "method_not_allowed")
-        elif route == "websocket_refused":
-            raise websocket_refused()
         elif route == "not_found":
             raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
 

@@ -65,6 +65,10 @@ class FlowState(TypedDict, total=False):
     timed_out: int  # the deadline (seconds) that gave up on the upstream
     request_id: str  # the upstream's x-request-id, passed on to the client
     ended_locally: str  # stop | length: cliproxy ended the answer at the client's stop sequence or token limit
+    # Responses over WebSocket (hooks.responses_ws)
+    websocket: bool  # a Responses WebSocket: the handshake was pointed at the backend, frames are relayed
+    ws_close_as: list[Any]  # [code, reason] the client gets when the upstream ends the socket (mitm.websocket_close)
+    turns: list[dict[str, Any]]  # one entry per finished turn on the socket: model, effort, usage, ttfe, seconds, error
     # outcome
     usage: dict[str, Any]
     service_tier: str  # the tier that served, as the answer's `response.service_tier` says

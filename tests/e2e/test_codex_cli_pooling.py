@@ -44,9 +44,10 @@ def cli_client(proxy):
 def start(tmp_path, proxy_home, backend_server):
     started = []
 
-    def run(pooling: bool, *extra: str, env: dict | None = None):
+    def run(pooling: bool, *extra: str, env: dict | None = None, websocket: bool = True):
         p = start_proxy(tmp_path / f"p{len(started)}", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                                          "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling}, *extra, env=env)
+                                                          "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling,
+                                                          "responses-websocket": websocket}, *extra, env=env)
         started.append(p)
         return p
 
@@ -87,12 +88,14 @@ def codex_login(codex_home: Path) -> str:
     return own["access_token"]
 
 
-def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path):
+@pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "http"])
+def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path, websocket):
     codex = npm_tool("@openai/codex", "codex")
-    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"})
+    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=websocket)
     backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
                      "/backend-api/codex/models": JSONReply(200, {"models": []})}
     backend.replies.append(sse(turn().text("Pooled hello.").events()))
+    backend.ws_replies.append(turn().text("Pooled hello.").events(empty_output=False))
     own_token = codex_login(tmp_path / "codex")
     started = time.monotonic()
     result = subprocess.run(
@@ -104,7 +107,8 @@ def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path):
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Pooled hello."]
     turns = [r for r in backend.received if r.path == PATH]
-    assert [r.method for r in turns] == ["POST"]  # its WebSocket try was refused with 426, so the turn came over HTTP
+    # over its WebSocket with a pool account, or (switched off) refused with 426 so the turn came over HTTP
+    assert [r.method for r in turns] == (["GET"] if websocket else ["POST"])
     assert turns[0].headers["chatgpt-account-id"] == ACCOUNT_ID and own_token not in turns[0].headers["authorization"]
     assert ("GET", "/backend-api/wham/accounts/check") in [(r.method, r.path) for r in backend.received]  # its own calls still work
     assert time.monotonic() - started < 30  # no WebSocket retry loop before the fallback
@@ -113,7 +117,8 @@ def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path):
 
 def test_real_codex_cli_default_lite_model_is_pooled_faithfully(start, backend_server, backend, tmp_path):
     codex = npm_tool("@openai/codex", "codex")
-    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"})
+    # over HTTP (its zstd-compressed body is the point here; the WebSocket path has its own tests)
+    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=False)
     backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
                      "/backend-api/codex/models": JSONReply(200, {"models": []})}
     backend.replies.append(sse(turn("gpt-6.1-sol").text("Pooled lite hello.").events()))

@@ -161,11 +161,3 @@ def test_unknown_path_is_openai_404(raw, backend):
     r = raw.post("/v1/embeddings", json={"model": "x", "input": "y"})
     assert r.status_code == 404 and "does not serve" in r.json()["error"]["message"]
     assert backend.received == []
-
-
-def test_responses_websocket_upgrade_is_refused_with_426(raw, backend):
-    """Codex's built-in provider tries a WebSocket first; 426 makes it switch to HTTP without retrying."""
-    r = raw.get("/v1/responses", headers={"upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
-                                          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="})
-    assert r.status_code == 426 and r.json()["error"]["code"] == "websocket_not_supported"
-    assert "POST /v1/responses" in r.json()["error"]["message"] and backend.received == []

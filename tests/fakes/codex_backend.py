@@ -9,11 +9,16 @@ one chunk), keep-alive comments, streams cut mid-way, JSON errors with real shap
         backend.replies.append(sse(turn().text("Hi").events()))
         ...
         backend.received[-1].json
+
+It also speaks the Responses WebSocket protocol on the same path (a GET upgrade): one text frame per
+event for each `response.create`, per-socket history for `previous_response_id`, and the real
+backend's refusals (unknown id on a fresh socket, full history plus `previous_response_id`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gzip
 import hashlib
 import json
@@ -473,6 +478,66 @@ def default_responder(req: Received) -> Reply:
 
 
 # ---------------------------------------------------------------------------------------------
+# The WebSocket transport
+
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+RATE_LIMITS_EVENT = {"type": "codex.rate_limits", "plan_type": "plus",
+                     "rate_limits": {"primary": {"used_percent": 7.5, "window_minutes": 300, "reset_after_seconds": 9000},
+                                     "secondary": {"used_percent": 40.0, "window_minutes": 10080, "reset_after_seconds": 300000}}}
+
+
+@dataclass
+class WSFrame:
+    """A client frame the fake received on socket number `socket` (counted from 1)."""
+
+    socket: int
+    headers: dict[str, str]  # the socket's handshake headers
+    frame: Any  # parsed JSON (or the raw text when it is not JSON)
+
+
+@dataclass
+class WSError:
+    """An `error` frame as the backend sends it."""
+
+    status: int
+    error: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+    close: bool = False  # then close the socket (1000), as after the connection limit
+
+
+@dataclass
+class WSClose:
+    """Drop the socket abruptly (no close frame), optionally after `after` events of the turn."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    after: int = 0
+
+
+WSReply = list | WSError | WSClose
+
+
+def ws_usage_limit(resets_in: int = 3600) -> WSError:
+    return WSError(429, {"type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
+                         "resets_at": int(time.time()) + resets_in, "resets_in_seconds": resets_in},
+                   {"x-codex-primary-used-percent": "100", "x-codex-primary-window-minutes": "300"})
+
+
+def ws_connection_limit() -> WSError:
+    return WSError(400, {"type": "invalid_request_error", "code": "websocket_connection_limit_reached",
+                         "message": "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue."},
+                   close=True)
+
+
+def _ws_echo(body: dict[str, Any], response_id: str) -> list[tuple[str, dict[str, Any]]]:
+    last = ""
+    for item in body.get("input", []):
+        if isinstance(item, dict) and item.get("role") == "user" and isinstance(item.get("content"), list):
+            last = "".join(p.get("text", "") for p in item["content"] if isinstance(p, dict))
+    return turn(body.get("model", "gpt-5.5"), response_id).text(f"You said: {last}").events(empty_output=False)
+
+
+# ---------------------------------------------------------------------------------------------
 # The server
 
 
@@ -488,6 +553,11 @@ class CodexBackend:
         self.disconnects = 0  # streams whose client went away before the end
         self.pages: dict[str, JSONReply] = {}  # other chatgpt.com paths (no query) -> answer; else 404
         self.catalog = FakeCatalog()  # GET /models, and what Responses calls are refused for (plan, effort)
+        self.ws_handshakes: list[JSONReply] = []  # refusals of the next upgrades, in order (else 101)
+        self.ws_replies: list[WSReply | Callable[[dict[str, Any]], WSReply]] = []  # per response.create, in order; else an echo
+        self.ws_frames: list[WSFrame] = []
+        self.ws_sockets = 0
+        self.ws_closes: list[tuple[int, int | None]] = []  # (socket, close code from the client; None: dropped)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-codex")
         self._server: asyncio.AbstractServer | None = None
@@ -552,6 +622,9 @@ class CodexBackend:
                     await _write_json(writer, answer)
                     continue
                 self.received.append(req)
+                if req.method == "GET" and req.path.split("?")[0] == PATH and req.headers.get("upgrade", "").lower() == "websocket":
+                    await self._websocket(reader, writer, req)
+                    return
                 if req.method != "POST" or req.path.split("?")[0] != PATH:
                     await _write_json(writer, self.pages.get(req.path.split("?")[0], JSONReply(404, {"detail": "Not Found"})))
                     continue
@@ -578,6 +651,93 @@ class CodexBackend:
             self.disconnects += 1
         finally:
             writer.close()
+
+    async def _websocket(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, req: Received) -> None:
+        """Serve one Responses WebSocket until either side closes it."""
+        import wsproto.connection
+        import wsproto.events
+
+        if self.ws_handshakes:
+            await _write_json(writer, self.ws_handshakes.pop(0))
+            return
+        self.ws_sockets += 1
+        number = self.ws_sockets
+        accept = base64.b64encode(hashlib.sha1(req.headers.get("sec-websocket-key", "").encode() + WS_GUID).digest()).decode()
+        head = ["HTTP/1.1 101 Switching Protocols", "upgrade: websocket", "connection: Upgrade", f"sec-websocket-accept: {accept}",
+                f"x-codex-turn-state: ts-{number}", "x-models-etag: etag-fake-1", "openai-model: gpt-5.5"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        conn = wsproto.connection.Connection(wsproto.connection.ConnectionType.SERVER)
+        history: dict[str, list[Any]] = {}  # response id -> the socket's whole context after it
+        text: list[str] = []
+        turns = 0
+
+        def send(event: dict[str, Any]) -> None:
+            writer.write(conn.send(wsproto.events.TextMessage(json.dumps(event, ensure_ascii=False))))
+
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                self.ws_closes.append((number, None))
+                return
+            conn.receive_data(data)
+            for event in conn.events():
+                if isinstance(event, wsproto.events.CloseConnection):
+                    self.ws_closes.append((number, event.code))
+                    writer.write(conn.send(event.response()))
+                    await writer.drain()
+                    return
+                if isinstance(event, wsproto.events.Ping):
+                    writer.write(conn.send(event.response()))
+                    continue
+                if isinstance(event, wsproto.events.BytesMessage):
+                    writer.write(conn.send(wsproto.events.CloseConnection(1003, "binary frames are not supported")))
+                    await writer.drain()
+                    return
+                text.append(event.data)
+                if not event.message_finished:
+                    continue
+                raw, text = "".join(text), []
+                try:
+                    frame = json.loads(raw)
+                except ValueError:
+                    frame = raw
+                self.ws_frames.append(WSFrame(number, req.headers, frame))
+                if not isinstance(frame, dict) or frame.get("type") != "response.create":
+                    send({"type": "error", "status": 400, "error": {"type": "invalid_request_error", "message": "Unsupported frame"}})
+                    continue
+                turns += 1
+                refusal = _ws_refusal(frame, history)
+                if refusal is not None:
+                    send(refusal)
+                    continue
+                reply = self.ws_replies.pop(0) if self.ws_replies else None
+                if callable(reply):
+                    reply = reply(frame)
+                if reply is None:
+                    reply = _ws_echo(frame, f"resp_ws{number}_{turns}")
+                if isinstance(reply, WSError):
+                    send({"type": "error", "status": reply.status, "error": reply.error, "headers": reply.headers})
+                    if reply.close:
+                        writer.write(conn.send(wsproto.events.CloseConnection(1000, "")))
+                        await writer.drain()
+                        return
+                    continue
+                if isinstance(reply, WSClose):
+                    for _, ev in reply.events[: reply.after]:
+                        send(ev)
+                    await writer.drain()
+                    writer.transport.abort()
+                    self.ws_closes.append((number, None))
+                    return
+                send(RATE_LIMITS_EVENT)
+                context = list(history.get(frame.get("previous_response_id"), [])) + list(frame.get("input") or [])
+                for _, ev in reply:
+                    send(ev)
+                    await writer.drain()
+                    if ev.get("type") == "response.completed":
+                        response = ev["response"]
+                        history[response["id"]] = context + list(response.get("output") or [])
+            await writer.drain()
 
     async def _write_sse(self, writer: asyncio.StreamWriter, reply: SSEReply, models_etag: str = "") -> bool:
         """Stream the reply; False when the connection was closed (cut, or client gone)."""
@@ -625,6 +785,23 @@ class CodexBackend:
             self.disconnects += 1
             return False
         return True
+
+
+def _ws_refusal(frame: dict[str, Any], history: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """The real backend's refusals on a socket: an id it does not hold, and items it already holds."""
+    previous = frame.get("previous_response_id")
+    if previous is None:
+        return None
+    if previous not in history:
+        return {"type": "error", "status": 400, "error": {"type": "invalid_request_error", "code": "previous_response_not_found",
+                                                          "message": f"Previous response with id '{previous}' not found.", "param": "previous_response_id"}}
+    held = history[previous]
+    ids = {item.get("id") for item in held if isinstance(item, dict) and item.get("id")}
+    for item in frame.get("input") or []:
+        if isinstance(item, dict) and (item.get("id") in ids or item in held):
+            return {"type": "error", "status": 400, "error": {"type": "invalid_request_error", "code": None, "param": "input",
+                                                              "message": f"Duplicate item found with id {item.get('id') or 'msg'}."}}
+    return None
 
 
 def _chunk(frames: list[bytes], mode: str, rng: random.Random) -> list[bytes]:

@@ -44,3 +44,50 @@ def test_install_is_idempotent_and_patches_the_stream():
     upstream_failures.install()
     upstream_failures.install()
     assert HttpStream.handle_protocol_error is upstream_failures._handle_protocol_error
+
+
+# -- addons/mitm/websocket_close.py ----------------------------------------------------------------
+
+def test_websocket_fence():
+    from cliproxy.addons.mitm import websocket_close
+
+    websocket_close.check_version()
+    with pytest.raises(websocket_close.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x"):
+        websocket_close.check_version("13.0.0")
+
+
+def test_websocket_layer_internals():
+    """The relay keeps the shape the patch wraps: a generator method of (self, event) that reaches the
+    layer through `_handle_event`, wsproto connections `client_ws`/`server_ws` with `send2`, and the
+    close branch that sets `timestamp_end`, `closed_by_client` and `close_code` before sending."""
+    from cliproxy.addons.mitm import websocket_close
+    from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer, WebSocketMessageInjected
+
+    assert list(inspect.signature(websocket_close._original).parameters) == ["self", "event"]
+    assert callable(WebsocketConnection.send2) and {"flow", "message"} <= set(inspect.signature(WebSocketMessageInjected).parameters)
+    source = inspect.getsource(WebsocketLayer)
+    for needle in ("self._handle_event = self.relay_messages", "self.client_ws", "self.server_ws", "self.flow.websocket.timestamp_end = ",
+                   "self.flow.websocket.closed_by_client = from_client", "yield ws.send2(ws_event)", "self._handle_event = self.done"):
+        assert needle in source, needle
+    assert "def inject_event" in inspect.getsource(Proxyserver)
+
+
+@pytest.mark.parametrize("code,reason", [(1012, "upstream requires HTTP replay"), (1003, ""), (1009, "x" * 300)])
+def test_close_frames_parse_as_wsproto_reads_them(code, reason):
+    import wsproto.connection
+    import wsproto.events
+    from cliproxy.addons.mitm import websocket_close
+
+    client = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+    client.receive_data(websocket_close.close_frame(code, reason))
+    [event] = list(client.events())
+    assert isinstance(event, wsproto.events.CloseConnection) and event.code == code and reason.startswith(event.reason)
+
+
+def test_websocket_install_is_idempotent():
+    from cliproxy.addons.mitm import websocket_close
+    from mitmproxy.proxy.layers.websocket import WebsocketLayer
+
+    websocket_close.install()
+    websocket_close.install()
+    assert WebsocketLayer.relay_messages is websocket_close._relay_messages

@@ -88,3 +88,14 @@ def test_comment_says_when_cliproxy_ended_the_answer():
     assert "ended at the client's stop sequence" in comment({"route": "chat", "ended_locally": "stop"})
     assert "ended at the client's token limit" in comment({"route": "chat", "ended_locally": "length"})
     assert "ended" not in comment({"route": "chat"})
+
+
+def test_a_websocket_comment_has_one_line_per_turn():
+    st = {"route": "responses_websocket", "account": "dev@example.com", "turns": [
+        {"model": "gpt-5.5", "client_model": "gpt-5.5(high)", "effort": "high", "usage": {"input_tokens": 42, "output_tokens": 17}, "ttfe": 0.125, "seconds": 1.5},
+        {"model": "gpt-5.5", "effort": "medium", "seconds": 0.2, "error": "429 The usage limit has been reached"},
+    ]}
+    lines = comment(st).splitlines()
+    assert lines[0].startswith("responses_websocket · dev@example.com")
+    assert lines[1] == "turn 1 · gpt-5.5(high) → gpt-5.5 · high · 42→17 tok · ttfe 0.12s · 1.50s"
+    assert lines[2] == "turn 2 · gpt-5.5 · medium · 0.20s · ✗ 429 The usage limit has been reached"

@@ -52,8 +52,11 @@ def test_left_alone(host, path):
 
 
 @pytest.mark.parametrize("host,path,reverse,expected", [
-    ("cliproxy.invalid", "/v1/responses", True, "websocket_refused"),  # Codex's built-in provider tries this first
-    ("api.openai.com", "/v1/responses", False, "websocket_refused"),
+    ("cliproxy.invalid", "/v1/responses", True, "responses_websocket"),  # Codex's built-in provider tries this first
+    ("cliproxy.invalid", "/responses", True, "responses_websocket"),  # base URL given without /v1
+    ("cliproxy.invalid", "/backend-api/codex/responses", True, "responses_websocket"),  # the backend's own path on the base URL
+    ("api.openai.com", "/v1/responses", False, "responses_websocket"),
+    ("api.openai.com", "/v1/chat/completions", False, "method_not_allowed"),  # only Responses has a WebSocket transport
     ("chatgpt.com", "/backend-api/codex/responses", False, "codex_websocket"),  # refused only when pooling
     ("cliproxy.invalid", "/actors/gateway/threadActor/websocket/", True, "amp_proxy"),  # Amp's threads go upstream
 ])

@@ -1,0 +1,110 @@
+"""Closing a relayed WebSocket with a chosen close code, for cliproxy's Responses sockets.
+
+mitmproxy (12.x) lets an addon drop and inject WebSocket messages, but not close a socket with a
+code, and when the upstream ends a socket it hands the client the upstream's close (or 1006, which
+RFC 6455 forbids on the wire). The Codex CLI recovers from a close only when told how: 1012 with
+reason "upstream requires HTTP replay" makes it replay the full history on a fresh socket, which a
+new upstream socket (that holds no `previous_response_id` state) needs. This patch of
+`WebsocketLayer.relay_messages`:
+
+- `close(flow, code, reason)`: an injected message of type `CloseRequest` closes both sides, the
+  client with `code`/`reason` and the upstream with 1000;
+- on flows whose state names `ws_close_as` (code, reason), a close that starts at the upstream (a
+  close frame or a dropped connection) reaches the client with that code and reason instead.
+
+Every other flow keeps mitmproxy's behaviour. `install` refuses another major version and
+`tests/unit/test_mitm_contract.py` checks the internals used here in milliseconds.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Any
+
+import wsproto
+import wsproto.events
+from mitmproxy import ctx, http, version, websocket
+from mitmproxy.proxy import commands
+from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebSocketMessageInjected
+from wsproto.frame_protocol import Opcode
+
+SUPPORTED_MAJOR = 12
+#: What this module relies on: the layer's relay method, its two wsproto connections and `done` state.
+LAYER_INTERNALS = ("relay_messages", "done", "start")
+
+_original = WebsocketLayer.relay_messages
+
+
+class CloseRequest(websocket.WebSocketMessage):
+    """An injected pseudo-message that asks the layer to close the socket (never relayed as data)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(Opcode.TEXT, False, b"")
+        self.close_code, self.close_reason = code, reason
+
+
+def close_frame(code: int, reason: str) -> bytes:
+    """An unmasked close frame (server to client) carrying `code` and `reason` (cut to fit a control frame)."""
+    payload = struct.pack("!H", code) + reason.encode()[:123]
+    return bytes([0x88, len(payload)]) + payload
+
+
+def _state(flow: http.HTTPFlow) -> dict[str, Any]:
+    return flow.metadata.get("cliproxy") or {}
+
+
+def _close(self: WebsocketLayer, code: int, reason: str):
+    ws = self.flow.websocket
+    ws.timestamp_end = time.time()
+    ws.closed_by_client = False
+    ws.close_code, ws.close_reason = code, reason
+    for conn, event in ((self.server_ws, wsproto.events.CloseConnection(1000, "")), (self.client_ws, wsproto.events.CloseConnection(code, reason))):
+        if conn.state in (wsproto.ConnectionState.OPEN, wsproto.ConnectionState.REMOTE_CLOSING):
+            yield conn.send2(event)
+        yield commands.CloseConnection(conn.conn)
+    yield WebsocketEndHook(self.flow)
+    self.flow.live = False
+    self._handle_event = self.done
+
+
+def _relay_messages(self: WebsocketLayer, event):
+    if isinstance(event, WebSocketMessageInjected) and isinstance(event.message, CloseRequest):
+        yield from _close(self, event.message.close_code, event.message.close_reason)
+        return
+    ws = self.flow.websocket
+    replace = _state(self.flow).get("ws_close_as")
+    was_open = ws is not None and ws.timestamp_end is None
+    for command in _original(self, event):
+        if (replace and was_open and ws.timestamp_end is not None and not ws.closed_by_client
+                and isinstance(command, commands.SendData) and command.connection is self.context.client):
+            code, reason = replace
+            ws.close_code, ws.close_reason = code, reason
+            command = commands.SendData(command.connection, close_frame(code, reason))
+        yield command
+
+
+def close(flow: http.HTTPFlow, code: int, reason: str) -> None:
+    """Close a live WebSocket flow: the client gets `code` and `reason`, the upstream 1000."""
+    if flow.websocket is None or flow.websocket.timestamp_end is not None:
+        return
+    server = ctx.master.addons.get("proxyserver")
+    server.inject_event(WebSocketMessageInjected(flow, CloseRequest(code, reason)))
+
+
+class UnsupportedMitmproxy(RuntimeError):
+    """mitmproxy is not the version these internals were written against."""
+
+
+def check_version(found: str = version.VERSION) -> None:
+    major = found.split(".", 1)[0]
+    if major != str(SUPPORTED_MAJOR) or any(not hasattr(WebsocketLayer, name) for name in LAYER_INTERNALS):
+        raise UnsupportedMitmproxy(f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
+                                   f"to close WebSockets with a code. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'")
+
+
+def install() -> None:
+    """Idempotent: the script may be reloaded. Refuses a mitmproxy whose internals may differ."""
+    check_version()
+    if WebsocketLayer.relay_messages is not _relay_messages:
+        WebsocketLayer.relay_messages = _relay_messages

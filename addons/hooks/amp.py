@@ -40,6 +40,7 @@ from cliproxy.addons.core.failover import FAILURE_HEADER
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.client_api import serve
 from cliproxy.addons.mitm.flowstate import FlowState, guarded, on_claimed, reply_json, state
+from cliproxy.addons.translate import encoding as content_encoding
 from cliproxy.addons.translate import errors
 from mitmproxy import http
 
@@ -111,9 +112,12 @@ class Amp:
         if kind in ("models", "gemini_models"):
             self._gemini_models(flow, st, path)
             return
-        raw = flow.request.get_content(strict=False) or b""
         try:
+            raw = content_encoding.decode(flow.request.raw_content or b"", flow.request.headers.get("content-encoding", ""),
+                                          self.runtime.config.max_request_bytes)
             body = json.loads(raw) if raw.strip() else None
+        except content_encoding.TooLarge:
+            raise errors.request_too_large(self.runtime.config.max_request_bytes) from None
         except (ValueError, UnicodeDecodeError):
             body = None  # the local translator (or the upstream) says what is wrong with it
         if sanitize_body(body):

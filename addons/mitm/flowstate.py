@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
+from cliproxy.addons.translate import encoding as content_encoding
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.codex_body import CodexCall
 from mitmproxy import http
@@ -22,6 +23,7 @@ from mitmproxy import http
 logger = logging.getLogger(__name__)
 
 KEY = "cliproxy"
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # for flows claimed without a limit of their own (the config's default)
 
 
 class FlowState(TypedDict, total=False):
@@ -106,12 +108,15 @@ def reply_error(flow: http.HTTPFlow, err: errors.ProxyError) -> None:
 
 def read_json(flow: http.HTTPFlow) -> Any:
     """The request body as JSON, or a 400 that says what is wrong with it."""
-    try:
-        raw = flow.request.get_content() or b""
-    except ValueError:  # a content-encoding mitmproxy cannot decode (zstd, gzip, br, deflate are decoded)
-        encoding = flow.request.headers.get("content-encoding", "")
+    encoding = flow.request.headers.get("content-encoding", "")
+    limit = (state(flow) or {}).get("max_request_bytes", DEFAULT_MAX_REQUEST_BYTES)
+    try:  # decoded with a bound: a small compressed body can expand to gigabytes
+        raw = content_encoding.decode(flow.request.raw_content or b"", encoding, limit)
+    except content_encoding.TooLarge:
+        raise errors.request_too_large(limit) from None
+    except ValueError:
         raise errors.bad_request(f"the request body cannot be decoded as content-encoding {encoding[:40]!r}; "
-                                 "send it as identity, gzip, deflate, br or zstd") from None
+                                 f"send it as {', '.join(content_encoding.ENCODINGS)}") from None
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
     try:

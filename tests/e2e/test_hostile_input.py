@@ -180,3 +180,22 @@ def test_escaped_surrogate_pairs_are_fine(proxy: Proxy, backend):
 
 def test_no_traceback_in_the_log(proxy: Proxy):
     assert "Traceback" not in proxy.log
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "zstd"])
+def test_a_compressed_bomb_is_a_413_and_never_expanded_whole(proxy: Proxy, backend, coding):
+    import gzip
+
+    import brotli
+    from backports import zstd
+
+    pack = {"gzip": gzip.compress, "br": brotli.compress, "zstd": zstd.compress}[coding]
+    text = b'{"model": "gpt-5.5", "input": "' + b"a" * 100_000_000 + b'"}'  # 100 MB of JSON, over max-request-bytes (64 MiB)
+    bomb = pack(text)
+    assert len(bomb) < 1_000_000
+    r = httpx.post(proxy.base_url + "/v1/responses", content=bomb, headers={"content-type": "application/json", "content-encoding": coding}, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert backend.received == []
+    small = httpx.post(proxy.base_url + "/v1/responses", content=pack(json.dumps(ROUTES["/v1/responses"]("hi")).encode()),
+                       headers={"content-type": "application/json", "content-encoding": coding}, timeout=60)
+    assert small.status_code == 200, small.text[:300]

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
+from cliproxy.addons.translate import client_json, errors
 from cliproxy.addons.translate import encoding as content_encoding
-from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.codex_body import CodexCall
 from mitmproxy import http
 
@@ -119,20 +119,7 @@ def read_json(flow: http.HTTPFlow) -> Any:
                                  f"send it as {', '.join(content_encoding.ENCODINGS)}") from None
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise errors.bad_request("the request body is not UTF-8 text") from None
-    except ValueError as exc:
-        raise errors.bad_request(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise errors.bad_request("the request body is nested too deeply") from None
-    if b"\\ud" in raw or b"\\uD" in raw:  # escaped surrogates: fine in pairs, unencodable alone
-        try:
-            json.dumps(body, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise errors.bad_request("the request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a string") from None
-    return body
+    return client_json.parse(raw, "the request body")
 
 
 def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:

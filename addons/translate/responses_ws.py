@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from cliproxy.addons.translate import codex_body, errors, responses
+from cliproxy.addons.translate import client_json, codex_body, errors, responses
 
 OPENAI_BETA = "responses_websockets=2026-02-06"
 #: The close that makes the Codex CLI replay the whole conversation on a fresh socket.
@@ -47,19 +47,7 @@ def error_frame(err: errors.ProxyError) -> bytes:
 
 def parse_frame(content: bytes) -> dict[str, Any]:
     """A client text frame as a JSON object with a string `type`, or a 400 that says what is wrong."""
-    try:
-        frame = json.loads(content)
-    except UnicodeDecodeError:
-        raise errors.bad_request("the WebSocket frame is not UTF-8 text") from None
-    except ValueError as exc:
-        raise errors.bad_request(f"the WebSocket frame is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise errors.bad_request("the WebSocket frame is nested too deeply") from None
-    if b"\\ud" in content or b"\\uD" in content:  # escaped surrogates: fine in pairs, unencodable alone
-        try:
-            json.dumps(frame, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise errors.bad_request("the WebSocket frame contains an unpaired UTF-16 surrogate (\\ud800-\\udfff) in a string") from None
+    frame = client_json.parse(content, "the WebSocket frame")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise errors.bad_request("a WebSocket frame must be a JSON object with a string `type` (\"response.create\")", "type")
     return frame

@@ -240,7 +240,7 @@ class FakeCatalog:
             return JSONReply(500, {"error": {"message": "An error occurred while processing your request.", "type": "server_error"}})
         if self.fail == "html":
             page = b"<html><body>Just a moment...</body></html>"  # a challenge page instead of JSON
-            return RawReply(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: %d\r\n\r\n%s" % (len(page), page))
+            return RawReply(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(page), page))
         if self.fail == "garbage":
             return JSONReply(200, {"models": "yes", "data": [1, 2, 3]})
         query = req.path.partition("?")[2]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import ssl
 import subprocess
@@ -54,9 +55,9 @@ def host_for(listener: str, path: str) -> str:
     return "api.anthropic.com" if path.startswith("/v1/messages") else "api.openai.com"
 
 
-def read_response(sock: socket.socket, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
-    """One response: its head, then content-length bytes (or, without a length, until the close)."""
-    data = b""
+def read_response(sock: socket.socket, head_only: bool = False, data: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """One response (its first bytes may already be in `data`): its head, then content-length bytes (or,
+    without a length, until the close)."""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         assert chunk, f"connection closed without an answer (got {data!r})"
@@ -271,32 +272,39 @@ class RssPeak:
 
 
 def send_big(sock: socket.socket, raw_head: bytes, total: int, chunked: bool) -> tuple[int, bytes, int]:
-    """Send `total` body bytes while reading the answer; (status, body, bytes sent when it arrived)."""
-    answer: dict = {}
-    sent = 0
+    """Send up to `total` body bytes, stopping as soon as an answer is readable; (status, body, bytes sent by then).
 
-    def reader() -> None:
-        try:
-            status, _, body = read_response(sock)
-            answer.update(status=status, body=body, sent=sent)
-        except Exception as exc:  # noqa: BLE001 (reported by the assertion below)
-            answer["error"] = repr(exc)
-
-    thread = threading.Thread(target=reader)
-    thread.start()
+    One thread does both: an SSL socket must not be read and written from two threads at once (OpenSSL's
+    connection object is not thread-safe; doing so crashed the interpreter now and then)."""
     piece = b"x" * 65536
+    sent, early = 0, b""
     try:
         sock.sendall(raw_head)
         while sent < total:
+            if (isinstance(sock, ssl.SSLSocket) and sock.pending()) or select.select([sock], [], [], 0)[0]:
+                if early := _read_now(sock):
+                    break  # the answer is here while the body is still being sent
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             sent += len(piece)
-        if chunked:
-            sock.sendall(b"0\r\n\r\n")
+        else:
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
     except OSError:
         pass  # the proxy may close once the answer is out
-    thread.join(30)
-    assert "status" in answer, answer
-    return answer["status"], answer["body"], answer["sent"]
+    status, _, body = read_response(sock, data=early)
+    return status, body, sent
+
+
+def _read_now(sock: socket.socket) -> bytes:
+    """What can be read at once (readable TLS can hold no application data yet, e.g. a session ticket)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        return sock.recv(65536)
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return b""
+    finally:
+        sock.settimeout(timeout)
 
 
 @pytest.mark.parametrize("path", sorted(ROUTES))

@@ -69,8 +69,7 @@ class CallbackServer[T]:
     """Serve the callback until the first valid redirect; `redeem(code)` runs in the request thread
     and its return value is what `wait()` returns (its LoginError becomes the login's error)."""
 
-    def __init__(self, state: str, redeem: Callable[[str], T], *, host: str = "127.0.0.1",
-                 ports: Sequence[int] = CALLBACK_PORTS) -> None:
+    def __init__(self, state: str, redeem: Callable[[str], T], *, host: str = "127.0.0.1", ports: Sequence[int] = CALLBACK_PORTS) -> None:
         self.state = state
         self.redeem = redeem
         self.host = host
@@ -98,21 +97,26 @@ class CallbackServer[T]:
                 server = _Server((self.host, port), _Handler)
             except OSError as exc:
                 if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
-                    raise LoginError("server_start_failed", f"cannot start the login callback server on {self.host}:{port}: {exc.strerror or exc}") from None
+                    raise LoginError(
+                        "server_start_failed", f"cannot start the login callback server on {self.host}:{port}: {exc.strerror or exc}"
+                    ) from None
                 busy.append(port)
                 continue
             server.login = self
             self._server, self.port = server, server.server_address[1]
-            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                            name="cliproxy-login-callback", daemon=True)
+            self._thread = threading.Thread(
+                target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="cliproxy-login-callback", daemon=True
+            )
             self._thread.start()
             return self
         ports = " and ".join(str(p) for p in busy)
-        raise LoginError("port_in_use",
-                         f"cannot listen for the sign-in callback: port{'s' if len(busy) > 1 else ''} {ports} on "
-                         f"{self.host} {'are' if len(busy) > 1 else 'is'} in use (the issuer only accepts these). "
-                         "Close the other login (another `cliproxy login`, `codex login` or CLIProxyAPI) or whatever "
-                         "uses the port, or sign in without a callback: `cliproxy login --device`.")
+        raise LoginError(
+            "port_in_use",
+            f"cannot listen for the sign-in callback: port{'s' if len(busy) > 1 else ''} {ports} on "
+            f"{self.host} {'are' if len(busy) > 1 else 'is'} in use (the issuer only accepts these). "
+            "Close the other login (another `cliproxy login`, `codex login` or CLIProxyAPI) or whatever "
+            "uses the port, or sign in without a callback: `cliproxy login --device`.",
+        )
 
     def close(self) -> None:
         if self._server is not None:
@@ -130,9 +134,11 @@ class CallbackServer[T]:
         """The redeemed result; LoginError / OAuthError on failure, `callback_timeout` after `timeout` s."""
         if not self._done.wait(timeout):
             minutes = f"{timeout / 60:g} minute{'s' if timeout != 60 else ''}" if timeout >= 60 else f"{timeout:g} seconds"
-            raise LoginError("callback_timeout",
-                             f"timed out after {minutes} waiting for the browser sign-in. Run `cliproxy login` again, "
-                             "or use `cliproxy login --device` if the browser cannot reach this machine.")
+            raise LoginError(
+                "callback_timeout",
+                f"timed out after {minutes} waiting for the browser sign-in. Run `cliproxy login` again, "
+                "or use `cliproxy login --device` if the browser cannot reach this machine.",
+            )
         if self._error is not None:
             raise self._error
         # the browser follows the redirect to /success right away: keep serving until it has the page
@@ -148,15 +154,19 @@ class CallbackServer[T]:
     def _callback(self, handler: _Handler, query: dict[str, str]) -> None:
         with self._claim:
             if self._claimed:
-                handler.send_page(409, info_page("Already finished", "This sign-in has already been handled. "
-                                                 "Return to the terminal."))
+                handler.send_page(409, info_page("Already finished", "This sign-in has already been handled. Return to the terminal."))
                 return
             self._claimed = True
         state = query.get("state", "")
         if not state or not secrets.compare_digest(state, self.state):
             handler.send_page(400, error_page("The sign-in answer does not belong to this login (state mismatch)."))
-            self._finish(LoginError("invalid_state", "the browser returned a sign-in answer for another login "
-                                    "(state mismatch); nothing was saved. Run `cliproxy login` again."))
+            self._finish(
+                LoginError(
+                    "invalid_state",
+                    "the browser returned a sign-in answer for another login "
+                    "(state mismatch); nothing was saved. Run `cliproxy login` again.",
+                )
+            )
             return
         if query.get("error"):
             err = OAuthError(query["error"], query.get("error_description", ""))

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import jwt
+
 from cliproxy.auth.constants import AUTH_CLAIMS, PROFILE_CLAIMS
 from cliproxy.auth.timeutil import parse_time
 

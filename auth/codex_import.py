@@ -18,7 +18,7 @@ from cliproxy.auth.timeutil import parse_time
 
 SHARED_LOGIN_WARNING = (
     "The Codex CLI and cliproxy now share one login. Refresh tokens are single-use: whichever program "
-    "refreshes first logs the other out (\"refresh token was already used\"). Stop using this login in "
+    'refreshes first logs the other out ("refresh token was already used"). Stop using this login in '
     "the Codex CLI (`codex logout`), or sign in to cliproxy separately with `cliproxy login`."
 )
 
@@ -44,8 +44,9 @@ def import_codex_auth(auth_dir: Path, source: Path | None = None) -> LoginResult
     except FileNotFoundError:
         raise CodexImportError(
             f"no Codex login at {source}. Sign in with `codex login` first (with "
-            "`cli_auth_credentials_store = \"file\"` if it keeps credentials in the OS keyring), "
-            "or sign in to cliproxy directly with `cliproxy login`.") from None
+            '`cli_auth_credentials_store = "file"` if it keeps credentials in the OS keyring), '
+            "or sign in to cliproxy directly with `cliproxy login`."
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CodexImportError(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}") from None
     except ValueError as exc:
@@ -59,11 +60,15 @@ def import_codex_auth(auth_dir: Path, source: Path | None = None) -> LoginResult
             raise CodexImportError(
                 f"{source} holds an OpenAI API key, not a ChatGPT login, so there is nothing to import. "
                 "To use the key through cliproxy, add it to config.yaml under `codex-api-key` "
-                "(with `api-key` and `base-url: https://api.openai.com/v1`).")
+                "(with `api-key` and `base-url: https://api.openai.com/v1`)."
+            )
         raise CodexImportError(f"{source} holds no ChatGPT tokens; sign in with `codex login` or `cliproxy login`.")
     if not refresh:
         raise CodexImportError(f"{source} has no refresh token, so the login could not be kept alive; use `cliproxy login`.")
-    result = save_tokens(auth_dir, TokenResponse(access, refresh, id_token),
-                         last_refresh=parse_time(data.get("last_refresh")),
-                         account_id=_str(tokens.get("account_id")) or None)
+    result = save_tokens(
+        auth_dir,
+        TokenResponse(access, refresh, id_token),
+        last_refresh=parse_time(data.get("last_refresh")),
+        account_id=_str(tokens.get("account_id")) or None,
+    )
     return result

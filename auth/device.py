@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from cliproxy.auth.constants import (
     CLIENT_ID,
     DEFAULT_ISSUER,
@@ -78,23 +79,21 @@ def request_device_code(issuer: str, client: httpx.Client) -> DeviceCode:
     except httpx.HTTPError as exc:
         raise LoginError("device_code_failed", f"cannot reach {url}: {exc}") from None
     if response.status_code == 404:
-        raise LoginError("device_unavailable", f"{issuer} offers no device-code login (HTTP 404). "
-                         "Use the browser login: `cliproxy login`.")
+        raise LoginError("device_unavailable", f"{issuer} offers no device-code login (HTTP 404). Use the browser login: `cliproxy login`.")
     body = response_json(response)
     if not 200 <= response.status_code < 300 or not isinstance(body, dict):
         _, desc = error_fields(body)
-        raise LoginError("device_code_failed", f"requesting a device code failed: HTTP {response.status_code}"
-                         + (f" ({desc})" if desc else ""))
+        raise LoginError(
+            "device_code_failed", f"requesting a device code failed: HTTP {response.status_code}" + (f" ({desc})" if desc else "")
+        )
     device_auth_id = body.get("device_auth_id")
     user_code = body.get("user_code") or body.get("usercode")
     if not isinstance(device_auth_id, str) or not isinstance(user_code, str) or not device_auth_id or not user_code:
         raise LoginError("device_code_failed", "the device-code answer lacks device_auth_id or user_code")
-    return DeviceCode(device_auth_id, user_code, parse_interval(body.get("interval")),
-                      endpoint(issuer, DEVICE_PAGE_PATH))
+    return DeviceCode(device_auth_id, user_code, parse_interval(body.get("interval")), endpoint(issuer, DEVICE_PAGE_PATH))
 
 
-def _wait(seconds: float, deadline: float, sleep: Sleep, clock: Clock,
-          on_progress: Callable[[float], None] | None) -> None:
+def _wait(seconds: float, deadline: float, sleep: Sleep, clock: Clock, on_progress: Callable[[float], None] | None) -> None:
     """Sleep `seconds` (never past `deadline`) in steps of at most 1 s, reporting the time left."""
     end = min(clock() + seconds, deadline)
     while (left := end - clock()) > 0:
@@ -103,9 +102,16 @@ def _wait(seconds: float, deadline: float, sleep: Sleep, clock: Clock,
         sleep(min(1.0, left))
 
 
-def poll_for_grant(issuer: str, code: DeviceCode, client: httpx.Client, *, timeout: float = DEVICE_TIMEOUT,
-                   sleep: Sleep = time.sleep, clock: Clock = time.monotonic,
-                   on_progress: Callable[[float], None] | None = None) -> DeviceGrant:
+def poll_for_grant(
+    issuer: str,
+    code: DeviceCode,
+    client: httpx.Client,
+    *,
+    timeout: float = DEVICE_TIMEOUT,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+    on_progress: Callable[[float], None] | None = None,
+) -> DeviceGrant:
     """Poll until the user approves the code; LoginError when denied, expired or after `timeout` s."""
     url = endpoint(issuer, DEVICE_TOKEN_PATH)
     deadline = clock() + timeout
@@ -113,8 +119,9 @@ def poll_for_grant(issuer: str, code: DeviceCode, client: httpx.Client, *, timeo
     while True:
         _wait(interval, deadline, sleep, clock, on_progress)
         if clock() >= deadline:
-            raise LoginError("device_timeout", f"the device code was not approved within {_duration(timeout)}. "
-                             "Run `cliproxy login --device` again.")
+            raise LoginError(
+                "device_timeout", f"the device code was not approved within {_duration(timeout)}. Run `cliproxy login --device` again."
+            )
         try:
             response = client.post(url, json={"device_auth_id": code.device_auth_id, "user_code": code.user_code})
         except httpx.HTTPError as exc:
@@ -138,15 +145,23 @@ def poll_for_grant(issuer: str, code: DeviceCode, client: httpx.Client, *, timeo
         elif error in ("access_denied", "authorization_declined"):
             raise LoginError("device_denied", "the sign-in was denied on the device page.")
         elif response.status_code not in (403, 404):  # 403/404 mean "not approved yet"
-            raise LoginError("device_poll_failed", f"device login failed: HTTP {response.status_code}"
-                             + (f" {error}" if error else "") + (f" ({desc})" if desc else ""))
+            raise LoginError(
+                "device_poll_failed",
+                f"device login failed: HTTP {response.status_code}" + (f" {error}" if error else "") + (f" ({desc})" if desc else ""),
+            )
 
 
-def device_login(auth_dir: Path, issuer: str = DEFAULT_ISSUER, *,
-                 on_code: Callable[[DeviceCode], None] | None = None,
-                 on_progress: Callable[[float], None] | None = None,
-                 timeout: float = DEVICE_TIMEOUT, sleep: Sleep = time.sleep, clock: Clock = time.monotonic,
-                 client: httpx.Client | None = None) -> LoginResult:
+def device_login(
+    auth_dir: Path,
+    issuer: str = DEFAULT_ISSUER,
+    *,
+    on_code: Callable[[DeviceCode], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
+    timeout: float = DEVICE_TIMEOUT,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+    client: httpx.Client | None = None,
+) -> LoginResult:
     """The whole device flow; `on_code` shows the URL and code to the user, `on_progress(seconds_left)`
     is called about once a second while waiting."""
     own = client is None
@@ -156,8 +171,7 @@ def device_login(auth_dir: Path, issuer: str = DEFAULT_ISSUER, *,
         if on_code is not None:
             on_code(code)
         grant = poll_for_grant(issuer, code, http, timeout=timeout, sleep=sleep, clock=clock, on_progress=on_progress)
-        tokens = exchange_code(issuer, grant.authorization_code, endpoint(issuer, DEVICE_REDIRECT_PATH),
-                               grant.code_verifier, client=http)
+        tokens = exchange_code(issuer, grant.authorization_code, endpoint(issuer, DEVICE_REDIRECT_PATH), grant.code_verifier, client=http)
     finally:
         if own:
             http.close()

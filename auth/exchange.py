@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from cliproxy.auth.http import sync_client
 
 # The journal file itself (`auth.journal` has the rest); here because the child imports nothing heavier.
@@ -45,7 +46,7 @@ def write_journal(account_path: Path, header: bytes, body: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fchmod(fd, 0o600)
         os.fsync(fd)
     finally:

@@ -8,6 +8,7 @@ against certifi's bundle (httpx's default).
 from __future__ import annotations
 
 import httpx
+
 from cliproxy.auth.constants import HTTP_TIMEOUT
 
 HEADERS = {"Accept": "application/json", "User-Agent": "cliproxy"}

@@ -91,7 +91,7 @@ def _parse(raw: bytes) -> _Entry | None:
     head, sep, body = raw.partition(b"\n")
     if not sep or not head.startswith(MAGIC):
         return None
-    parts = head[len(MAGIC):].split(b" ")
+    parts = head[len(MAGIC) :].split(b" ")
     try:
         spent, stamp = parts[0].decode("ascii"), int(parts[1])
         answer = json.loads(body)

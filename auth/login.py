@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
 from cliproxy.auth.callback import CallbackServer
 from cliproxy.auth.claims import Identity, identity_from_tokens, token_expiry
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_ISSUER
@@ -23,8 +24,20 @@ logger = logging.getLogger(__name__)
 
 LOGIN_TIMEOUT = 300.0  # seconds to wait for the browser, as CLIProxyAPI
 # Keys a new login replaces; every other key of an existing file (prefix, note, weight…) is kept.
-LOGIN_KEYS = ("type", "email", "account_id", "id_token", "access_token", "refresh_token", "last_refresh",
-              "expired", "disabled", "expires_in", "token_type", STATUS_KEY)
+LOGIN_KEYS = (
+    "type",
+    "email",
+    "account_id",
+    "id_token",
+    "access_token",
+    "refresh_token",
+    "last_refresh",
+    "expired",
+    "disabled",
+    "expires_in",
+    "token_type",
+    STATUS_KEY,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +50,9 @@ class LoginResult:
         return self.account.path
 
 
-def account_record(tokens: TokenResponse, identity: Identity, *, at: datetime | None = None,
-                   last_refresh: datetime | None = None) -> dict[str, Any]:
+def account_record(
+    tokens: TokenResponse, identity: Identity, *, at: datetime | None = None, last_refresh: datetime | None = None
+) -> dict[str, Any]:
     """The account-file fields for a fresh set of tokens."""
     at = at or now()
     expires = token_expiry(tokens.access_token)
@@ -59,16 +73,16 @@ def account_record(tokens: TokenResponse, identity: Identity, *, at: datetime | 
     return record
 
 
-def save_tokens(auth_dir: Path, tokens: TokenResponse, *, last_refresh: datetime | None = None,
-                account_id: str | None = None) -> LoginResult:
+def save_tokens(
+    auth_dir: Path, tokens: TokenResponse, *, last_refresh: datetime | None = None, account_id: str | None = None
+) -> LoginResult:
     """Write a login to the auth dir (file named after the account, see `choose_account_path`).
     A re-login of the same account updates its file and keeps the user's extra keys."""
     identity = identity_from_tokens(tokens.id_token, tokens.access_token)
     if account_id:
         identity = Identity(identity.email, account_id, identity.plan, identity.user_id)
     if not identity.email or not identity.account_id:
-        raise LoginError("missing_account_information",
-                         "the tokens carry no email or ChatGPT account id, so the login cannot be saved")
+        raise LoginError("missing_account_information", "the tokens carry no email or ChatGPT account id, so the login cannot be saved")
     auth_dir = Path(auth_dir).expanduser()
     ensure_dir(auth_dir)
     path = choose_account_path(auth_dir, identity)
@@ -84,11 +98,17 @@ def save_tokens(auth_dir: Path, tokens: TokenResponse, *, last_refresh: datetime
     return LoginResult(Account(path, data), existing is not None)
 
 
-def browser_login(auth_dir: Path, issuer: str = DEFAULT_ISSUER, *,
-                  open_browser: Callable[[str], Any] | None = webbrowser.open,
-                  on_url: Callable[[str, bool], None] | None = None,
-                  ports: Sequence[int] = CALLBACK_PORTS, host: str = "127.0.0.1",
-                  timeout: float = LOGIN_TIMEOUT, client: httpx.Client | None = None) -> LoginResult:
+def browser_login(
+    auth_dir: Path,
+    issuer: str = DEFAULT_ISSUER,
+    *,
+    open_browser: Callable[[str], Any] | None = webbrowser.open,
+    on_url: Callable[[str, bool], None] | None = None,
+    ports: Sequence[int] = CALLBACK_PORTS,
+    host: str = "127.0.0.1",
+    timeout: float = LOGIN_TIMEOUT,
+    client: httpx.Client | None = None,
+) -> LoginResult:
     """Authorization code + PKCE with a loopback callback; saves and returns the account.
 
     `open_browser(url)` is called once the callback server listens (None: don't open one);
@@ -113,4 +133,3 @@ def browser_login(auth_dir: Path, issuer: str = DEFAULT_ISSUER, *,
         if on_url is not None:
             on_url(url, opened)
         return server.wait(timeout)
-

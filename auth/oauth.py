@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+
 from cliproxy.auth.constants import AUTHORIZE_PATH, AUTHORIZE_SCOPE, CLIENT_ID, REVOKE_PATH, TOKEN_PATH, endpoint
 from cliproxy.auth.http import sync_client
 
@@ -149,8 +150,13 @@ def revoke(issuer: str, refresh_token: str, access_token: str = "", *, client: h
 def exchange_code(issuer: str, code: str, redirect_uri: str, code_verifier: str, *, client: httpx.Client | None = None) -> TokenResponse:
     """Trade an authorization code for tokens (`grant_type=authorization_code`)."""
     url = endpoint(issuer, TOKEN_PATH)
-    form = {"grant_type": "authorization_code", "client_id": CLIENT_ID, "code": code,
-            "redirect_uri": redirect_uri, "code_verifier": code_verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": CLIENT_ID,
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
+    }
     own = client is None
     http = client or sync_client()
     try:
@@ -163,10 +169,12 @@ def exchange_code(issuer: str, code: str, redirect_uri: str, code_verifier: str,
     body = response_json(response)
     if response.status_code != 200:
         error, desc = error_fields(body)
-        raise OAuthError(error or "code_exchange_failed", desc or f"the token endpoint answered HTTP {response.status_code}",
-                         response.status_code,
-                         message=f"exchanging the sign-in code failed: HTTP {response.status_code} {error}".rstrip()
-                         + (f" ({desc})" if desc else ""))
+        raise OAuthError(
+            error or "code_exchange_failed",
+            desc or f"the token endpoint answered HTTP {response.status_code}",
+            response.status_code,
+            message=f"exchanging the sign-in code failed: HTTP {response.status_code} {error}".rstrip() + (f" ({desc})" if desc else ""),
+        )
     try:
         tokens = TokenResponse.from_json(body)
     except ValueError as exc:

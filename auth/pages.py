@@ -21,9 +21,10 @@ code {{ background: #f0f1f3; padding: .1rem .3rem; border-radius: 4px; }}
 
 def success_page() -> str:
     return _PAGE.format(
-        title="Signed in", color="#1a7f37",
+        title="Signed in",
+        color="#1a7f37",
         body="<p>cliproxy saved your ChatGPT login. You can close this tab and return to the terminal.</p>"
-             "<script>setTimeout(function () { window.close(); }, 3000);</script>",
+        "<script>setTimeout(function () { window.close(); }, 3000);</script>",
     )
 
 

@@ -33,6 +33,7 @@ REQUEST_FAULTS = frozenset({400, 404, 405, 409, 413, 422})
 #: "Any model": cool-downs of the whole member, and sockets whose models are not known yet.
 ANY_MODEL = "*"
 
+
 @dataclass(slots=True)
 class Member:
     """One pool member: an OAuth account or an API-key upstream."""

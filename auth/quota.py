@@ -110,8 +110,18 @@ def parse_rate_limit_event(event: Mapping[str, Any], now: datetime | None = None
         minutes = entry.get("window_minutes")
         if isinstance(minutes, int | float) and not isinstance(minutes, bool):
             parsed["window_minutes"] = int(minutes)
-        at = next((entry[k] for k in ("reset_at", "resets_at") if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)), None)
-        after = next((entry[k] for k in ("reset_after_seconds", "resets_in_seconds") if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)), None)
+        at = next(
+            (entry[k] for k in ("reset_at", "resets_at") if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)),
+            None,
+        )
+        after = next(
+            (
+                entry[k]
+                for k in ("reset_after_seconds", "resets_in_seconds")
+                if isinstance(entry.get(k), int | float) and not isinstance(entry.get(k), bool)
+            ),
+            None,
+        )
         if at is not None:
             parsed["resets_at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
         elif after is not None:

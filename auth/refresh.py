@@ -46,6 +46,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+
 from cliproxy.auth.constants import CLIENT_ID, DEFAULT_ISSUER, HTTP_TIMEOUT, REFRESH_SCOPE, TOKEN_PATH, endpoint
 from cliproxy.auth.http import sync_client
 from cliproxy.auth.journal import journal_header, journal_path, remove_journal, replay_journal, token_changes, write_journal
@@ -94,10 +95,18 @@ class TokenRefresher:
     """Refreshes account files against one issuer. One instance per process is enough; it is cheap,
     holds no connections between refreshes, and may be used from several event loops in turn."""
 
-    def __init__(self, issuer: str = DEFAULT_ISSUER, *, refresh_ahead: timedelta = REFRESH_AHEAD,
-                 attempts: int = 3, backoff: float = 1.0, retry_after: float = 30.0,
-                 lock_timeout: float = 120.0, timeout: float = HTTP_TIMEOUT,
-                 client_factory: ClientFactory | None = None) -> None:
+    def __init__(
+        self,
+        issuer: str = DEFAULT_ISSUER,
+        *,
+        refresh_ahead: timedelta = REFRESH_AHEAD,
+        attempts: int = 3,
+        backoff: float = 1.0,
+        retry_after: float = 30.0,
+        lock_timeout: float = 120.0,
+        timeout: float = HTTP_TIMEOUT,
+        client_factory: ClientFactory | None = None,
+    ) -> None:
         self.issuer = issuer
         self.refresh_ahead = refresh_ahead
         self.attempts = max(1, attempts)
@@ -156,8 +165,11 @@ class TokenRefresher:
                             return rested
                     return await self._refresh(latest, lock_fd)
             except LockTimeout:
-                raise RefreshError(f"{account.label}: another process has been refreshing this account for over "
-                                   f"{self.lock_timeout:.0f}s", code="lock_timeout", permanent=False) from None
+                raise RefreshError(
+                    f"{account.label}: another process has been refreshing this account for over {self.lock_timeout:.0f}s",
+                    code="lock_timeout",
+                    permanent=False,
+                ) from None
 
     # -- steps -----------------------------------------------------------------------------------
     def _local_lock(self, path: Path) -> asyncio.Lock:
@@ -169,17 +181,23 @@ class TokenRefresher:
             return load_account(seen.path)
         except AccountFileError as exc:
             gone = not seen.path.exists()
-            raise RefreshError(f"{seen.label}: account file {'was removed' if gone else 'is unusable'} ({exc})",
-                               code="account_removed" if gone else "account_unreadable", permanent=True) from None
+            raise RefreshError(
+                f"{seen.label}: account file {'was removed' if gone else 'is unusable'} ({exc})",
+                code="account_removed" if gone else "account_unreadable",
+                permanent=True,
+            ) from None
 
     def _replay(self, seen: Account) -> None:
         """Complete a refresh that a crash interrupted after the issuer answered (under the lock)."""
         try:
             replay_journal(seen.path)
         except (OSError, AccountFileError) as exc:
-            raise RefreshError(f"{seen.label}: a refresh journal cannot be applied yet ({exc}); not refreshing, "
-                               "which would spend the old refresh token again", code="journal_pending",
-                               permanent=False) from None
+            raise RefreshError(
+                f"{seen.label}: a refresh journal cannot be applied yet ({exc}); not refreshing, "
+                "which would spend the old refresh token again",
+                code="journal_pending",
+                permanent=False,
+            ) from None
 
     def _adoptable(self, seen: Account, current: Account, force: bool) -> bool:
         """Use the file's tokens as they are? Yes when they changed since the caller looked (someone else
@@ -223,11 +241,11 @@ class TokenRefresher:
         """One refresh (with retries) under both locks; persists the result."""
         label = account.label
         if not account.refresh_token:
-            raise self._terminal(account, "no_refresh_token",
-                                 "the account file has no refresh token; run `cliproxy login` to sign in again", None)
+            raise self._terminal(
+                account, "no_refresh_token", "the account file has no refresh token; run `cliproxy login` to sign in again", None
+            )
         url = endpoint(self.issuer, TOKEN_PATH)
-        form = {"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": account.refresh_token,
-                "scope": REFRESH_SCOPE}
+        form = {"client_id": CLIENT_ID, "grant_type": "refresh_token", "refresh_token": account.refresh_token, "scope": REFRESH_SCOPE}
         header = journal_header(account.refresh_token)
         error: RefreshError | None = None
         factory = self.client_factory or (None if _PYTHON else lambda: sync_client(self.timeout))
@@ -239,13 +257,13 @@ class TokenRefresher:
                     response, journaled = await self._exchange(client, url, form, header, account, lock_fd)
                 except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                     # the request never reached the issuer: safe to send the same refresh token again
-                    error = RefreshError(f"{label}: cannot reach {url} ({exc.__class__.__name__}: {exc})",
-                                         code="network", permanent=False)
+                    error = RefreshError(f"{label}: cannot reach {url} ({exc.__class__.__name__}: {exc})", code="network", permanent=False)
                     continue
                 except httpx.HTTPError as exc:
                     # it may have reached the issuer (and rotated the token): do not resend it now
-                    error = RefreshError(f"{label}: no complete answer from {url} ({exc.__class__.__name__}: {exc})",
-                                         code="network", permanent=False)
+                    error = RefreshError(
+                        f"{label}: no complete answer from {url} ({exc.__class__.__name__}: {exc})", code="network", permanent=False
+                    )
                     break
                 if response.status_code == 200:
                     return self._persist(account, response, journaled)
@@ -259,8 +277,9 @@ class TokenRefresher:
         self._resting[self._key(account)] = _Backoff(time.monotonic() + self.retry_after, error)
         raise self._copy(error)
 
-    async def _exchange(self, client: httpx.Client | None, url: str, form: dict[str, str], header: bytes,
-                        account: Account, lock_fd: int | None) -> tuple[httpx.Response, bool]:
+    async def _exchange(
+        self, client: httpx.Client | None, url: str, form: dict[str, str], header: bytes, account: Account, lock_fd: int | None
+    ) -> tuple[httpx.Response, bool]:
         """POST the refresh and journal a 200 answer the moment it has been read, away from the event loop.
 
         By default a child process does both (`cliproxy.auth.exchange`, which says why); with a `client_factory`
@@ -269,6 +288,7 @@ class TokenRefresher:
         while. The lock stays held until the exchange is done, even when the caller is cancelled: a
         refresher taking over meanwhile would send the token in flight again.
         Returns the response and whether the journal was written; raises httpx errors."""
+
         def in_thread() -> tuple[httpx.Response, bool]:
             assert client is not None  # chosen only with a client
             response = client.post(url, data=form, headers={"Accept": "application/json"})
@@ -283,14 +303,27 @@ class TokenRefresher:
 
         def in_child() -> tuple[httpx.Response, bool]:
             assert _PYTHON is not None  # chosen only when there is an interpreter to start
-            job = json.dumps({"url": url, "form": form, "header": header.decode("latin-1"),
-                              "account": os.path.abspath(account.path), "timeout": self.timeout}).encode()
+            job = json.dumps(
+                {
+                    "url": url,
+                    "form": form,
+                    "header": header.decode("latin-1"),
+                    "account": os.path.abspath(account.path),
+                    "timeout": self.timeout,
+                }
+            ).encode()
             try:
                 # the same interpreter and environment find the same `cliproxy`; cwd: `-m` looks in the current
                 # directory first, which must not offer another `cliproxy`
-                proc = subprocess.run([_PYTHON, "-m", "cliproxy.auth.exchange"], input=job, capture_output=True, cwd=os.sep,
-                                      pass_fds=() if lock_fd is None else (lock_fd,), start_new_session=True,
-                                      timeout=2 * self.timeout + 30)
+                proc = subprocess.run(
+                    [_PYTHON, "-m", "cliproxy.auth.exchange"],
+                    input=job,
+                    capture_output=True,
+                    cwd=os.sep,
+                    pass_fds=() if lock_fd is None else (lock_fd,),
+                    start_new_session=True,
+                    timeout=2 * self.timeout + 30,
+                )
             except subprocess.TimeoutExpired:
                 raise httpx.ReadTimeout("the refresh helper process did not finish") from None
             except OSError as exc:  # nothing was sent
@@ -299,8 +332,9 @@ class TokenRefresher:
                 out = json.loads(proc.stdout)
             except ValueError:
                 last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-                raise httpx.RemoteProtocolError(f"the refresh helper process failed (exit status {proc.returncode}): "
-                                                f"{_redact(last[0], account)}") from None
+                raise httpx.RemoteProtocolError(
+                    f"the refresh helper process failed (exit status {proc.returncode}): {_redact(last[0], account)}"
+                ) from None
             if "error" in out:
                 raise (httpx.ConnectError if out["error"] == "connect" else httpx.ReadError)(out["message"])
             if out.get("journal_error"):
@@ -328,11 +362,16 @@ class TokenRefresher:
         if terminal or status == 401:
             reason = terminal or "unauthorized"
             why = _PERMANENT_TEXT.get(reason, f"the issuer refused its refresh token (HTTP {status} {reason})")
-            return RefreshError(f"cannot refresh: {why}. Run `cliproxy login` to sign in again.",
-                                code=reason, permanent=True, status=status)
+            return RefreshError(
+                f"cannot refresh: {why}. Run `cliproxy login` to sign in again.", code=reason, permanent=True, status=status
+            )
         detail = _redact(desc or code, account)
-        return RefreshError(f"{account.label}: token refresh failed: HTTP {status}" + (f" ({detail})" if detail else ""),
-                            code=code or f"http_{status}", permanent=False, status=status)
+        return RefreshError(
+            f"{account.label}: token refresh failed: HTTP {status}" + (f" ({detail})" if detail else ""),
+            code=code or f"http_{status}",
+            permanent=False,
+            status=status,
+        )
 
     def _terminal(self, account: Account, reason: str, detail: str, status: int | None) -> RefreshError:
         """Record a dead login in the file and in memory; returns the error to raise."""
@@ -357,19 +396,23 @@ class TokenRefresher:
             fresh = update_account_file(account.path, changes, remove=(STATUS_KEY,))
         except (OSError, AccountFileError) as exc:
             if journaled:
-                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
-                           f"they are kept in {journal_path(account.path).name} and applied once the file can be written.")
+                message = (
+                    f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                    f"they are kept in {journal_path(account.path).name} and applied once the file can be written."
+                )
             else:
-                message = (f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
-                           "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`.")
+                message = (
+                    f"{account.label}: refreshed, but the new tokens could not be saved to {account.path} ({exc}); "
+                    "the old refresh token is no longer valid. Free the disk / fix permissions and run `cliproxy login`."
+                )
             logger.error("%s", message)
             raise RefreshError(message, code="persist_failed", permanent=not journaled) from None
         remove_journal(account.path)
         if "access_token" not in changes:
-            raise RefreshError(f"{account.label}: the token endpoint's answer has no access_token",
-                               code="bad_response", permanent=False)
-        logger.info("%s: access token refreshed (valid until %s)", fresh.label,
-                    format_time(fresh.expires_at) if fresh.expires_at else "unknown")
+            raise RefreshError(f"{account.label}: the token endpoint's answer has no access_token", code="bad_response", permanent=False)
+        logger.info(
+            "%s: access token refreshed (valid until %s)", fresh.label, format_time(fresh.expires_at) if fresh.expires_at else "unknown"
+        )
         return fresh
 
 
@@ -381,7 +424,8 @@ def _redact(text: str, account: Account) -> str:
     return text[:200]
 
 
-def refresh_sync(account: Account, *, force: bool = False, refresher: TokenRefresher | None = None,
-                 issuer: str = DEFAULT_ISSUER) -> Account:
+def refresh_sync(
+    account: Account, *, force: bool = False, refresher: TokenRefresher | None = None, issuer: str = DEFAULT_ISSUER
+) -> Account:
     """Blocking `ensure_fresh` for command-line use (runs its own event loop)."""
     return asyncio.run((refresher or TokenRefresher(issuer)).ensure_fresh(account, force=force))

@@ -64,8 +64,13 @@ class Status:
 
 def status_record(reason: str, message: str, refresh_token: str | None) -> dict[str, Any]:
     """The `cliproxy_status` value for an account that needs a new login."""
-    return {"state": "needs-login", "reason": reason, "message": message, "at": format_time(now()),
-            "credential": fingerprint(refresh_token)}
+    return {
+        "state": "needs-login",
+        "reason": reason,
+        "message": message,
+        "at": format_time(now()),
+        "credential": fingerprint(refresh_token),
+    }
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,8 +111,9 @@ class Account:
         if ident.plan and ident.account_id:
             return ident
         other = identity_from_claims(decode_claims(self.access_token))
-        return Identity(ident.email or other.email, ident.account_id or other.account_id,
-                        ident.plan or other.plan, ident.user_id or other.user_id)
+        return Identity(
+            ident.email or other.email, ident.account_id or other.account_id, ident.plan or other.plan, ident.user_id or other.user_id
+        )
 
     @property
     def email(self) -> str:

@@ -6,14 +6,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cliproxy.auth.quota import read_state, window_name
-from cliproxy.auth.store import Account
-from cliproxy.auth.timeutil import humanize, now, parse_time, relative
 from rich.table import Table
 from rich.text import Text
 
-STATE_STYLES = {"ok": "green", "expired": "yellow", "needs-login": "bold red", "disabled": "dim",
-                "cooling down": "yellow"}
+from cliproxy.auth.quota import read_state, window_name
+from cliproxy.auth.store import Account
+from cliproxy.auth.timeutil import humanize, now, parse_time, relative
+
+STATE_STYLES = {"ok": "green", "expired": "yellow", "needs-login": "bold red", "disabled": "dim", "cooling down": "yellow"}
 
 
 def quota_text(state: dict[str, Any], at: datetime) -> str:
@@ -66,7 +66,12 @@ def accounts_table(accounts: list[Account], auth_dir: Path, at: datetime | None 
         shown = display_state(account, state, at)
         style = STATE_STYLES.get(shown.split(" (")[0], "")
         table.add_row(
-            Text(account.name), Text(account.email or "-"), Text(account.plan or "-"), Text(expiry_text(account, at)),
-            Text(relative(account.last_refresh, at)), Text(shown, style=style), Text(quota_text(state, at)),
+            Text(account.name),
+            Text(account.email or "-"),
+            Text(account.plan or "-"),
+            Text(expiry_text(account, at)),
+            Text(relative(account.last_refresh, at)),
+            Text(shown, style=style),
+            Text(quota_text(state, at)),
         )
     return table

@@ -23,7 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if not (REPO / "tests" / "fakes").is_dir():
-    sys.exit("scripts/bench.py runs from a cliproxy checkout (it drives the fake backend in tests/fakes): git clone, then python scripts/bench.py")
+    sys.exit(
+        "scripts/bench.py runs from a cliproxy checkout (it drives the fake backend in tests/fakes): git clone, then python scripts/bench.py"
+    )
 sys.path.insert(0, str(REPO))  # the checkout's `tests` package: fakes and the proxy launcher
 
 import httpx  # noqa: E402
@@ -34,8 +36,13 @@ from tests.fakes.accounts import mint_account  # noqa: E402
 from tests.fakes.codex_backend import CodexBackend, Received, sse, turn  # noqa: E402
 from tests.proxyproc import MITMDUMP, Proxy, free_port, start_proxy  # noqa: E402
 
-CODEX_BODY = {"model": "gpt-5.5", "instructions": "", "store": False, "stream": True,
-              "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "bench"}]}]}
+CODEX_BODY = {
+    "model": "gpt-5.5",
+    "instructions": "",
+    "store": False,
+    "stream": True,
+    "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "bench"}]}],
+}
 CHAT_BODY = {"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "bench"}]}
 
 
@@ -164,9 +171,23 @@ def translator_speed(events: int) -> dict[str, float]:
 def start_passthrough(tmp: Path, backend_port: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(
-        [str(MITMDUMP), "--mode", f"reverse:http://127.0.0.1:{backend_port}@127.0.0.1:{port}", "--set", f"confdir={tmp / 'mp'}",
-         "--set", "flow_detail=0", "--set", "connection_strategy=lazy", "--set", "stream_large_bodies=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(MITMDUMP),
+            "--mode",
+            f"reverse:http://127.0.0.1:{backend_port}@127.0.0.1:{port}",
+            "--set",
+            f"confdir={tmp / 'mp'}",
+            "--set",
+            "flow_detail=0",
+            "--set",
+            "connection_strategy=lazy",
+            "--set",
+            "stream_large_bodies=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     stdout = proc.stdout
     assert stdout is not None, "stdout=PIPE"
     for line in stdout:
@@ -238,9 +259,13 @@ async def run(args: argparse.Namespace) -> int:
     console.print(table)
     base = rows["direct"]["ttfb_p50"]
     over_bare, over_cli = rows["mitmproxy"]["ttfb_p50"] - base, rows["cliproxy"]["ttfb_p50"] - base
-    console.print(f"first-byte overhead p50: mitmproxy {over_bare:.2f} ms, cliproxy {over_cli:.2f} ms "
-                  f"(ratio {over_cli / over_bare if over_bare > 0 else float('nan'):.2f}, target ≤ 1.5)")
-    console.print(f"cliproxy RSS growth over {rows['cliproxy']['rss_requests']} requests: {rows['cliproxy']['rss_growth_mb']:+.1f} MB (target ±10)")
+    console.print(
+        f"first-byte overhead p50: mitmproxy {over_bare:.2f} ms, cliproxy {over_cli:.2f} ms "
+        f"(ratio {over_cli / over_bare if over_bare > 0 else float('nan'):.2f}, target ≤ 1.5)"
+    )
+    console.print(
+        f"cliproxy RSS growth over {rows['cliproxy']['rss_requests']} requests: {rows['cliproxy']['rss_growth_mb']:+.1f} MB (target ±10)"
+    )
     console.print("translator events/s (one core): " + ", ".join(f"{k} {v:,.0f}" for k, v in speeds.items()) + " (target ≥ 50,000)")
     if errors:
         console.print(f"[red]{errors} request(s) failed[/]")

@@ -28,6 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
@@ -42,9 +46,6 @@ from cliproxy.auth.store import Account, AccountFileError, load_account, load_ac
 from cliproxy.auth.timeutil import relative
 from cliproxy.scripts.accounts_view import accounts_table
 from cliproxy.scripts.models_view import model_rows, models_table
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.markup import escape
 
 
 class CliError(Exception):
@@ -117,13 +118,20 @@ def cmd_login(args: argparse.Namespace, settings: Settings, console: Console) ->
             console.print("Open this URL in a browser on this machine to sign in with ChatGPT:")
         console.print(escape(url), soft_wrap=True, highlight=False)
         if no_browser:
-            console.print("[dim]On a remote machine? Forward the callback port first (ssh -L 1455:127.0.0.1:1455 "
-                          "user@host) or use `cliproxy login --device`.[/]")
+            console.print(
+                "[dim]On a remote machine? Forward the callback port first (ssh -L 1455:127.0.0.1:1455 "
+                "user@host) or use `cliproxy login --device`.[/]"
+            )
 
     with console.status(f"Waiting for the browser sign-in (up to {args.timeout / 60:g} min; Ctrl+C to cancel)…"):
-        result = browser_login(settings.auth_dir, settings.issuer,
-                               open_browser=None if no_browser else (lambda url: webbrowser.open(url)),
-                               on_url=show_url, ports=CALLBACK_PORTS, timeout=args.timeout)
+        result = browser_login(
+            settings.auth_dir,
+            settings.issuer,
+            open_browser=None if no_browser else (lambda url: webbrowser.open(url)),
+            on_url=show_url,
+            ports=CALLBACK_PORTS,
+            timeout=args.timeout,
+        )
     _saved(console, result)
     return 0
 
@@ -132,8 +140,10 @@ def _device(args: argparse.Namespace, settings: Settings, console: Console) -> i
     status = console.status("Requesting a device code…")
 
     def show_code(code: DeviceCode) -> None:
-        console.print(f"1. Open [bold]{escape(code.verification_url)}[/] on any device "
-                      "(enable device code sign-in in ChatGPT's security settings if asked).")
+        console.print(
+            f"1. Open [bold]{escape(code.verification_url)}[/] on any device "
+            "(enable device code sign-in in ChatGPT's security settings if asked)."
+        )
         console.print(f"2. Enter the code [bold cyan]{escape(code.user_code)}[/]  [dim](never share this code)[/]")
         if not args.no_browser:
             try:
@@ -146,8 +156,7 @@ def _device(args: argparse.Namespace, settings: Settings, console: Console) -> i
         status.update(f"Waiting for approval… code expires in {minutes}:{seconds:02d} (Ctrl+C to cancel)")
 
     with status:
-        result = device_login(settings.auth_dir, settings.issuer, on_code=show_code, on_progress=progress,
-                              timeout=args.timeout)
+        result = device_login(settings.auth_dir, settings.issuer, on_code=show_code, on_progress=progress, timeout=args.timeout)
     _saved(console, result)
     return 0
 
@@ -156,9 +165,11 @@ def cmd_import(args: argparse.Namespace, settings: Settings, console: Console) -
     source = Path(args.path).expanduser() if args.path else default_codex_auth_path()
     result = import_codex_auth(settings.auth_dir, source)
     account = result.account
-    console.print(f"[green]✓[/] Imported [bold]{escape(account.email)}[/]"
-                  f"{f' ({escape(account.plan)})' if account.plan else ''} from {escape(str(source))} "
-                  f"into {escape(str(account.path))}")
+    console.print(
+        f"[green]✓[/] Imported [bold]{escape(account.email)}[/]"
+        f"{f' ({escape(account.plan)})' if account.plan else ''} from {escape(str(source))} "
+        f"into {escape(str(account.path))}"
+    )
     console.print(f"[yellow]Warning:[/] {escape(SHARED_LOGIN_WARNING)}")
     return 0
 
@@ -166,8 +177,10 @@ def cmd_import(args: argparse.Namespace, settings: Settings, console: Console) -
 def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     accounts = load_accounts(settings.auth_dir)
     if not accounts:
-        console.print(f"No accounts in {escape(str(settings.auth_dir))}. Sign in with `cliproxy login` "
-                      "(or `cliproxy login --device`, `cliproxy import-codex`).")
+        console.print(
+            f"No accounts in {escape(str(settings.auth_dir))}. Sign in with `cliproxy login` "
+            "(or `cliproxy login --device`, `cliproxy import-codex`)."
+        )
         return 0
     console.print(accounts_table(accounts, settings.auth_dir))
     return 0
@@ -229,8 +242,9 @@ def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -
         account.path.unlink(missing_ok=True)
         state_path(settings.auth_dir, account.name).unlink(missing_ok=True)
     lock_path(account.path).unlink(missing_ok=True)
-    console.print(f"[green]✓[/] Removed {escape(account.label)} ({escape(str(account.path))}). "
-                  "A running proxy stops using it within seconds.")
+    console.print(
+        f"[green]✓[/] Removed {escape(account.label)} ({escape(str(account.path))}). A running proxy stops using it within seconds."
+    )
     if not args.keep_login:
         problem = revoke(settings.issuer, current.refresh_token, current.access_token)
         if problem:
@@ -292,23 +306,38 @@ def run_proxy(argv: Sequence[str]) -> int:
 # -- parsing ------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
-                        help="YAML config file (default: ./config.yaml when it exists)")
-    common.add_argument("--auth-dir", metavar="DIR", default=argparse.SUPPRESS,
-                        help=f"account directory (default: auth-dir from the config, else {DEFAULT_AUTH_DIR})")
+    common.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS, help="YAML config file (default: ./config.yaml when it exists)"
+    )
+    common.add_argument(
+        "--auth-dir",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help=f"account directory (default: auth-dir from the config, else {DEFAULT_AUTH_DIR})",
+    )
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show progress logs")
 
-    parser = argparse.ArgumentParser(prog="cliproxy", parents=[common],
-                                     description="Manage the ChatGPT accounts cliproxy serves requests with.")
+    parser = argparse.ArgumentParser(
+        prog="cliproxy", parents=[common], description="Manage the ChatGPT accounts cliproxy serves requests with."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    login = sub.add_parser("login", parents=[common], help="sign in with a ChatGPT account",
-                           description="Sign in with a ChatGPT account (browser, or --device for headless machines).")
+    login = sub.add_parser(
+        "login",
+        parents=[common],
+        help="sign in with a ChatGPT account",
+        description="Sign in with a ChatGPT account (browser, or --device for headless machines).",
+    )
     login.add_argument("provider", nargs="?", choices=["codex"], help="provider (only codex)")
     login.add_argument("--device", action="store_true", help="device-code sign-in: enter a code on another device")
     login.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
-    login.add_argument("--timeout", type=float, metavar="SECONDS", default=None,
-                       help=f"give up after this long (default {LOGIN_TIMEOUT:.0f}s, device flow 900s)")
+    login.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help=f"give up after this long (default {LOGIN_TIMEOUT:.0f}s, device flow 900s)",
+    )
     login.set_defaults(func=cmd_login)
 
     imp = sub.add_parser("import-codex", parents=[common], help="import the Codex CLI's login (~/.codex/auth.json)")
@@ -330,8 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     out = sub.add_parser("logout", parents=[common], help="remove an account file and revoke its login")
     out.add_argument("account", metavar="ACCOUNT", help="file name, file stem or email")
-    out.add_argument("--keep-login", action="store_true",
-                     help="only remove the file; do not revoke the tokens (e.g. when another program still uses this login)")
+    out.add_argument(
+        "--keep-login",
+        action="store_true",
+        help="only remove the file; do not revoke the tokens (e.g. when another program still uses this login)",
+    )
     out.set_defaults(func=cmd_logout)
 
     env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")
@@ -340,8 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     env.add_argument("--confdir", default="~/.mitmproxy", help="mitmproxy's config dir (CA certificate)")
     env.set_defaults(func=cmd_env)
 
-    sub.add_parser("run", help="start the proxy (mitmdump; --web for mitmweb); other options go to mitmproxy",
-                   description="Start the proxy from the installed package: cliproxy run [--web] [--config PATH] [mitmproxy options]")
+    sub.add_parser(
+        "run",
+        help="start the proxy (mitmdump; --web for mitmweb); other options go to mitmproxy",
+        description="Start the proxy from the installed package: cliproxy run [--web] [--config PATH] [mitmproxy options]",
+    )
     return parser
 
 

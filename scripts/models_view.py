@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
+
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.auth.store import Account
-from rich.table import Table
 
 
 def model_rows(runtime: Runtime) -> list[dict[str, Any]]:
@@ -15,11 +16,19 @@ def model_rows(runtime: Runtime) -> list[dict[str, Any]]:
     rows = []
     for info in runtime.config.settings.catalog.models.values():
         serving = [m.label for m in members if m.serves(info.id)]
-        rows.append({
-            "model": info.id, "listed": info.listed, "efforts": list(info.levels), "context_window": info.context_window,
-            "form": "lite" if info.lite else "classic", "service_tier": info.service_tier,
-            "accounts": serving, "all_accounts": bool(members) and len(serving) == len(members), "source": info.source,
-        })
+        rows.append(
+            {
+                "model": info.id,
+                "listed": info.listed,
+                "efforts": list(info.levels),
+                "context_window": info.context_window,
+                "form": "lite" if info.lite else "classic",
+                "service_tier": info.service_tier,
+                "accounts": serving,
+                "all_accounts": bool(members) and len(serving) == len(members),
+                "source": info.source,
+            }
+        )
     return rows
 
 

@@ -46,11 +46,14 @@ def proxy_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def proxy(proxy_home: Path, backend_server: CodexBackend) -> Proxy:
     """One real mitmdump with the addon for the session, pointed at the fake backend."""
-    p = start_proxy(proxy_home, {
-        "auth-dir": str(proxy_home / "auth"),
-        "codex-base-url": backend_server.base_url,
-        "oauth-issuer": "http://127.0.0.1:9",
-    })
+    p = start_proxy(
+        proxy_home,
+        {
+            "auth-dir": str(proxy_home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+        },
+    )
     yield p
     p.stop()
 

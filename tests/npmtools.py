@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 CACHE = Path(os.environ.get("CLIPROXY_NPM_CACHE", Path.home() / ".cache" / "cliproxy-npm"))
-PINS = {"@openai/codex": "0.169.0", "@anthropic-ai/claude-code": "2.1.197",
-        "@ampcode/cli": "0.0.1790142911-g7618fb"}  # the newest with a linux-x64 binary
+PINS = {
+    "@openai/codex": "0.169.0",
+    "@anthropic-ai/claude-code": "2.1.197",
+    "@ampcode/cli": "0.0.1790142911-g7618fb",
+}  # the newest with a linux-x64 binary
 
 
 def npm_tool(package: str, binary: str) -> Path:
@@ -27,6 +30,10 @@ def npm_tool(package: str, binary: str) -> Path:
     version = PINS[package]
     if not path.exists() or json.loads(manifest.read_text()).get("version") != version:
         CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), f"{package}@{version}"],
-                       check=True, capture_output=True, timeout=600)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), f"{package}@{version}"],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
     return path

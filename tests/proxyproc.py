@@ -75,8 +75,14 @@ class Proxy:
             self.proc.kill()
 
 
-def start_proxy(tmp: Path, config: dict[str, Any], *extra: str, env: dict[str, str] | None = None,
-                launcher: tuple[str, ...] = (str(MITMDUMP), "-s", str(ADDON)), listen_host: str = "127.0.0.1") -> Proxy:
+def start_proxy(
+    tmp: Path,
+    config: dict[str, Any],
+    *extra: str,
+    env: dict[str, str] | None = None,
+    launcher: tuple[str, ...] = (str(MITMDUMP), "-s", str(ADDON)),
+    listen_host: str = "127.0.0.1",
+) -> Proxy:
     """Run mitmdump with the addon (or `launcher`, e.g. `cliproxy run`), a fresh confdir (CA) and the given cliproxy
     config; both listeners bind to `listen_host` (clients still reach them on 127.0.0.1)."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -85,9 +91,20 @@ def start_proxy(tmp: Path, config: dict[str, Any], *extra: str, env: dict[str, s
     config_path.write_text(yaml.safe_dump(config))
     regular, base = free_port(), free_port()
     cmd = [
-        *launcher, "--listen-host", listen_host, "--listen-port", str(regular),
-        "--set", f"cliproxy_listen={listen_host}:{base}", "--set", f"cliproxy_config={config_path}",
-        "--set", f"confdir={confdir}", "--set", f"flow_detail={os.environ.get('CLIPROXY_FLOW_DETAIL', '0')}", *extra,
+        *launcher,
+        "--listen-host",
+        listen_host,
+        "--listen-port",
+        str(regular),
+        "--set",
+        f"cliproxy_listen={listen_host}:{base}",
+        "--set",
+        f"cliproxy_config={config_path}",
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        f"flow_detail={os.environ.get('CLIPROXY_FLOW_DETAIL', '0')}",
+        *extra,
     ]
     run_env = {**os.environ, "HOME": str(tmp), **(env or {})}
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):

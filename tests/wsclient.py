@@ -34,8 +34,15 @@ class Rejected(Exception):
 
 
 class WSClient:
-    def __init__(self, proxy, mode: str, path: str = "/v1/responses", host: str = "api.openai.com",
-                 headers: dict[str, str] | None = None, timeout: float = 20) -> None:
+    def __init__(
+        self,
+        proxy,
+        mode: str,
+        path: str = "/v1/responses",
+        host: str = "api.openai.com",
+        headers: dict[str, str] | None = None,
+        timeout: float = 20,
+    ) -> None:
         if mode == "base_url":
             self.sock: socket.socket = socket.create_connection(("127.0.0.1", proxy.base_port), timeout=timeout)
             authority = f"127.0.0.1:{proxy.base_port}"
@@ -152,6 +159,16 @@ class WSClient:
 
 def create(text: str = "Hello", model: str = "gpt-5.5", **extra: Any) -> dict[str, Any]:
     """A `response.create` frame as the Codex CLI sends it."""
-    return {"type": "response.create", "model": model, "instructions": "You are Codex.", "store": False, "stream": True,
-            "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}],
-            "tools": [], "tool_choice": "auto", "parallel_tool_calls": False, "include": ["reasoning.encrypted_content"], **extra}
+    return {
+        "type": "response.create",
+        "model": model,
+        "instructions": "You are Codex.",
+        "store": False,
+        "stream": True,
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}],
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+        "include": ["reasoning.encrypted_content"],
+        **extra,
+    }

@@ -84,12 +84,15 @@ def refusal(peer: str | None, presented: list[str], configured: tuple[str, ...],
     if is_loopback(peer):
         return None
     if not configured:
-        return ("cliproxy serves clients on other machines only with client keys: add keys under api-keys "
-                "in the cliproxy config and send one with each request")
+        return (
+            "cliproxy serves clients on other machines only with client keys: add keys under api-keys "
+            "in the cliproxy config and send one with each request"
+        )
     if key_valid(presented, configured):
         return None
     if proxy:
-        return ("proxy authentication required: send a client key from api-keys as Proxy-Authorization, "
-                "e.g. HTTPS_PROXY=http://cliproxy:KEY@HOST:PORT")
+        return (
+            "proxy authentication required: send a client key from api-keys as Proxy-Authorization, "
+            "e.g. HTTPS_PROXY=http://cliproxy:KEY@HOST:PORT"
+        )
     return "a valid client key is required (send it as Authorization: Bearer, x-api-key or x-goog-api-key)"
-

@@ -33,8 +33,14 @@ logger = logging.getLogger(__name__)
 SECRETS_FILE = Path(".local/share/amp/secrets.json")  # under $HOME
 SECRETS_FILE_KEY = "apiKey@https://ampcode.com/"  # the Amp CLI stores its key under this name, whatever upstream-url says
 SECRETS_FILE_TTL = 300.0  # seconds, empty results included; a changed file is re-read at once
-_KNOWN = {"upstream-url", "upstream-api-key", "upstream-api-keys", "restrict-management-to-localhost",
-          "model-mappings", "force-model-mappings"}
+_KNOWN = {
+    "upstream-url",
+    "upstream-api-key",
+    "upstream-api-keys",
+    "restrict-management-to-localhost",
+    "model-mappings",
+    "force-model-mappings",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,8 +304,9 @@ def parse(block: Any) -> AmpSettings:
     settings = AmpSettings(
         upstream_url=_upstream_url(block.get("upstream-url")),
         client_keys=_client_keys(block.get("upstream-api-keys") or [], warnings),
-        restrict_management_to_localhost=expect(block.get("restrict-management-to-localhost", False), bool,
-                                                 "ampcode.restrict-management-to-localhost", "true or false"),
+        restrict_management_to_localhost=expect(
+            block.get("restrict-management-to-localhost", False), bool, "ampcode.restrict-management-to-localhost", "true or false"
+        ),
         mappings=mappings,
         force_model_mappings=expect(block.get("force-model-mappings", False), bool, "ampcode.force-model-mappings", "true or false"),
         mapper=ModelMapper.build(mappings),

@@ -29,19 +29,32 @@ CONTEXT_1M_BETA = "context-1m-2025-08-07"  # stripped: the Codex backend has no 
 # ---------------------------------------------------------------------------------------------
 # Provider paths: /api/provider/<openai|anthropic|google>/<the provider's own API path>
 
-Kind = Literal["models", "chat", "completions", "responses", "messages", "count_tokens", "gemini", "gemini_models", "passthrough", "unknown"]
+Kind = Literal[
+    "models", "chat", "completions", "responses", "messages", "count_tokens", "gemini", "gemini_models", "passthrough", "unknown"
+]
 #: Kinds cliproxy can serve itself; the rest go to the Amp upstream.
-LOCAL_KINDS: dict[str, tuple[str, Literal["openai", "anthropic"], str]] = {"chat": ("chat", "openai", "/v1/chat/completions"), "responses": ("responses", "openai", "/v1/responses"),
-               "messages": ("messages", "anthropic", "/v1/messages"), "count_tokens": ("count_tokens", "anthropic", "/v1/messages/count_tokens")}
-_POST_KINDS = {"/chat/completions": "chat", "/v1/chat/completions": "chat", "/completions": "completions",
-               "/v1/completions": "completions", "/responses": "responses", "/v1/responses": "responses",
-               "/v1/messages": "messages", "/v1/messages/count_tokens": "count_tokens"}
+LOCAL_KINDS: dict[str, tuple[str, Literal["openai", "anthropic"], str]] = {
+    "chat": ("chat", "openai", "/v1/chat/completions"),
+    "responses": ("responses", "openai", "/v1/responses"),
+    "messages": ("messages", "anthropic", "/v1/messages"),
+    "count_tokens": ("count_tokens", "anthropic", "/v1/messages/count_tokens"),
+}
+_POST_KINDS = {
+    "/chat/completions": "chat",
+    "/v1/chat/completions": "chat",
+    "/completions": "completions",
+    "/v1/completions": "completions",
+    "/responses": "responses",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "count_tokens",
+}
 
 
 def provider_kind(path: str, method: str) -> tuple[str, Kind, str | None]:
     """(provider, kind, Gemini model) of an `/api/provider/<p>/…` request."""
     path = path.split("?", 1)[0].rstrip("/")
-    provider, _, rest = path[len("/api/provider/"):].partition("/")
+    provider, _, rest = path[len("/api/provider/") :].partition("/")
     rest = "/" + rest if rest else ""
     if rest in ("/models", "/v1/models") and method in ("GET", "HEAD"):
         return provider, "models", None
@@ -52,7 +65,7 @@ def provider_kind(path: str, method: str) -> tuple[str, Kind, str | None]:
     if rest == "/v1beta/models" and method in ("GET", "HEAD"):
         return provider, "gemini_models", None
     if rest.startswith("/v1beta/models/"):
-        action = rest[len("/v1beta/models/"):]
+        action = rest[len("/v1beta/models/") :]
         if method == "POST":
             return provider, "gemini", action.split(":", 1)[0] or None
         if method in ("GET", "HEAD"):
@@ -101,20 +114,43 @@ def strip_beta(value: str) -> str:
 def scrub_query(query: list[tuple[str, str]], client_keys: Iterable[str]) -> list[tuple[str, str]]:
     """Drop `key=` / `auth_token=` parameters that carry a proxy client key; keep everything else."""
     secrets = [k.encode() for k in client_keys if k]
-    return [(k, v) for k, v in query
-            if k not in ("key", "auth_token") or not any(hmac.compare_digest(v.encode(), s) for s in secrets)]
+    return [(k, v) for k, v in query if k not in ("key", "auth_token") or not any(hmac.compare_digest(v.encode(), s) for s in secrets)]
 
 
 #: Headers never sent to the Amp upstream: client credentials, proxy tracing, client identity and
 #: browser fingerprints, and hop-by-hop proxy auth.
-DROPPED_HEADERS = frozenset({
-    "authorization", "x-api-key", "x-goog-api-key", "proxy-authorization",
-    "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "forwarded", "via",
-    "x-title", "x-stainless-lang", "x-stainless-package-version", "x-stainless-os", "x-stainless-arch",
-    "x-stainless-runtime", "x-stainless-runtime-version", "http-referer", "referer",
-    "sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "sec-fetch-mode", "sec-fetch-site", "sec-fetch-dest", "priority",
-    "accept-encoding",
-})
+DROPPED_HEADERS = frozenset(
+    {
+        "authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "proxy-authorization",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-port",
+        "x-real-ip",
+        "forwarded",
+        "via",
+        "x-title",
+        "x-stainless-lang",
+        "x-stainless-package-version",
+        "x-stainless-os",
+        "x-stainless-arch",
+        "x-stainless-runtime",
+        "x-stainless-runtime-version",
+        "http-referer",
+        "referer",
+        "sec-ch-ua",
+        "sec-ch-ua-mobile",
+        "sec-ch-ua-platform",
+        "sec-fetch-mode",
+        "sec-fetch-site",
+        "sec-fetch-dest",
+        "priority",
+        "accept-encoding",
+    }
+)
 
 
 def upstream_headers(client: Iterable[tuple[str, str]], amp_key: str) -> list[tuple[str, str]]:
@@ -225,7 +261,11 @@ class ResponseRewriter:
             return obj
         self._common(obj)
         content = obj.get("content")
-        if self.suppress_thinking and isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content):
+        if (
+            self.suppress_thinking
+            and isinstance(content, list)
+            and any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)
+        ):
             obj["content"] = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking")]
         return obj
 
@@ -242,7 +282,7 @@ class ResponseRewriter:
         if not any(hint in event for hint in _MODEL_HINTS):
             return event  # most events (deltas) carry nothing to fix: no JSON parsing
         body = event.rstrip(b"\r\n")
-        tail = event[len(body):]
+        tail = event[len(body) :]
         lines = body.split(b"\n")
         data_at = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
         if not data_at:
@@ -303,7 +343,6 @@ class SSERewriter:
             self._buf.clear()
             self._scan = 0
         return out
-
 
 
 def rewrite_sse(body: bytes, rewriter: ResponseRewriter) -> bytes:

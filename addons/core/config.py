@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from cliproxy.addons.core import amp_settings, cors
 from cliproxy.addons.core.validate import ConfigError, choice, expect, non_negative, str_list, url
 from cliproxy.addons.translate.codex_body import Settings
@@ -25,11 +26,24 @@ STRATEGIES = ("round-robin", "fill-first")
 CHAT_REASONING = ("reasoning_content", "think-tags", "hidden")
 SUMMARIES = ("auto", "concise", "detailed", "none")
 KNOWN_KEYS = {
-    "auth-dir", "api-keys", "codex-base-url", "oauth-issuer", "routing", "codex-api-key", "model-aliases",
-    "models", "reasoning", "ampcode", "request-timeout-seconds", "codex-cli-pooling", "max-request-bytes",
+    "auth-dir",
+    "api-keys",
+    "codex-base-url",
+    "oauth-issuer",
+    "routing",
+    "codex-api-key",
+    "model-aliases",
+    "models",
+    "reasoning",
+    "ampcode",
+    "request-timeout-seconds",
+    "codex-cli-pooling",
+    "max-request-bytes",
     "cors-origins",
-    "responses-retention-hours", "responses-max-mb",
-    "codex-client-version", "models-refresh-seconds",
+    "responses-retention-hours",
+    "responses-max-mb",
+    "codex-client-version",
+    "models-refresh-seconds",
     "responses-websocket",
 }
 DEFAULT_CLIENT_VERSION = "0.169.0"  # the Codex CLI release whose wire cliproxy speaks
@@ -89,12 +103,14 @@ def _api_key_upstreams(value: Any) -> tuple[ApiKeyUpstream, ...]:
             models.append((name, str(m.get("alias") or name)))
         headers = entry.get("headers") or {}
         expect(headers, dict, f"{key}.headers", "a mapping of header names to values")
-        out.append(ApiKeyUpstream(
-            api_key=secret,
-            base_url=url(entry.get("base-url", "https://api.openai.com/v1"), f"{key}.base-url"),
-            models=tuple(models),
-            headers=tuple((str(k), str(v)) for k, v in headers.items()),
-        ))
+        out.append(
+            ApiKeyUpstream(
+                api_key=secret,
+                base_url=url(entry.get("base-url", "https://api.openai.com/v1"), f"{key}.base-url"),
+                models=tuple(models),
+                headers=tuple((str(k), str(v)) for k, v in headers.items()),
+            )
+        )
     return tuple(out)
 
 

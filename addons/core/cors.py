@@ -20,7 +20,9 @@ METHODS = "GET, POST, OPTIONS"
 DEFAULT_HEADERS = "authorization, content-type, x-api-key, anthropic-version, anthropic-beta, anthropic-dangerous-direct-browser-access"
 MAX_AGE = "7200"  # seconds a browser may cache a preflight (Chromium's cap)
 EXPOSED = "x-request-id, retry-after"  # answer headers a page's script may read
-_ORIGIN = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?")  # not `null`: every sandboxed page sends it
+_ORIGIN = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:\d{1,5})?"
+)  # not `null`: every sandboxed page sends it
 _HEADER_LIST = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
 
 
@@ -50,13 +52,15 @@ def preflight_headers(origin: str | None, requested_headers: str | None, listed:
     if not allowed(origin, listed):
         return headers
     asked = (requested_headers or "").strip()
-    headers.update({
-        "access-control-allow-origin": origin,
-        "access-control-allow-methods": METHODS,
-        "access-control-allow-headers": asked if asked and _HEADER_LIST.fullmatch(asked) and len(asked) < 2000 else DEFAULT_HEADERS,
-        "access-control-max-age": MAX_AGE,
-        "vary": "origin",
-    })
+    headers.update(
+        {
+            "access-control-allow-origin": origin,
+            "access-control-allow-methods": METHODS,
+            "access-control-allow-headers": asked if asked and _HEADER_LIST.fullmatch(asked) and len(asked) < 2000 else DEFAULT_HEADERS,
+            "access-control-max-age": MAX_AGE,
+            "vary": "origin",
+        }
+    )
     return headers
 
 

@@ -50,15 +50,17 @@ def decide(attempt: Attempt, *, refreshed: bool, backoff_level: int) -> Decision
         if collector is not None and collector.terminal and collector.error is None:
             return Decision("answer")
         if collector is None or not collector.terminal:
-            error = errors.ProxyError(502, "the upstream broke off its answer before the end; no account is to blame",
-                                      "server_error", "upstream_disconnected")
+            error = errors.ProxyError(
+                502, "the upstream broke off its answer before the end; no account is to blame", "server_error", "upstream_disconnected"
+            )
             return Decision("failover", error, Verdict(True, None))
         assert collector.error is not None, "a terminal stream without an error was answered above"
         return _judged(collector.error, refreshed, backoff_level)
     if attempt.status == 200:
         kind = attempt.headers.get("content-type", "") or "no content type"
-        error = errors.ProxyError(502, f"the upstream answered 200 with {kind} instead of an event stream",
-                                  "server_error", "bad_upstream_answer")
+        error = errors.ProxyError(
+            502, f"the upstream answered 200 with {kind} instead of an event stream", "server_error", "bad_upstream_answer"
+        )
         return Decision("fail", error)  # the same edge answers every account alike: rest nobody
     error = errors.from_upstream_response(attempt.status, attempt.body, attempt.headers)
     if FAILURE_HEADER in attempt.headers and attempt.status == 502:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
 from cliproxy.addons.translate import catalog as cat
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.models import DEFAULT_MODELS, ModelInfo
@@ -174,8 +175,13 @@ class LiveCatalog:
             self._failed(member, state, "has no usable token")
             return None
         version = config.codex_client_version
-        headers = {"authorization": f"Bearer {account.access_token}", "version": version, "originator": ORIGINATOR,
-                   "user-agent": f"{ORIGINATOR}/{version}", "accept": "application/json"}
+        headers = {
+            "authorization": f"Bearer {account.access_token}",
+            "version": version,
+            "originator": ORIGINATOR,
+            "user-agent": f"{ORIGINATOR}/{version}",
+            "accept": "application/json",
+        }
         if account.account_id:
             headers["chatgpt-account-id"] = account.account_id
         if state.etag and state.client_version == version and state.entries:

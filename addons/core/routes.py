@@ -80,7 +80,9 @@ CODEX_MODELS_PATH = "/backend-api/codex/models"  # the Codex CLI's model list, i
 
 
 def _is_amp_path(path: str) -> bool:
-    return path == "/api" or any(path == p.rstrip("/") or path.startswith(p if p.endswith("/") else p + "/") or path.startswith(p + ".") for p in _AMP_PREFIXES)
+    return path == "/api" or any(
+        path == p.rstrip("/") or path.startswith(p if p.endswith("/") else p + "/") or path.startswith(p + ".") for p in _AMP_PREFIXES
+    )
 
 
 def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthropic_client: bool, websocket: bool = False) -> Route | None:
@@ -124,7 +126,7 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
     if name == "models" and method in ("GET", "HEAD"):
         return Route("models", fmt)
     if path.startswith("/v1/models/") and method in ("GET", "HEAD"):
-        return Route("model", fmt, path[len("/v1/models/"):])
+        return Route("model", fmt, path[len("/v1/models/") :])
     if name and name != "models" and method == "POST":
         return Route(name, fmt)
     if name == "responses" and websocket:

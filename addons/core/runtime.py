@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import certifi
 import httpx
+
 from cliproxy.addons.core.config import ApiKeyUpstream, Config
 from cliproxy.addons.core.live_catalog import LiveCatalog
 from cliproxy.auth.pool import Member, Pool
@@ -79,7 +80,8 @@ class Runtime:
         """Client for the proxy's own upstream calls (failover retries); ignores the shell's proxy settings."""
         if self._http is None:
             self._http = httpx.AsyncClient(
-                trust_env=False, verify=ssl.create_default_context(cafile=certifi.where()),
+                trust_env=False,
+                verify=ssl.create_default_context(cafile=certifi.where()),
                 timeout=httpx.Timeout(self.config.request_timeout, connect=10),
             )
         return self._http

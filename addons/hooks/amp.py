@@ -20,6 +20,8 @@ import json
 import logging
 from typing import Any
 
+from mitmproxy import http
+
 from cliproxy.addons.core import access
 from cliproxy.addons.core.amp_settings import Decision, decide
 from cliproxy.addons.core.amp_wire import (
@@ -42,7 +44,6 @@ from cliproxy.addons.hooks.client_api import serve
 from cliproxy.addons.mitm.flowstate import FlowState, guarded, on_claimed, reply_json, state
 from cliproxy.addons.translate import encoding as content_encoding
 from cliproxy.addons.translate import errors
-from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,23 @@ def _reply(flow: http.HTTPFlow, status: int, body: dict[str, Any], note: str) ->
 
 def _no_upstream(kind: str, path: str, requested: str | None) -> errors.ProxyError:
     """The provider call cliproxy cannot serve, with no Amp upstream to fall back to (client's format)."""
-    hint = (f"set ampcode.upstream-url, or map the model to a local one: "
-            f'ampcode.model-mappings: [{{from: "{requested or "<model>"}", to: "gpt-6.1-sol"}}]')
+    hint = (
+        f"set ampcode.upstream-url, or map the model to a local one: "
+        f'ampcode.model-mappings: [{{from: "{requested or "<model>"}", to: "gpt-6.1-sol"}}]'
+    )
     if kind in LOCAL_KINDS:
-        return errors.ProxyError(404, f"model {requested!r} is not served by cliproxy and no Amp upstream is configured; {hint}",
-                                 "invalid_request_error", "model_not_found")
-    return errors.ProxyError(501, f"cliproxy cannot serve {path} itself and no Amp upstream is configured (ampcode.upstream-url)",
-                             "server_error", "not_implemented")
+        return errors.ProxyError(
+            404,
+            f"model {requested!r} is not served by cliproxy and no Amp upstream is configured; {hint}",
+            "invalid_request_error",
+            "model_not_found",
+        )
+    return errors.ProxyError(
+        501,
+        f"cliproxy cannot serve {path} itself and no Amp upstream is configured (ampcode.upstream-url)",
+        "server_error",
+        "not_implemented",
+    )
 
 
 class Amp:
@@ -84,7 +95,14 @@ class Amp:
             provider, kind, gemini_model = provider_kind(flow.request.path, flow.request.method)
             st.update({"amp_kind": kind, "amp_model": gemini_model})
             if kind == "models" and provider != "google":  # the Router answers it, in the provider's shape
-                st.update({"route": "models", "format": "anthropic" if provider == "anthropic" else "openai", "amp": "local", "amp_note": "amp: local model list"})
+                st.update(
+                    {
+                        "route": "models",
+                        "format": "anthropic" if provider == "anthropic" else "openai",
+                        "amp": "local",
+                        "amp_note": "amp: local model list",
+                    }
+                )
                 return
             if kind not in ("gemini", "passthrough"):
                 return  # provider aliases skip the management checks (Google's v1beta1 route does not)
@@ -94,7 +112,12 @@ class Amp:
             return
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else None
         if amp.restrict_management_to_localhost and not access.is_loopback(peer):  # the TCP peer; X-Forwarded-For is ignored
-            logger.warning("amp: refused %s %s from %s: management routes are restricted to localhost", flow.request.method, flow.request.path.split("?")[0], peer)
+            logger.warning(
+                "amp: refused %s %s from %s: management routes are restricted to localhost",
+                flow.request.method,
+                flow.request.path.split("?")[0],
+                peer,
+            )
             _reply(flow, 403, LOCALHOST_ONLY, "amp: refused (restrict-management-to-localhost)")
 
     @on_claimed(*_AMP_ROUTES)
@@ -108,13 +131,16 @@ class Amp:
     def _provider(self, flow: http.HTTPFlow, st: FlowState) -> None:
         kind, path = st["amp_kind"], flow.request.path.split("?")[0]
         if kind == "unknown":
-            raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {path} for Amp", "invalid_request_error", "not_found")
+            raise errors.ProxyError(
+                404, f"cliproxy does not serve {flow.request.method} {path} for Amp", "invalid_request_error", "not_found"
+            )
         if kind in ("models", "gemini_models"):
             self._gemini_models(flow, st, path)
             return
         try:
-            raw = content_encoding.decode(flow.request.raw_content or b"", flow.request.headers.get("content-encoding", ""),
-                                          self.runtime.config.max_request_bytes)
+            raw = content_encoding.decode(
+                flow.request.raw_content or b"", flow.request.headers.get("content-encoding", ""), self.runtime.config.max_request_bytes
+            )
             body = json.loads(raw) if raw.strip() else None
         except content_encoding.TooLarge:
             raise errors.request_too_large(self.runtime.config.max_request_bytes) from None
@@ -133,12 +159,20 @@ class Amp:
         if not amp.enabled:
             raise _no_upstream(kind, path, requested)
         if kind in LOCAL_KINDS:
-            logger.warning('amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits). To use a local '
-                           'model instead, add to config: ampcode.model-mappings: [{from: "%s", to: "<local model, e.g. gpt-6.1-sol>"}]',
-                           requested, path, requested)
+            logger.warning(
+                "amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits). To use a local "
+                'model instead, add to config: ampcode.model-mappings: [{from: "%s", to: "<local model, e.g. gpt-6.1-sol>"}]',
+                requested,
+                path,
+                requested,
+            )
         else:
-            logger.warning("amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits); "
-                           "cliproxy has no local translator for this API", requested, path)
+            logger.warning(
+                "amp: AMP_CREDITS model_id=%s %s: forwarding to the Amp upstream (uses Amp credits); "
+                "cliproxy has no local translator for this API",
+                requested,
+                path,
+            )
         self._forward(flow, st, f"amp: upstream (amp credits){' ' + requested if requested else ''}")
 
     def _served(self, model: str) -> bool:
@@ -146,7 +180,8 @@ class Amp:
         config = self.runtime.config
         catalog = config.settings.catalog
         return catalog.info(catalog.resolve(model).model) is not None or any(
-            alias == model for up in config.api_key_upstreams for _, alias in up.models)
+            alias == model for up in config.api_key_upstreams for _, alias in up.models
+        )
 
     def _local(self, flow: http.HTTPFlow, st: FlowState, kind: str, body: Any, requested: str | None, decision: Decision) -> None:
         route, fmt, local_path = LOCAL_KINDS[kind]
@@ -162,7 +197,16 @@ class Amp:
             else:
                 req.headers.pop("anthropic-beta")
         note = f"amp: local {decision.model or '?'}" + (f" (mapped from {requested})" if decision.route == "mapped" else "")
-        st.update({"route": route, "format": fmt, "amp": decision.route, "amp_model": requested, "amp_note": note, "amp_casing": tool_casing(body)})
+        st.update(
+            {
+                "route": route,
+                "format": fmt,
+                "amp": decision.route,
+                "amp_model": requested,
+                "amp_note": note,
+                "amp_casing": tool_casing(body),
+            }
+        )
         logger.info("%s: %s %s", note, req.method, original)
         serve(flow, st, self.runtime, body)  # translated here, whatever the order of the addons
 

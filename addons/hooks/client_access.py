@@ -24,12 +24,13 @@ from __future__ import annotations
 import logging
 import weakref
 
+from mitmproxy import connection, http
+
 from cliproxy.addons.core import access, routes
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import claim, reply_error
 from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
-from mitmproxy import connection, http
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +82,21 @@ class ClientAccess:
     def _refuse(self, flow: http.HTTPFlow, reason: str, *, proxy: bool) -> None:
         req = flow.request
         target = f"{req.host}:{req.port}" if req.method == "CONNECT" else (req.pretty_url if proxy else req.path).split("?")[0]
-        logger.warning("cliproxy: refused %s %s from %s: %s", req.method, target, _peer(flow.client_conn),
-                       "no valid client key" if self.runtime.config.api_keys else "no api-keys configured")
+        logger.warning(
+            "cliproxy: refused %s %s from %s: %s",
+            req.method,
+            target,
+            _peer(flow.client_conn),
+            "no valid client key" if self.runtime.config.api_keys else "no api-keys configured",
+        )
         if proxy:
             err = errors.ProxyError(407, reason, "authentication_error", "proxy_authentication_required")
             fmt: routes.ClientFormat = "openai"
         else:
             err = errors.ProxyError(401, reason, "authentication_error", "invalid_api_key")
-            route = routes.classify(req.pretty_host, req.path, req.method, reverse_listener=True,
-                                    anthropic_client="anthropic-version" in req.headers)
+            route = routes.classify(
+                req.pretty_host, req.path, req.method, reverse_listener=True, anthropic_client="anthropic-version" in req.headers
+            )
             fmt = route.format if route else "openai"
         if req.method != "CONNECT":
             claim(flow, "refused", fmt)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mitmproxy import http
+
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, read_json, reply_json, set_codex_body
 from cliproxy.addons.translate import anthropic, registry
-from mitmproxy import http
 
 
 def serve(flow: http.HTTPFlow, st: FlowState, runtime: Runtime, body: Any = None) -> None:

@@ -10,12 +10,13 @@ Without the switch, the CLI's requests go to chatgpt.com untouched.
 
 from __future__ import annotations
 
+from mitmproxy import http
+
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.client_api import serve
 from cliproxy.addons.hooks.router import answer_usage, websocket_refused
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, read_json
 from cliproxy.addons.translate import errors
-from mitmproxy import http
 
 
 class CodexCliPooling:

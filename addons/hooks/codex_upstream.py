@@ -19,6 +19,9 @@ from dataclasses import replace
 from typing import Any
 
 import httpx
+from mitmproxy import ctx, http
+from mitmproxy.net.http.url import hostport
+
 from cliproxy.addons.core.config import DEFAULT_CLIENT_VERSION
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
@@ -32,8 +35,6 @@ from cliproxy.addons.translate.responses import ResponsesStream
 from cliproxy.addons.translate.stream import CodexStream, collect, disconnected_error
 from cliproxy.auth.pool import Member, Verdict, judge
 from cliproxy.auth.quota import parse_quota, quota_summary
-from mitmproxy import ctx, http
-from mitmproxy.net.http.url import hostport
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,13 @@ def credential_headers(cred: Credential) -> list[tuple[str, str]]:
     """The member's auth headers, refused (503) when a file or config entry holds a broken value."""
     for name, value in cred.headers:
         if not safe_value(value, limit=1 << 16):
-            raise errors.ProxyError(503, f"the credential of {cred.member.label} has a malformed {name} value; log it in again "
-                                    "or fix its entry in the cliproxy config", "server_error", "auth_unavailable")
+            raise errors.ProxyError(
+                503,
+                f"the credential of {cred.member.label} has a malformed {name} value; log it in again "
+                "or fix its entry in the cliproxy config",
+                "server_error",
+                "auth_unavailable",
+            )
     return list(cred.headers)
 
 
@@ -73,8 +79,14 @@ def client_identity(sent: set[str], client_version: str) -> list[tuple[str, str]
     return fields
 
 
-def upstream_headers(forwarded: list[tuple[str, str]], cred: Credential, host: str, cache_key: str | None,
-                     extra: Sequence[tuple[str, str]] = (), client_version: str = DEFAULT_CLIENT_VERSION) -> http.Headers:
+def upstream_headers(
+    forwarded: list[tuple[str, str]],
+    cred: Credential,
+    host: str,
+    cache_key: str | None,
+    extra: Sequence[tuple[str, str]] = (),
+    client_version: str = DEFAULT_CLIENT_VERSION,
+) -> http.Headers:
     """The upstream request's headers: the member's auth, the client's Codex headers, the ones the body's
     form needs (`extra`), and the official CLI's identity (`originator`, `user-agent`, `version`)
     unless a Codex client sent its own."""
@@ -153,15 +165,20 @@ def no_credential(runtime: Runtime, model: str) -> errors.ProxyError:
     if wait is not None and wait > 0:
         seconds = math.ceil(wait)
         return errors.ProxyError(
-            429, f"All credentials for model {model} are cooling down; retry in {seconds}s",
-            "rate_limit_error", "model_cooldown", retry_after=seconds,
+            429,
+            f"All credentials for model {model} are cooling down; retry in {seconds}s",
+            "rate_limit_error",
+            "model_cooldown",
+            retry_after=seconds,
             extra={"model": model, "reset_seconds": seconds},
         )
     parked = runtime.pool.count_parked(model)
     why = f"{parked} account(s) need a new login (see `cliproxy accounts`)" if parked else "no account is logged in"
     return errors.ProxyError(
-        503, f"no ChatGPT account is available for model {model}: {why}; run `cliproxy login` "
-        f"(auth dir {runtime.config.auth_dir})", "server_error", "auth_unavailable",
+        503,
+        f"no ChatGPT account is available for model {model}: {why}; run `cliproxy login` (auth dir {runtime.config.auth_dir})",
+        "server_error",
+        "auth_unavailable",
     )
 
 
@@ -169,9 +186,13 @@ def refused(err: errors.ProxyError) -> errors.ProxyError:
     """A 401 of the backend is about a pool account, not the client's key: say so."""
     if err.status != 401:
         return err
-    return errors.ProxyError(401, f"the upstream refused the pool's credential even after a token refresh; run `cliproxy login` "
-                             f"for that account, or fix its codex-api-key (upstream said: {err.message})", "authentication_error",
-                             "account_unauthorized")
+    return errors.ProxyError(
+        401,
+        f"the upstream refused the pool's credential even after a token refresh; run `cliproxy login` "
+        f"for that account, or fix its codex-api-key (upstream said: {err.message})",
+        "authentication_error",
+        "account_unauthorized",
+    )
 
 
 class CodexUpstream:
@@ -214,8 +235,14 @@ class CodexUpstream:
             req.content = json.dumps(body, ensure_ascii=False).encode()
         req.method = "POST"
         req.url = cred.url
-        req.headers = upstream_headers(forwarded, cred, hostport(req.scheme, req.host, req.port), st.get("cache_key"),
-                                       st.get("extra_headers", []), self.runtime.config.codex_client_version)
+        req.headers = upstream_headers(
+            forwarded,
+            cred,
+            hostport(req.scheme, req.host, req.port),
+            st.get("cache_key"),
+            st.get("extra_headers", []),
+            self.runtime.config.codex_client_version,
+        )
         req.headers["content-length"] = str(len(req.raw_content or b""))
         st.update({"upstream": True, "account": cred.member.label, "account_key": cred.member.key})
         st.setdefault("tried", []).append(cred.member.key)
@@ -296,9 +323,13 @@ class CodexUpstream:
     def _judge(self, member: Member, model: str, err: errors.ProxyError, verdict: Verdict) -> None:
         self.runtime.pool.failed(member, model, verdict)
         self.runtime.save_state(member, force=True)
-        logger.warning("cliproxy: %s answered %s for %s%s", member.label, err.status, model,
-                       "; parked until it is logged in again" if member.parked else
-                       f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "")
+        logger.warning(
+            "cliproxy: %s answered %s for %s%s",
+            member.label,
+            err.status,
+            model,
+            "; parked until it is logged in again" if member.parked else f"; resting {verdict.cooldown:.0f}s" if verdict.cooldown else "",
+        )
 
     async def _send(self, flow: http.HTTPFlow, cred: Credential) -> Attempt:
         """Send the request with this credential and read the whole answer (mitmproxy cannot re-stream a flow).
@@ -355,7 +386,9 @@ class CodexUpstream:
             return
         collector = attempt.collector or collect(attempt.body)
         self._settle(flow, st, collector)
-        reply_json(flow, 200, json.dumps(registry.aggregate(st["route"], collector, st["model"], st["options"]), ensure_ascii=False).encode())
+        reply_json(
+            flow, 200, json.dumps(registry.aggregate(st["route"], collector, st["model"], st["options"]), ensure_ascii=False).encode()
+        )
 
     def _all_cooling(self, model: str) -> bool:
         wait = self.runtime.pool.soonest(model)

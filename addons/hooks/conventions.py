@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from mitmproxy import http
+
 from cliproxy.addons.core import cors
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, state
-from mitmproxy import http
 
 
 class HttpConventions:
@@ -30,8 +31,9 @@ class HttpConventions:
     @on_claimed("options")
     def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
         req = flow.request
-        headers = cors.preflight_headers(req.headers.get("origin"), req.headers.get("access-control-request-headers"),
-                                         self.runtime.config.cors_origins)
+        headers = cors.preflight_headers(
+            req.headers.get("origin"), req.headers.get("access-control-request-headers"), self.runtime.config.cors_origins
+        )
         flow.response = http.Response.make(204, b"", headers)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mitmproxy import http
+
 from cliproxy.addons.core.access import presented_keys
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.client_api import serve
@@ -30,22 +32,43 @@ from cliproxy.addons.store.responses import Conversation, Limits, ResponseStore,
 from cliproxy.addons.store.sqlite import SQLiteStore
 from cliproxy.addons.store.worker import Background, StoreUnavailable
 from cliproxy.addons.translate import errors
-from mitmproxy import http
 
 #: A lookup that misses is tried once more after this pause: the answer it names may be still on its
 #: way into the database from another process that shares it.
 MISS_RETRY_SECONDS = 0.25
 _NOT_FOUND_CODES = ("previous_response_not_found", "item_not_found", "conversation_not_found")
-STORED_ROUTES = ("response_get", "response_delete", "response_input_items", "conversation_create", "conversation_get",
-                 "conversation_update", "conversation_delete", "conversation_items", "conversation_items_add",
-                 "conversation_item_get", "conversation_item_delete")
-_RESPONSE_DEFAULTS: dict[str, Any] = {"object": "response", "error": None, "incomplete_details": None, "metadata": {}, "tools": [],
-                      "tool_choice": "auto", "parallel_tool_calls": True, "text": {"format": {"type": "text"}}}
+STORED_ROUTES = (
+    "response_get",
+    "response_delete",
+    "response_input_items",
+    "conversation_create",
+    "conversation_get",
+    "conversation_update",
+    "conversation_delete",
+    "conversation_items",
+    "conversation_items_add",
+    "conversation_item_get",
+    "conversation_item_delete",
+)
+_RESPONSE_DEFAULTS: dict[str, Any] = {
+    "object": "response",
+    "error": None,
+    "incomplete_details": None,
+    "metadata": {},
+    "tools": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "text": {"format": {"type": "text"}},
+}
 
 
 def unavailable() -> errors.ProxyError:
-    return errors.ProxyError(503, "cliproxy's response store is unavailable (see the proxy log); retry, or send the whole conversation as input",
-                             "server_error", "store_unavailable")
+    return errors.ProxyError(
+        503,
+        "cliproxy's response store is unavailable (see the proxy log); retry, or send the whole conversation as input",
+        "server_error",
+        "store_unavailable",
+    )
 
 
 def not_found(what: str, ident: str) -> errors.ProxyError:
@@ -53,8 +76,13 @@ def not_found(what: str, ident: str) -> errors.ProxyError:
 
 
 def list_body(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {"object": "list", "data": items, "first_id": items[0].get("id") if items else None,
-            "last_id": items[-1].get("id") if items else None, "has_more": has_more}
+    return {
+        "object": "list",
+        "data": items,
+        "first_id": items[0].get("id") if items else None,
+        "last_id": items[-1].get("id") if items else None,
+        "has_more": has_more,
+    }
 
 
 def page_args(flow: http.HTTPFlow) -> dict[str, Any]:
@@ -88,8 +116,15 @@ def new_items(value: Any, param: str) -> list[dict[str, Any]]:
 
 def stored_json(rec: StoredResponse) -> dict[str, Any]:
     """The response object of `GET /v1/responses/{id}`."""
-    out = {**_RESPONSE_DEFAULTS, **rec.response, "id": rec.id, "output": rec.output, "store": True,
-           "instructions": rec.instructions, "previous_response_id": rec.previous_response_id}
+    out = {
+        **_RESPONSE_DEFAULTS,
+        **rec.response,
+        "id": rec.id,
+        "output": rec.output,
+        "store": True,
+        "instructions": rec.instructions,
+        "previous_response_id": rec.previous_response_id,
+    }
     out.setdefault("created_at", int(rec.created_at))
     out.setdefault("model", rec.model)
     if rec.usage is not None:
@@ -149,8 +184,13 @@ class Conversations:
                 body, context = await self._expand(body, owner, state)
             else:
                 body = expand.plain(body)
-            st["book"] = {"owner": owner, "store": state.store, "previous": state.previous,
-                          "conversation": state.conversation, "context": context}
+            st["book"] = {
+                "owner": owner,
+                "store": state.store,
+                "previous": state.previous,
+                "conversation": state.conversation,
+                "context": context,
+            }
         serve(flow, st, self.runtime, body)
 
     async def _expand(self, body: dict[str, Any], owner: str, state: expand.State) -> tuple[dict[str, Any], int]:
@@ -187,10 +227,23 @@ class Conversations:
             context = min(book["context"], len(items))
             items = items[:context] + [item_with_id(i) if isinstance(i, dict) else i for i in items[context:]]
             output = out if isinstance(out := response.get("output"), list) else []
-            store.put_response(StoredResponse(
-                rid, book["owner"], now, True, str(body.get("model", "")), body.get("instructions") or None, items,
-                len(items) - context, output, response.get("usage"),
-                {k: v for k, v in response.items() if k not in ("output", "usage")}, book["previous"], book["conversation"]))
+            store.put_response(
+                StoredResponse(
+                    rid,
+                    book["owner"],
+                    now,
+                    True,
+                    str(body.get("model", "")),
+                    body.get("instructions") or None,
+                    items,
+                    len(items) - context,
+                    output,
+                    response.get("usage"),
+                    {k: v for k, v in response.items() if k not in ("output", "usage")},
+                    book["previous"],
+                    book["conversation"],
+                )
+            )
 
         self.store().submit(write)
 

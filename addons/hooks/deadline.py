@@ -14,12 +14,13 @@ import contextlib
 import logging
 import time
 
+from mitmproxy import http
+
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.stream import CodexStream
-from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ class UpstreamDeadline:
         where = "mid-answer" if translator is not None else "before answering"
         logger.warning("cliproxy: %s went silent for %ss %s; giving up on it", st.get("account"), limit, where)
         if translator is not None:
-            translator.collector.error = errors.ProxyError(504, f"the upstream went silent for {limit}s mid-answer; the answer is incomplete",
-                                                           "server_error", "upstream_timeout")
+            translator.collector.error = errors.ProxyError(
+                504, f"the upstream went silent for {limit}s mid-answer; the answer is incomplete", "server_error", "upstream_timeout"
+            )
         with contextlib.suppress(Exception):
             if abandon_upstream(flow):
                 return

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from mitmproxy import http
+
 from cliproxy.addons.mitm.flowstate import reply_error, state
 from cliproxy.addons.translate import errors
-from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ class Guard:
         st = state(flow)
         if st is not None and flow.response is None and not st.get("upstream") and not st.get("passthrough"):
             logger.error("cliproxy: %s request was neither answered nor rewritten; refusing it", st.get("route"))
-            reply_error(flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error"))
+            reply_error(
+                flow, errors.ProxyError(500, "cliproxy could not handle this request; see the proxy log", "server_error", "internal_error")
+            )
 
 
 class HeadWithoutBody:

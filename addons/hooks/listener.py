@@ -11,25 +11,31 @@ from __future__ import annotations
 
 import logging
 
-from cliproxy.addons.core.routes import is_intercepted_host
-from cliproxy.addons.mitm.modes import SPEC_PREFIX, PlainHttpOnly, is_base_url_listener, listen_spec, loopback_spec
 from mitmproxy import ctx, exceptions, tls
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import modes
 
+from cliproxy.addons.core.routes import is_intercepted_host
+from cliproxy.addons.mitm.modes import SPEC_PREFIX, PlainHttpOnly, is_base_url_listener, listen_spec, loopback_spec
+
 logger = logging.getLogger(__name__)
+
 
 class Listener:
     name = "cliproxy_listener"
 
     def load(self, loader) -> None:
         loader.add_option(
-            "cliproxy_listen", str, "127.0.0.1:8317",
+            "cliproxy_listen",
+            str,
+            "127.0.0.1:8317",
             "Address of the base-URL endpoint for tools (http://HOST:PORT/v1 for OpenAI clients). Empty disables it.",
         )
         loader.add_option(
-            "cliproxy_passthrough", bool, True,
+            "cliproxy_passthrough",
+            bool,
+            True,
             "Pass TLS connections to hosts cliproxy does not serve through without interception.",
         )
 
@@ -65,8 +71,13 @@ class Listener:
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         context = nextlayer.context
-        if nextlayer.layer is None and is_base_url_listener(context.client.proxy_mode) and len(context.layers) == 1 \
-                and isinstance(context.layers[0], modes.ReverseProxy) and starts_like_tls_record(nextlayer.data_client()):
+        if (
+            nextlayer.layer is None
+            and is_base_url_listener(context.client.proxy_mode)
+            and len(context.layers) == 1
+            and isinstance(context.layers[0], modes.ReverseProxy)
+            and starts_like_tls_record(nextlayer.data_client())
+        ):
             logger.info("cliproxy: a TLS handshake on the plain-HTTP base URL was refused (clients must use http://)")
             nextlayer.layer = PlainHttpOnly(context)
 

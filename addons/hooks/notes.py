@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import time
 
-from cliproxy.addons.mitm.flowstate import FlowState, state
-from cliproxy.addons.translate.conversation import render
 from mitmproxy import contentviews, ctx, http, tls
 from mitmproxy.contentviews import Contentview, Metadata
+
+from cliproxy.addons.mitm.flowstate import FlowState, state
+from cliproxy.addons.translate.conversation import render
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,11 @@ def comment(st: FlowState) -> str:
             timing = f"ttfb {st['t_headers'] - st['t0']:.2f}s · {timing}"
         parts.append(timing)
     if st.get("failover"):
-        parts.append(f"failover ×{st['failover']} ({' → '.join(st.get('tried_labels', []))})" if st.get("tried_labels") else f"failover ×{st['failover']}")
+        parts.append(
+            f"failover ×{st['failover']} ({' → '.join(st.get('tried_labels', []))})"
+            if st.get("tried_labels")
+            else f"failover ×{st['failover']}"
+        )
     if st.get("error"):
         parts.append(f"✗ {st['error']}")
     return "\n".join([" · ".join(str(p) for p in parts), *(turn_line(n, t) for n, t in enumerate(st.get("turns") or (), 1))])
@@ -145,4 +150,7 @@ class FlowNotes:
         logger.warning(
             "cliproxy: a client refused the proxy's certificate for %s. Make it trust %s: "
             "SSL_CERT_FILE for Python/httpx tools, NODE_EXTRA_CA_CERTS for Node tools (Claude Code, Amp, opencode), "
-            "CODEX_CA_CERTIFICATE for the Codex CLI; `cliproxy env` prints ready-to-paste settings.", host, ca)
+            "CODEX_CA_CERTIFICATE for the Codex CLI; `cliproxy env` prints ready-to-paste settings.",
+            host,
+            ca,
+        )

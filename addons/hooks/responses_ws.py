@@ -25,6 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from mitmproxy import ctx, http
+from mitmproxy.net.http.url import hostport
+
 from cliproxy.addons.core.failover import Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.codex_upstream import client_identity, credential_headers, forwarded_headers, no_credential
@@ -38,8 +41,6 @@ from cliproxy.addons.translate.headers import session_token
 from cliproxy.auth.pool import ANY_MODEL, judge
 from cliproxy.auth.quota import parse_quota, parse_rate_limit_event, quota_summary
 from cliproxy.auth.store import Account
-from mitmproxy import ctx, http
-from mitmproxy.net.http.url import hostport
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +90,9 @@ class ResponsesWebsocket:
         # client sent to a fresh socket after a usage limit does not land on the same account again.
         now = time.time()
         resting = {m.key for m in self.runtime.pool.members if any(until > now for until in m.cooldown_until.values())}
-        cred = await self.runtime.credential(ANY_MODEL, exclude=others | resting, session=session) \
-            or await self.runtime.credential(ANY_MODEL, exclude=others, session=session)
+        cred = await self.runtime.credential(ANY_MODEL, exclude=others | resting, session=session) or await self.runtime.credential(
+            ANY_MODEL, exclude=others, session=session
+        )
         if cred is None:
             raise no_credential(self.runtime, ANY_MODEL)
         self._point(flow, st, cred, session)
@@ -101,13 +103,25 @@ class ResponsesWebsocket:
         kept = [(k.lower(), v) for k, v in req.headers.items(multi=True) if k.lower() in HANDSHAKE]
         req.url = cred.url
         identity = client_identity({k for k, _ in forwarded}, self.runtime.config.codex_client_version)
-        fields = [("host", hostport(req.scheme, req.host, req.port)), *kept, *credential_headers(cred), ("openai-beta", wire.OPENAI_BETA),
-                  *identity, *forwarded]
+        fields = [
+            ("host", hostport(req.scheme, req.host, req.port)),
+            *kept,
+            *credential_headers(cred),
+            ("openai-beta", wire.OPENAI_BETA),
+            *identity,
+            *forwarded,
+        ]
         if session is None and st.get("cache_key"):
             fields.append(("session-id", session_token(st["cache_key"])))
         req.headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
-        st.update(upstream=True, websocket=True, account=cred.member.label, account_key=cred.member.key,
-                  ws_close_as=[wire.REPLAY_CODE, wire.REPLAY_REASON], turns=[])
+        st.update(
+            upstream=True,
+            websocket=True,
+            account=cred.member.label,
+            account_key=cred.member.key,
+            ws_close_as=[wire.REPLAY_CODE, wire.REPLAY_REASON],
+            turns=[],
+        )
         if session:
             st["cache_key"] = session
         st.setdefault("tried", []).append(cred.member.key)
@@ -125,9 +139,14 @@ class ResponsesWebsocket:
         if resp.status_code in (404, 405, 426):
             reply_error(flow, websocket_refused())  # the upstream has no WebSocket transport: the client uses HTTP
             return
-        decision = decide(Attempt(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content or b""),
-                          refreshed=False, backoff_level=member.backoff.get(ANY_MODEL, 0) if member else 0)
-        err = decision.error or errors.ProxyError(502, f"the upstream refused the WebSocket upgrade with {resp.status_code}", "server_error", "upstream_error")
+        decision = decide(
+            Attempt(resp.status_code, {k.lower(): v for k, v in resp.headers.items()}, resp.content or b""),
+            refreshed=False,
+            backoff_level=member.backoff.get(ANY_MODEL, 0) if member else 0,
+        )
+        err = decision.error or errors.ProxyError(
+            502, f"the upstream refused the WebSocket upgrade with {resp.status_code}", "server_error", "upstream_error"
+        )
         if member is not None:
             if decision.action == "refresh":
                 await self.runtime.reauthorize(member)  # the next socket carries the fresh token (or the member is parked)
@@ -167,7 +186,10 @@ class ResponsesWebsocket:
         except Exception:
             logger.exception("cliproxy: WebSocket frame handling failed")
             msg.drop()
-            self._inject(flow, wire.error_frame(errors.ProxyError(500, "cliproxy internal error; see the proxy log", "server_error", "internal_error")))
+            self._inject(
+                flow,
+                wire.error_frame(errors.ProxyError(500, "cliproxy internal error; see the proxy log", "server_error", "internal_error")),
+            )
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         sock = self._sockets.pop(flow.id, None)
@@ -220,7 +242,13 @@ class ResponsesWebsocket:
                 self._inject(flow, wire.error_frame(no_credential(self.runtime, turn.model)))
             return
         msg.content = json.dumps(turn.frame, ensure_ascii=False).encode()
-        sock.turn = {"model": turn.model, "effort": turn.effort, "client_model": turn.client_model, "cache_key": turn.cache_key, "t0": time.time()}
+        sock.turn = {
+            "model": turn.model,
+            "effort": turn.effort,
+            "client_model": turn.client_model,
+            "cache_key": turn.cache_key,
+            "t0": time.time(),
+        }
         st.update(model=turn.model, effort=turn.effort, client_model=turn.client_model)
 
     def _another(self, model: str, member_key: str) -> bool:

@@ -14,6 +14,8 @@ import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
+from mitmproxy import http
+
 from cliproxy.addons.core import routes, usage
 from cliproxy.addons.core.config import ApiKeyUpstream
 from cliproxy.addons.core.runtime import Runtime
@@ -22,7 +24,6 @@ from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import catalog as cat
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.headers import check_line_breaks
-from mitmproxy import http
 
 _CREATED = 1_700_000_000  # the backend publishes no dates; a fixed, plausible timestamp
 
@@ -38,9 +39,13 @@ def anthropic_model(model_id: str, display_name: str | None = None) -> dict:
 def websocket_refused() -> errors.ProxyError:
     """The answer to a Responses WebSocket upgrade: 426 makes the Codex CLI switch to HTTP at once
     (other statuses cost it seven retries, several seconds)."""
-    return errors.ProxyError(426, "cliproxy serves this Responses request over HTTP: send POST /v1/responses (the WebSocket transport is "
-                             "switched off with responses-websocket: false, or no account can take it)",
-                             "invalid_request_error", "websocket_not_supported")
+    return errors.ProxyError(
+        426,
+        "cliproxy serves this Responses request over HTTP: send POST /v1/responses (the WebSocket transport is "
+        "switched off with responses-websocket: false, or no account can take it)",
+        "invalid_request_error",
+        "websocket_not_supported",
+    )
 
 
 def answer_usage(flow: http.HTTPFlow, runtime: Runtime) -> None:
@@ -51,8 +56,12 @@ def answer_usage(flow: http.HTTPFlow, runtime: Runtime) -> None:
     serving = [m for m in runtime.pool.members if not isinstance(m.source, ApiKeyUpstream) and not m.parked]
     members, scope = ([pinned], "account") if pinned is not None and pinned in serving else (serving, "pool")
     if not members:
-        raise errors.ProxyError(503, f"no ChatGPT account is logged in, so there is no usage to show; run `cliproxy login` "
-                                f"(auth dir {runtime.config.auth_dir})", "server_error", "auth_unavailable")
+        raise errors.ProxyError(
+            503,
+            f"no ChatGPT account is logged in, so there is no usage to show; run `cliproxy login` (auth dir {runtime.config.auth_dir})",
+            "server_error",
+            "auth_unavailable",
+        )
     plans = {m.key: getattr(m.source, "plan", "") for m in members}
     body = usage.payload(members, plans, time.time(), scope)
     reply_json(flow, 200, json.dumps(body).encode(), {"cache-control": "no-store"})
@@ -72,7 +81,9 @@ class Router:
             return
         req = flow.request
         route = routes.classify(
-            req.pretty_host, req.path, req.method,
+            req.pretty_host,
+            req.path,
+            req.method,
             reverse_listener=is_base_url_listener(flow.client_conn.proxy_mode),
             anthropic_client="anthropic-version" in req.headers,
             websocket=req.headers.get("upgrade", "").lower() == "websocket",
@@ -112,9 +123,19 @@ class Router:
         elif route == "ping":
             flow.response = http.Response.make(200, b"", {"content-type": "text/plain"})
         elif route == "method_not_allowed":
-            raise errors.ProxyError(405, f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}", "invalid_request_error", "method_not_allowed")
+            raise errors.ProxyError(
+                405,
+                f"{flow.request.method} is not allowed on {flow.request.path.split('?')[0]}",
+                "invalid_request_error",
+                "method_not_allowed",
+            )
         elif route == "not_found":
-            raise errors.ProxyError(404, f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages", "invalid_request_error", "not_found")
+            raise errors.ProxyError(
+                404,
+                f"cliproxy does not serve {flow.request.method} {flow.request.path.split('?')[0]}; it serves /v1/chat/completions, /v1/responses, /v1/models and /v1/messages",
+                "invalid_request_error",
+                "not_found",
+            )
 
     def _too_large(self) -> errors.ProxyError:
         return errors.request_too_large(self.runtime.config.max_request_bytes)

@@ -12,9 +12,10 @@ import logging
 import os
 from pathlib import Path
 
+from mitmproxy import ctx, exceptions
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
-from mitmproxy import ctx, exceptions
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +32,11 @@ def _stat(path: Path | None) -> tuple | None:
 
 def _dir_signature(directory: Path) -> tuple:
     try:
-        return tuple(sorted(
-            (e.name, e.stat().st_mtime_ns, e.stat().st_size)
-            for e in os.scandir(directory)
-            if e.name.endswith(".json") and e.is_file()
-        ))
+        return tuple(
+            sorted(
+                (e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in os.scandir(directory) if e.name.endswith(".json") and e.is_file()
+            )
+        )
     except OSError:
         return ()
 
@@ -51,9 +52,10 @@ class Settings:
 
     def load(self, loader) -> None:
         loader.add_option(
-            "cliproxy_config", str | None, None,
-            "Path of the cliproxy YAML config file. Default: config.yaml in the current directory when "
-            "it exists, else built-in defaults.",
+            "cliproxy_config",
+            str | None,
+            None,
+            "Path of the cliproxy YAML config file. Default: config.yaml in the current directory when it exists, else built-in defaults.",
         )
 
     def path(self) -> Path | None:

@@ -15,10 +15,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, TypedDict
 
+from mitmproxy import http
+
 from cliproxy.addons.translate import client_json, errors
 from cliproxy.addons.translate import encoding as content_encoding
 from cliproxy.addons.translate.codex_body import CodexCall
-from mitmproxy import http
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,9 @@ def read_json(flow: http.HTTPFlow) -> Any:
     except content_encoding.TooLarge:
         raise errors.request_too_large(limit) from None
     except ValueError:
-        raise errors.bad_request(f"the request body cannot be decoded as content-encoding {encoding[:40]!r}; "
-                                 f"send it as {', '.join(content_encoding.ENCODINGS)}") from None
+        raise errors.bad_request(
+            f"the request body cannot be decoded as content-encoding {encoding[:40]!r}; send it as {', '.join(content_encoding.ENCODINGS)}"
+        ) from None
     if not raw.strip():
         raise errors.bad_request("the request body is empty; send a JSON object")
     return client_json.parse(raw, "the request body")
@@ -129,8 +131,17 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
         flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
-    st.update({"ready": True, "stream": call.stream, "model": call.model, "effort": call.effort, "options": call.options,
-               "cache_key": call.body.get("prompt_cache_key"), "extra_headers": list(call.headers.items())})
+    st.update(
+        {
+            "ready": True,
+            "stream": call.stream,
+            "model": call.model,
+            "effort": call.effort,
+            "options": call.options,
+            "cache_key": call.body.get("prompt_cache_key"),
+            "extra_headers": list(call.headers.items()),
+        }
+    )
     if call.clamped_from:
         st["effort_clamped"] = call.clamped_from
 
@@ -149,9 +160,15 @@ def guarded(hook):
             return
         logger.exception("cliproxy: %s hook failed", hook.__name__)
         if state(flow) is not None:
-            reply_error(flow, errors.ProxyError(500, f"cliproxy internal error ({type(exc).__name__}); see the proxy log", "server_error", "internal_error"))
+            reply_error(
+                flow,
+                errors.ProxyError(
+                    500, f"cliproxy internal error ({type(exc).__name__}); see the proxy log", "server_error", "internal_error"
+                ),
+            )
 
     if inspect.iscoroutinefunction(hook):
+
         @functools.wraps(hook)
         async def async_wrapper(self, flow: http.HTTPFlow) -> None:
             try:
@@ -187,6 +204,7 @@ def on_claimed(*routes: str, answered: bool = False) -> Callable[[ClaimedHook], 
             return st
 
         if inspect.iscoroutinefunction(hook):
+
             async def run_async(self: Any, flow: http.HTTPFlow) -> None:
                 if (st := applies(flow)) is not None:
                     await hook(self, flow, st)

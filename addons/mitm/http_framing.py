@@ -87,8 +87,9 @@ def _format_of(context, request: http.Request | None) -> routes.ClientFormat | N
 
 def error_bytes(status: int, message: str, fmt: routes.ClientFormat) -> bytes:
     """A whole HTTP/1.1 error response in the client's format; the connection closes after it."""
-    kind, code = {400: ("invalid_request_error", "invalid_request_framing"), 413: ("invalid_request_error", "request_too_large")} \
-        .get(status, ("server_error", "proxy_error"))
+    kind, code = {400: ("invalid_request_error", "invalid_request_framing"), 413: ("invalid_request_error", "request_too_large")}.get(
+        status, ("server_error", "proxy_error")
+    )
     status, headers, body = errors.render(errors.ProxyError(status, message, kind, code), fmt)
     return http1.assemble_response(http.Response.make(status, body, {**headers, "connection": "close"}))
 
@@ -133,8 +134,12 @@ def _read_body(self, event) -> Generator[commands.Command, Any, None]:
             message = command.event.message if isinstance(command, ReceiveHttp) and isinstance(command.event, RequestProtocolError) else ""
             yield from _answer_before_close(self, closing, message)
             closing = None
-        if isinstance(command, commands.CloseConnection) and command.connection is self.conn and self.response is None \
-                and getattr(self, _FORMAT, None) is not None:
+        if (
+            isinstance(command, commands.CloseConnection)
+            and command.connection is self.conn
+            and self.response is None
+            and getattr(self, _FORMAT, None) is not None
+        ):
             closing = command
             continue
         yield command

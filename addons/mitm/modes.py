@@ -3,9 +3,10 @@ the base URL's refusal of TLS (it speaks plain HTTP)."""
 
 from __future__ import annotations
 
-from cliproxy.addons.core.routes import REVERSE_TARGET
 from mitmproxy.proxy import commands, events, layer
 from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+
+from cliproxy.addons.core.routes import REVERSE_TARGET
 
 SPEC_PREFIX = f"reverse:http://{REVERSE_TARGET}@"
 
@@ -34,8 +35,10 @@ def is_base_url_listener(mode) -> bool:
 
 
 _TLS_REFUSED = b"cliproxy's base URL speaks plain HTTP: use http://, not https://, for it.\r\n"
-_PLAIN_HTTP_ONLY = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(_TLS_REFUSED), _TLS_REFUSED))
+_PLAIN_HTTP_ONLY = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (
+    len(_TLS_REFUSED),
+    _TLS_REFUSED,
+)
 
 
 class PlainHttpOnly(layer.Layer):

@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import logging
 
-from cliproxy.addons.core.failover import FAILURE_HEADER
 from mitmproxy import ctx, http, version
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
+
+from cliproxy.addons.core.failover import FAILURE_HEADER
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +40,37 @@ def _handle_protocol_error(self: HttpStream, event):
         stream = getattr(self.flow.response, "stream", None)
         if self.server_state == self.state_stream_response_body and getattr(stream, "ends_on_upstream_error", False):
             if not self.flow.metadata["cliproxy"].get("ended_locally"):  # else cliproxy closed it at a client-set limit
-                logger.warning("cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message)
+                logger.warning(
+                    "cliproxy: upstream broke off mid-stream (%s); ending the client's stream with an error event", event.message
+                )
             yield from self.state_stream_response_body(ResponseEndOfMessage(self.stream_id))
             return
         if self.flow.response is None or self.server_state == self.state_consume_response_body:
             host = self.flow.request.pretty_host
             waited = self.flow.metadata["cliproxy"].get("timed_out")
-            status, body = (504, {"error": {"message": f"the upstream {host} did not start answering within {waited}s", "type": "server_error",
-                                            "code": "upstream_timeout"}}) if waited else \
-                (502, {"error": {"message": f"cannot reach the upstream {host}: {event.message}", "type": "server_error", "code": "upstream_unreachable"}})
+            status, body = (
+                (
+                    504,
+                    {
+                        "error": {
+                            "message": f"the upstream {host} did not start answering within {waited}s",
+                            "type": "server_error",
+                            "code": "upstream_timeout",
+                        }
+                    },
+                )
+                if waited
+                else (
+                    502,
+                    {
+                        "error": {
+                            "message": f"cannot reach the upstream {host}: {event.message}",
+                            "type": "server_error",
+                            "code": "upstream_unreachable",
+                        }
+                    },
+                )
+            )
             self.flow.response = http.Response.make(status, json.dumps(body), {"content-type": "application/json", FAILURE_HEADER: "1"})
             yield from self.send_response()
             return
@@ -77,8 +100,10 @@ class UnsupportedMitmproxy(RuntimeError):
 def check_version(found: str = version.VERSION) -> None:
     major = found.split(".", 1)[0]
     if major != str(SUPPORTED_MAJOR) or any(not hasattr(HttpStream, name) for name in STREAM_INTERNALS):
-        raise UnsupportedMitmproxy(f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
-                                   f"to answer upstream failures in the client's format. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'")
+        raise UnsupportedMitmproxy(
+            f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
+            f"to answer upstream failures in the client's format. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'"
+        )
 
 
 def install() -> None:

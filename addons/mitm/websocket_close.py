@@ -59,7 +59,10 @@ def _close(self: WebsocketLayer, code: int, reason: str):
     ws.timestamp_end = time.time()
     ws.closed_by_client = False
     ws.close_code, ws.close_reason = code, reason
-    for conn, event in ((self.server_ws, wsproto.events.CloseConnection(1000, "")), (self.client_ws, wsproto.events.CloseConnection(code, reason))):
+    for conn, event in (
+        (self.server_ws, wsproto.events.CloseConnection(1000, "")),
+        (self.client_ws, wsproto.events.CloseConnection(code, reason)),
+    ):
         if conn.state in (wsproto.ConnectionState.OPEN, wsproto.ConnectionState.REMOTE_CLOSING):
             yield conn.send2(event)
         yield commands.CloseConnection(conn.conn)
@@ -76,8 +79,14 @@ def _relay_messages(self: WebsocketLayer, event):
     replace = _state(self.flow).get("ws_close_as")
     was_open = ws is not None and ws.timestamp_end is None
     for command in _original(self, event):
-        if (replace and was_open and ws.timestamp_end is not None and not ws.closed_by_client
-                and isinstance(command, commands.SendData) and command.connection is self.context.client):
+        if (
+            replace
+            and was_open
+            and ws.timestamp_end is not None
+            and not ws.closed_by_client
+            and isinstance(command, commands.SendData)
+            and command.connection is self.context.client
+        ):
             code, reason = replace
             ws.close_code, ws.close_reason = code, reason
             command = commands.SendData(command.connection, close_frame(code, reason))
@@ -99,8 +108,10 @@ class UnsupportedMitmproxy(RuntimeError):
 def check_version(found: str = version.VERSION) -> None:
     major = found.split(".", 1)[0]
     if major != str(SUPPORTED_MAJOR) or any(not hasattr(WebsocketLayer, name) for name in LAYER_INTERNALS):
-        raise UnsupportedMitmproxy(f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
-                                   f"to close WebSockets with a code. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'")
+        raise UnsupportedMitmproxy(
+            f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
+            f"to close WebSockets with a code. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'"
+        )
 
 
 def install() -> None:

@@ -55,8 +55,11 @@ def state_of(body: dict[str, Any]) -> State:
     elif conversation is not None and (not isinstance(conversation, str) or not conversation):
         raise errors.bad_request("`conversation` must be a conversation id or an object with an `id`", "conversation")
     if previous and conversation:
-        raise errors.bad_request("Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
-                                 "previous_response_id", "mutually_exclusive_parameters")
+        raise errors.bad_request(
+            "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
+            "previous_response_id",
+            "mutually_exclusive_parameters",
+        )
     return State(store, previous, conversation)
 
 
@@ -110,11 +113,15 @@ def plain(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def previous_not_found(response_id: str) -> errors.ProxyError:
-    return errors.bad_request(f"Previous response with id '{response_id}' not found.", "previous_response_id", "previous_response_not_found")
+    return errors.bad_request(
+        f"Previous response with id '{response_id}' not found.", "previous_response_id", "previous_response_not_found"
+    )
 
 
 def conversation_not_found(conversation_id: str) -> errors.ProxyError:
-    return errors.ProxyError(404, f"Conversation with id '{conversation_id}' not found.", "invalid_request_error", "conversation_not_found", "conversation")
+    return errors.ProxyError(
+        404, f"Conversation with id '{conversation_id}' not found.", "invalid_request_error", "conversation_not_found", "conversation"
+    )
 
 
 def expand(body: dict[str, Any], owner: str, store: ResponseStore, state: State) -> tuple[dict[str, Any], int]:
@@ -131,8 +138,12 @@ def expand(body: dict[str, Any], owner: str, store: ResponseStore, state: State)
                 raise errors.bad_request(f"input[{n}]: an item_reference needs an `id`", "input")
             found = store.find_item(owner, ref)
             if found is None:
-                raise errors.bad_request(f"Item with id '{ref}' not found: cliproxy keeps items for responses-retention-hours, "
-                                         "and only for the client key that made them.", "input", "item_not_found")
+                raise errors.bad_request(
+                    f"Item with id '{ref}' not found: cliproxy keeps items for responses-retention-hours, "
+                    "and only for the client key that made them.",
+                    "input",
+                    "item_not_found",
+                )
             item = found
         elif _is_blind_reasoning(item) and isinstance(item.get("id"), str):
             item = store.find_item(owner, item["id"]) or item
@@ -145,9 +156,12 @@ def expand(body: dict[str, Any], owner: str, store: ResponseStore, state: State)
         if prev is None:
             raise previous_not_found(state.previous)
         if not prev.store:
-            raise errors.bad_request(f"Previous response with id '{state.previous}' was created with `store: false`, so cliproxy did not keep it; "
-                                     "send the whole conversation as input, or create responses you chain from with `store: true`.",
-                                     "previous_response_id", "previous_response_not_found")
+            raise errors.bad_request(
+                f"Previous response with id '{state.previous}' was created with `store: false`, so cliproxy did not keep it; "
+                "send the whole conversation as input, or create responses you chain from with `store: true`.",
+                "previous_response_id",
+                "previous_response_not_found",
+            )
         context = [*prev.input, *prev.output]
         if out.get("instructions") is None and prev.instructions:
             out["instructions"] = prev.instructions
@@ -158,7 +172,7 @@ def expand(body: dict[str, Any], owner: str, store: ResponseStore, state: State)
         context = page.items
 
     if context and new[: len(context)] == context:
-        new = new[len(context):]  # the client resent the history as well
+        new = new[len(context) :]  # the client resent the history as well
     ids = {i.get("id") for i in context if isinstance(i, dict) and i.get("id")}
     new = [i for i in new if not (isinstance(i, dict) and i.get("id") and i.get("id") in ids)]
 

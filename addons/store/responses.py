@@ -24,8 +24,14 @@ Order = Literal["asc", "desc"]
 #: The owner of records made by a client that presented no key (loopback clients need none).
 LOOPBACK = "loopback"
 #: Item types whose id prefix OpenAI uses; other types get "item".
-_ID_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs",
-              "custom_tool_call": "ctc", "custom_tool_call_output": "ctco"}
+_ID_PREFIX = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
+}
 
 
 def owner_of(presented_keys: list[str]) -> str:
@@ -96,7 +102,7 @@ class StoredResponse:
 
     @property
     def request_items(self) -> list[dict[str, Any]]:
-        return self.input[len(self.input) - self.new_input:] if self.new_input else []
+        return self.input[len(self.input) - self.new_input :] if self.new_input else []
 
 
 @dataclass(slots=True)
@@ -171,8 +177,9 @@ class ResponseStore(ABC):
         """Append items (each already has an id); False when the conversation is unknown."""
 
     @abstractmethod
-    def list_items(self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None,
-                   order: Order = "asc") -> Page | None:
+    def list_items(
+        self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None, order: Order = "asc"
+    ) -> Page | None:
         """A page of the conversation's items in `order`, starting after the item `after`; None when
         the conversation is unknown. `limit=None`: all of them."""
 

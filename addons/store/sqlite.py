@@ -146,15 +146,28 @@ class SQLiteStore(ResponseStore):
     # -- responses ----------------------------------------------------------------------------------
     @_recovering
     def put_response(self, response: StoredResponse) -> None:
-        record = _dumps({
-            "model": response.model, "instructions": response.instructions, "input": response.input,
-            "new_input": response.new_input, "output": response.output, "usage": response.usage,
-            "response": response.response, "previous_response_id": response.previous_response_id,
-            "conversation": response.conversation,
-        }) if response.store else "{}"
+        record = (
+            _dumps(
+                {
+                    "model": response.model,
+                    "instructions": response.instructions,
+                    "input": response.input,
+                    "new_input": response.new_input,
+                    "output": response.output,
+                    "usage": response.usage,
+                    "response": response.response,
+                    "previous_response_id": response.previous_response_id,
+                    "conversation": response.conversation,
+                }
+            )
+            if response.store
+            else "{}"
+        )
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                       (response.owner, response.id, response.created_at, int(response.store), len(record), record))
+            db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+                (response.owner, response.id, response.created_at, int(response.store), len(record), record),
+            )
             if not response.store:
                 return
             new_items = [*response.request_items, *response.output]
@@ -163,8 +176,16 @@ class SQLiteStore(ResponseStore):
             else:
                 self._index(db, response.owner, f"resp:{response.id}", new_items, response.created_at)
 
-    def _index(self, db: sqlite3.Connection, owner: str, scope: str, items: list[dict[str, Any]], now: float, start: int = 0,
-               verb: str = "OR REPLACE") -> None:
+    def _index(
+        self,
+        db: sqlite3.Connection,
+        owner: str,
+        scope: str,
+        items: list[dict[str, Any]],
+        now: float,
+        start: int = 0,
+        verb: str = "OR REPLACE",
+    ) -> None:
         rows = []
         for n, item in enumerate(items):
             item_id = item.get("id")
@@ -184,8 +205,10 @@ class SQLiteStore(ResponseStore):
 
     @_recovering
     def get_response(self, owner: str, response_id: str) -> StoredResponse | None:
-        row = self.db.execute("SELECT created_at, store, record FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
-                              (owner, response_id, self._cutoff())).fetchone()
+        row = self.db.execute(
+            "SELECT created_at, store, record FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
+            (owner, response_id, self._cutoff()),
+        ).fetchone()
         if row is None:
             return None
         created_at, store, record = row
@@ -195,34 +218,45 @@ class SQLiteStore(ResponseStore):
     @_recovering
     def delete_response(self, owner: str, response_id: str) -> bool:
         with self._write() as db:
-            gone = db.execute("DELETE FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
-                              (owner, response_id, self._cutoff())).rowcount
+            gone = db.execute(
+                "DELETE FROM responses WHERE owner = ? AND id = ? AND created_at >= ?", (owner, response_id, self._cutoff())
+            ).rowcount
             db.execute("DELETE FROM items WHERE owner = ? AND scope = ?", (owner, f"resp:{response_id}"))
         return gone > 0
 
     @_recovering
     def find_item(self, owner: str, item_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT data FROM items WHERE owner = ? AND id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
-                              "ORDER BY created_at DESC LIMIT 1", (owner, item_id, self._cutoff())).fetchone()
+        row = self.db.execute(
+            "SELECT data FROM items WHERE owner = ? AND id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
+            "ORDER BY created_at DESC LIMIT 1",
+            (owner, item_id, self._cutoff()),
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     @_recovering
     def find_call(self, owner: str, call_id: str) -> dict[str, Any] | None:
-        row = self.db.execute("SELECT data FROM items WHERE owner = ? AND call_id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
-                              "ORDER BY created_at DESC LIMIT 1", (owner, call_id, self._cutoff())).fetchone()
+        row = self.db.execute(
+            "SELECT data FROM items WHERE owner = ? AND call_id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
+            "ORDER BY created_at DESC LIMIT 1",
+            (owner, call_id, self._cutoff()),
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     # -- conversations ----------------------------------------------------------------------------
     @_recovering
     def create_conversation(self, conversation: Conversation, items: list[dict[str, Any]]) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?)",
-                       (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, _dumps(conversation.metadata)))
+            db.execute(
+                "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?)",
+                (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, _dumps(conversation.metadata)),
+            )
             self._index(db, conversation.owner, f"conv:{conversation.id}", items, conversation.created_at, verb="OR IGNORE")
 
     def _conversation(self, db: sqlite3.Connection, owner: str, conversation_id: str) -> Conversation | None:
-        row = db.execute("SELECT created_at, metadata FROM conversations WHERE owner = ? AND id = ? AND updated_at >= ?",
-                         (owner, conversation_id, self._cutoff())).fetchone()
+        row = db.execute(
+            "SELECT created_at, metadata FROM conversations WHERE owner = ? AND id = ? AND updated_at >= ?",
+            (owner, conversation_id, self._cutoff()),
+        ).fetchone()
         return Conversation(conversation_id, owner, row[0], json.loads(row[1])) if row else None
 
     @_recovering
@@ -234,8 +268,10 @@ class SQLiteStore(ResponseStore):
         with self._write() as db:
             if self._conversation(db, owner, conversation_id) is None:
                 return None
-            db.execute("UPDATE conversations SET metadata = ?, updated_at = ? WHERE owner = ? AND id = ?",
-                       (_dumps(dict(metadata)), time.time(), owner, conversation_id))
+            db.execute(
+                "UPDATE conversations SET metadata = ?, updated_at = ? WHERE owner = ? AND id = ?",
+                (_dumps(dict(metadata)), time.time(), owner, conversation_id),
+            )
             return self._conversation(db, owner, conversation_id)
 
     @_recovering
@@ -254,12 +290,15 @@ class SQLiteStore(ResponseStore):
             return self._append(db, owner, conversation_id, items, time.time())
 
     @_recovering
-    def list_items(self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None,
-                   order: Order = "asc") -> Page | None:
+    def list_items(
+        self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None, order: Order = "asc"
+    ) -> Page | None:
         db = self.db
         if self._conversation(db, owner, conversation_id) is None:
             return None
-        rows = db.execute("SELECT data FROM items WHERE owner = ? AND scope = ? ORDER BY seq", (owner, f"conv:{conversation_id}")).fetchall()
+        rows = db.execute(
+            "SELECT data FROM items WHERE owner = ? AND scope = ? ORDER BY seq", (owner, f"conv:{conversation_id}")
+        ).fetchall()
         return page_of([json.loads(r[0]) for r in rows], after, limit, order)
 
     @_recovering
@@ -267,8 +306,9 @@ class SQLiteStore(ResponseStore):
         db = self.db
         if self._conversation(db, owner, conversation_id) is None:
             return None
-        row = db.execute("SELECT data FROM items WHERE owner = ? AND scope = ? AND id = ?",
-                         (owner, f"conv:{conversation_id}", item_id)).fetchone()
+        row = db.execute(
+            "SELECT data FROM items WHERE owner = ? AND scope = ? AND id = ?", (owner, f"conv:{conversation_id}", item_id)
+        ).fetchone()
         return json.loads(row[0]) if row else None
 
     @_recovering
@@ -276,8 +316,12 @@ class SQLiteStore(ResponseStore):
         with self._write() as db:
             if self._conversation(db, owner, conversation_id) is None:
                 return False
-            return db.execute("DELETE FROM items WHERE owner = ? AND scope = ? AND id = ?",
-                              (owner, f"conv:{conversation_id}", item_id)).rowcount > 0
+            return (
+                db.execute(
+                    "DELETE FROM items WHERE owner = ? AND scope = ? AND id = ?", (owner, f"conv:{conversation_id}", item_id)
+                ).rowcount
+                > 0
+            )
 
     # -- housekeeping -------------------------------------------------------------------------------
     @_recovering

@@ -46,11 +46,21 @@ SIGNATURE_PREFIX = "gAAAA"  # Codex reasoning tokens (Fernet); other signatures 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 #: History blocks with no Codex counterpart; dropped without complaint.
-DROPPED_BLOCKS = frozenset((
-    "redacted_thinking", "server_tool_use", "web_search_tool_result", "web_fetch_tool_result",
-    "code_execution_tool_result", "bash_code_execution_tool_result", "text_editor_code_execution_tool_result",
-    "tool_search_tool_result", "mcp_tool_use", "mcp_tool_result", "container_upload",
-))
+DROPPED_BLOCKS = frozenset(
+    (
+        "redacted_thinking",
+        "server_tool_use",
+        "web_search_tool_result",
+        "web_fetch_tool_result",
+        "code_execution_tool_result",
+        "bash_code_execution_tool_result",
+        "text_editor_code_execution_tool_result",
+        "tool_search_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "container_upload",
+    )
+)
 _CONTEXT_SUFFIX = re.compile(r"\[\d+[km]\]$", re.IGNORECASE)
 _PAREN_SUFFIX = re.compile(r"\([^()]*\)$")
 _UNSAFE_ID = re.compile(r"[^a-zA-Z0-9_-]")
@@ -86,16 +96,18 @@ def _effort(body: dict[str, Any]) -> tuple[str | None, bool, bool]:
         try:
             wanted = normalize_effort(wanted)
         except EffortError:
-            raise errors.bad_request("`output_config.effort` must be one of low, medium, high, xhigh, max", "output_config.effort") from None
+            raise errors.bad_request(
+                "`output_config.effort` must be one of low, medium, high, xhigh, max", "output_config.effort"
+            ) from None
     thinking = body.get("thinking")
     if thinking is None:
         return wanted, False, False
     if not isinstance(thinking, dict):
-        raise errors.bad_request("`thinking` must be an object such as {\"type\": \"adaptive\"}", "thinking")
+        raise errors.bad_request('`thinking` must be an object such as {"type": "adaptive"}', "thinking")
     kind = thinking.get("type")
     display = thinking.get("display")
     if display not in (None, "summarized", "omitted"):
-        raise errors.bad_request("`thinking.display` must be \"summarized\" or \"omitted\"", "thinking.display")
+        raise errors.bad_request('`thinking.display` must be "summarized" or "omitted"', "thinking.display")
     summary = display != "omitted"
     if kind == "enabled":
         budget = thinking.get("budget_tokens")
@@ -185,7 +197,9 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
         else:
             raise errors.bad_request(
                 f"{where}: tool type {kind!r} is not available through cliproxy; declare it as a custom tool "
-                "(name, description, input_schema) or use web_search", "tools")
+                "(name, description, input_schema) or use web_search",
+                "tools",
+            )
     short = codex_body.shorten_tool_names([t["name"] for t, _ in custom])
     short_of = {orig: s for s, orig in short.items()}
     out: list[dict[str, Any]] = []
@@ -204,7 +218,7 @@ def _tool_choice(choice: Any, short_of: dict[str, str], names: set[str], web_nam
     if choice is None:
         return "auto", True
     if not isinstance(choice, dict):
-        raise errors.bad_request("`tool_choice` must be an object such as {\"type\": \"auto\"}", "tool_choice")
+        raise errors.bad_request('`tool_choice` must be an object such as {"type": "auto"}', "tool_choice")
     parallel = not choice.get("disable_parallel_tool_use", False)
     kind = choice.get("type")
     if kind in ("auto", "none"):
@@ -411,8 +425,14 @@ class _Input:
         args = block.get("input", {})
         call_id = safe_id(tool_id)
         self.calls[call_id] = at
-        self.item({"type": "function_call", "call_id": call_id, "name": self.names.get(name) or _short_history_name(name),
-                   "arguments": json.dumps(args if args is not None else {}, ensure_ascii=False)})
+        self.item(
+            {
+                "type": "function_call",
+                "call_id": call_id,
+                "name": self.names.get(name) or _short_history_name(name),
+                "arguments": json.dumps(args if args is not None else {}, ensure_ascii=False),
+            }
+        )
 
     def system(self, content: Any, where: str) -> None:
         text = _system_text(content, where)
@@ -456,13 +476,15 @@ def _messages(body: dict[str, Any], names: dict[str, str], check_pairs: bool) ->
         elif role == "system":  # Claude Code's mid-conversation system messages
             builder.system(msg["content"], where)
         else:
-            raise errors.bad_request(f"{where}.role must be \"user\" or \"assistant\" (put instructions in the top-level `system`)", "messages")
+            raise errors.bad_request(f'{where}.role must be "user" or "assistant" (put instructions in the top-level `system`)', "messages")
     builder.flush()
     missing = [cid for cid in builder.calls if cid not in builder.answered]
     if check_pairs and missing:
         raise errors.bad_request(
             f"`tool_use` ids were found without `tool_result` blocks after them: {', '.join(missing)}. "
-            "Each `tool_use` block must have a corresponding `tool_result` block in a later user message.", "messages")
+            "Each `tool_use` block must have a corresponding `tool_result` block in a later user message.",
+            "messages",
+        )
     if not any(i.get("role") in ("user", "assistant") or i["type"] != "message" for i in builder.items):
         raise errors.bad_request("`messages` has no user or assistant content", "messages")
     return builder.items
@@ -481,11 +503,13 @@ def _text_format(body: dict[str, Any]) -> dict[str, Any] | None:
     if fmt is None:
         return None
     if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-        raise errors.bad_request("`output_config.format` must be {\"type\": \"json_schema\", \"schema\": {...}}", "output_config.format")
+        raise errors.bad_request('`output_config.format` must be {"type": "json_schema", "schema": {...}}', "output_config.format")
     return {"type": "json_schema", "name": "output", "schema": fmt["schema"], "strict": False}
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str | None = None, counting: bool = False) -> codex_body.CodexCall:
+def request_to_codex(
+    body: Any, settings: codex_body.Settings, *, session: str | None = None, counting: bool = False
+) -> codex_body.CodexCall:
     """Translate a Messages request body into a Codex Responses body.
 
     `session` (Claude Code's session header) keys the prompt cache; `counting` relaxes the rules
@@ -524,12 +548,21 @@ def request_to_codex(body: Any, settings: codex_body.Settings, *, session: str |
     # `client_model` is echoed as the answer's `model` (Claude Code drops thinking of other models);
     # `input_tokens` is the local estimate `message_start` reports; `tool_names` maps short upstream names back.
     # `limits`: `stop_sequences` and `max_tokens`, honoured locally (the backend takes neither).
-    options: dict[str, Any] = {"tool_names": short, "thinking": thinking, "input_tokens": estimate_tokens(codex), "client_model": body["model"]}
+    options: dict[str, Any] = {
+        "tool_names": short,
+        "thinking": thinking,
+        "input_tokens": estimate_tokens(codex),
+        "client_model": body["model"],
+    }
     if not counting:
-        options["limits"] = {"stop": limits.stop_list(body.get("stop_sequences"), "stop_sequences", most=None, single=False),
-                             "max_tokens": max_tokens, "input_tokens": options["input_tokens"]}
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from,
-                                headers=codex_body.lite_headers(lite))
+        options["limits"] = {
+            "stop": limits.stop_list(body.get("stop_sequences"), "stop_sequences", most=None, single=False),
+            "max_tokens": max_tokens,
+            "input_tokens": options["input_tokens"],
+        }
+    return codex_body.CodexCall(
+        codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from, headers=codex_body.lite_headers(lite)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -66,8 +66,12 @@ def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:
     usage = _dict(usage)
     total = _int(usage.get("input_tokens"))
     cached = _int(_dict(usage.get("input_tokens_details")).get("cached_tokens"))
-    return {"input_tokens": max(0, total - cached), "output_tokens": _int(usage.get("output_tokens")),
-            "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached}
+    return {
+        "input_tokens": max(0, total - cached),
+        "output_tokens": _int(usage.get("output_tokens")),
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+    }
 
 
 def _args_input(arguments: Any) -> dict[str, Any]:
@@ -99,8 +103,11 @@ def _web_search_blocks(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     action = _dict(item.get("action"))
     tool_id = "srvtoolu_" + safe_id(_str(item.get("id")) or "web_search")[:55]
     query = _str(action.get("query"))
-    results = [{"type": "web_search_result", "url": s["url"], "title": _str(s.get("title")) or s["url"], "encrypted_content": "", "page_age": None}
-               for s in _list(action.get("sources")) if isinstance(s, dict) and isinstance(s.get("url"), str)]
+    results = [
+        {"type": "web_search_result", "url": s["url"], "title": _str(s.get("title")) or s["url"], "encrypted_content": "", "page_age": None}
+        for s in _list(action.get("sources"))
+        if isinstance(s, dict) and isinstance(s.get("url"), str)
+    ]
     use = {"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": {"query": query}}
     return use, {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results}
 
@@ -122,22 +129,32 @@ class _Block:
 class MessagesStream(CodexStream):
     """Codex events → Anthropic Messages SSE events."""
 
-    WANTS = frozenset((
-        "response.output_item.added",
-        "response.reasoning_summary_part.added",
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_text.delta",
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-    ))
+    WANTS = frozenset(
+        (
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_text.delta",
+            "response.output_text.delta",
+            "response.refusal.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+        )
+    )
     FORWARD_KEEPALIVE = False  # keep-alives become `event: ping` (see `_dispatch`)
     #: seconds of upstream activity without client output before a ping is sent
     PING_AFTER = 5.0
 
-    def __init__(self, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
-                 input_tokens: int = 0, client_model: str = "", limits: dict[str, Any] | None = None, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        model: str,
+        tool_names: dict[str, str] | None = None,
+        thinking: bool = True,
+        input_tokens: int = 0,
+        client_model: str = "",
+        limits: dict[str, Any] | None = None,
+        clock=time.monotonic,
+    ) -> None:
         super().__init__(limits)
         self.model = model
         self.client_model = client_model
@@ -180,9 +197,19 @@ class MessagesStream(CodexStream):
         self._started = True
         resp = _dict(_dict(ev).get("response"))
         message: dict[str, Any] = {
-            "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}", "type": "message", "role": "assistant",
-            "model": self.client_model or _str(resp.get("model")) or self.model, "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": 0, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+            "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.client_model or _str(resp.get("model")) or self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": self.input_tokens,
+                "output_tokens": 0,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            },
         }
         return [encode({"type": "message_start", "message": message}, "message_start")]
 
@@ -365,16 +392,30 @@ class MessagesStream(CodexStream):
                 self._item_done({"output_index": n}, item, out)
         while self._queue:
             self._finish(self._queue[0], out)
-        reason = stop_reason(c.status, _dict(c.response.get("incomplete_details")).get("reason"), self._tool_used, self._refused, c.stop_sequence)
+        reason = stop_reason(
+            c.status, _dict(c.response.get("incomplete_details")).get("reason"), self._tool_used, self._refused, c.stop_sequence
+        )
         usage = usage_of(c.usage)
         del usage["cache_creation_input_tokens"]
-        out.append(encode({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": c.stop_sequence}, "usage": usage}, "message_delta"))
+        out.append(
+            encode(
+                {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": c.stop_sequence}, "usage": usage},
+                "message_delta",
+            )
+        )
         out.append(encode({"type": "message_stop"}, "message_stop"))
         return out
 
 
-def message_from(collector: Collector, model: str, tool_names: dict[str, str] | None = None, thinking: bool = True,
-                 input_tokens: int = 0, client_model: str = "", limits: dict[str, Any] | None = None) -> dict[str, Any]:
+def message_from(
+    collector: Collector,
+    model: str,
+    tool_names: dict[str, str] | None = None,
+    thinking: bool = True,
+    input_tokens: int = 0,
+    client_model: str = "",
+    limits: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Build an Anthropic `message` object from a finished Codex stream (non-stream clients; the
     collector has already applied the client's `limits`)."""
     names = tool_names or {}
@@ -395,8 +436,14 @@ def message_from(collector: Collector, model: str, tool_names: dict[str, str] | 
         elif kind == "function_call":
             tool_used = True
             name = _str(item.get("name"))
-            content.append({"type": "tool_use", "id": safe_id(_str(item.get("call_id")) or _str(item.get("id")) or "toolu"),
-                            "name": names.get(name, name), "input": _args_input(item.get("arguments"))})
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": safe_id(_str(item.get("call_id")) or _str(item.get("id")) or "toolu"),
+                    "name": names.get(name, name),
+                    "input": _args_input(item.get("arguments")),
+                }
+            )
         elif kind == "web_search_call":
             content.extend(_web_search_blocks(item))
     reason = _dict(resp.get("incomplete_details")).get("reason")

@@ -76,10 +76,17 @@ def parse_entry(raw: Any, source: str = "upstream") -> ModelInfo:
         raise ValueError("input_modalities is not a list of names")
     name = raw.get("display_name")
     return ModelInfo(
-        slug, tuple(levels), context, listed=visibility == "list", lite=lite,
+        slug,
+        tuple(levels),
+        context,
+        listed=visibility == "list",
+        lite=lite,
         display_name=name if isinstance(name, str) and name else slug,
         min_client_version=".".join(map(str, min_parts)) if min_parts is not None else None,
-        service_tier=tier, input_modalities=tuple(modalities), source=source, raw=raw,
+        service_tier=tier,
+        input_modalities=tuple(modalities),
+        source=source,
+        raw=raw,
     )
 
 
@@ -129,8 +136,12 @@ class Merged:
     source: str  # upstream | disk | built-in: where the base list came from
 
 
-def merge(accounts: Mapping[str, Sequence[ModelInfo]], overrides: Iterable[ModelInfo] = (),
-          aliases: Mapping[str, str] | None = None, fallback: Sequence[ModelInfo] = DEFAULT_MODELS) -> Merged:
+def merge(
+    accounts: Mapping[str, Sequence[ModelInfo]],
+    overrides: Iterable[ModelInfo] = (),
+    aliases: Mapping[str, str] | None = None,
+    fallback: Sequence[ModelInfo] = DEFAULT_MODELS,
+) -> Merged:
     """Accounts' lists (the first account to list a model describes it; ordered by the entries' `priority`),
     then the config's `models:` on top. With no account list at all, `fallback` (built-in) is the base.
 
@@ -199,7 +210,8 @@ class Snapshot:
 def dump_snapshots(snapshots: Mapping[str, Snapshot], client_version: str) -> dict[str, Any]:
     """The file's JSON document (read back by `load_snapshots`)."""
     return {
-        "version": SNAPSHOT_VERSION, "client_version": client_version,
+        "version": SNAPSHOT_VERSION,
+        "client_version": client_version,
         "accounts": {k: {"etag": s.etag, "fetched_at": s.fetched_at, "models": list(s.models)} for k, s in snapshots.items()},
     }
 

@@ -117,7 +117,9 @@ def _messages_to_input(messages: Any, rename: dict[str, str]) -> list[dict[str, 
                 items.append({"type": "function_call_output", "call_id": call_id, "output": output})
             else:  # a result for no known call would be rejected upstream; keep its text for the model
                 text = output if isinstance(output, str) else _text_of(content, where)
-                items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"Tool result ({call_id}):\n{text}"}]})
+                items.append(
+                    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"Tool result ({call_id}):\n{text}"}]}
+                )
     return items
 
 
@@ -127,7 +129,12 @@ def _history_call(call: Any, where: str, rename: dict[str, str], n: int, k: int)
     call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else f"call_missing_{n}_{k}"
     if call.get("type") == "custom" and isinstance(call.get("custom"), dict):
         custom = call["custom"]
-        return {"type": "custom_tool_call", "call_id": call_id, "name": rename.get(custom.get("name"), custom.get("name")), "input": str(custom.get("input", ""))}
+        return {
+            "type": "custom_tool_call",
+            "call_id": call_id,
+            "name": rename.get(custom.get("name"), custom.get("name")),
+            "input": str(custom.get("input", "")),
+        }
     fn = call.get("function")
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise errors.bad_request(f"{where}.function.name is required", "messages")
@@ -241,7 +248,11 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     tools, names = _tools(body)
     rename = {v: k for k, v in names.items()}
     display = settings.chat_reasoning
-    summary = reasoning.get("summary") if isinstance(reasoning.get("summary"), str) else (None if display == "hidden" else settings.reasoning_summary)
+    summary = (
+        reasoning.get("summary")
+        if isinstance(reasoning.get("summary"), str)
+        else (None if display == "hidden" else settings.reasoning_summary)
+    )
 
     messages = body.get("messages")
     out: dict[str, Any] = {
@@ -268,16 +279,20 @@ def request_to_codex(body: Any, settings: codex_body.Settings) -> codex_body.Cod
     if tier := codex_body.service_tier(body.get("service_tier")):
         out["service_tier"] = tier
     key = body.get("prompt_cache_key")
-    out["prompt_cache_key"] = headers.check_text(key, "prompt_cache_key") if isinstance(key, str) and key else \
-        codex_body.derived_cache_key("chat", out["input"][:2])
+    out["prompt_cache_key"] = (
+        headers.check_text(key, "prompt_cache_key")
+        if isinstance(key, str) and key
+        else codex_body.derived_cache_key("chat", out["input"][:2])
+    )
     stream_options = so if isinstance(so := body.get("stream_options"), dict) else {}
     options: dict[str, Any] = {"include_usage": bool(stream_options.get("include_usage")), "reasoning": display, "tool_names": names}
     lite = settings.catalog.lite(resolved.model)
     codex = codex_body.finalize(out, lite)
     if bounds := limits.options(codex, stop, max_tokens):
         options["limits"] = bounds
-    return codex_body.CodexCall(codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from,
-                                headers=codex_body.lite_headers(lite))
+    return codex_body.CodexCall(
+        codex, stream, resolved.model, resolved.effort, options, clamped_from=resolved.clamped_from, headers=codex_body.lite_headers(lite)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,21 +340,29 @@ def error_frame(err: errors.ProxyError) -> bytes:
 class ChatStream(CodexStream):
     """Codex events → `chat.completion.chunk` frames, one delta per upstream delta."""
 
-    WANTS = frozenset((
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_summary_part.added",
-        "response.reasoning_text.delta",
-        "response.output_item.added",
-        "response.function_call_arguments.delta",
-        "response.function_call_arguments.done",
-        "response.custom_tool_call_input.delta",
-        "response.custom_tool_call_input.done",
-    ))
+    WANTS = frozenset(
+        (
+            "response.output_text.delta",
+            "response.refusal.delta",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_text.delta",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.custom_tool_call_input.delta",
+            "response.custom_tool_call_input.done",
+        )
+    )
 
-    def __init__(self, model: str, include_usage: bool = False, reasoning: str = "reasoning_content", tool_names: dict[str, str] | None = None,
-                 limits: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        include_usage: bool = False,
+        reasoning: str = "reasoning_content",
+        tool_names: dict[str, str] | None = None,
+        limits: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(limits)
         self.model = model
         self.include_usage = include_usage
@@ -358,8 +381,13 @@ class ChatStream(CodexStream):
         created = resp.get("created_at") or int(time.time())
         model = resp.get("model") or self.model
         self._prefix = (
-            b'{"id":' + dumps(rid) + b',"object":"chat.completion.chunk","created":' + dumps(created)
-            + b',"model":' + dumps(model) + b',"choices":[{"index":0,"delta":'
+            b'{"id":'
+            + dumps(rid)
+            + b',"object":"chat.completion.chunk","created":'
+            + dumps(created)
+            + b',"model":'
+            + dumps(model)
+            + b',"choices":[{"index":0,"delta":'
         )
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -394,8 +422,12 @@ class ChatStream(CodexStream):
             if isinstance(key, str):
                 self._calls[key] = index
         name = item.get("name", "")
-        call = {"index": index, "id": item.get("call_id") or item.get("id") or f"call_{index}", "type": "function",
-                "function": {"name": self.tool_names.get(name, name), "arguments": arguments}}
+        call = {
+            "index": index,
+            "id": item.get("call_id") or item.get("id") or f"call_{index}",
+            "type": "function",
+            "function": {"name": self.tool_names.get(name, name), "arguments": arguments},
+        }
         return index, self._chunk({"tool_calls": [call]})
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
@@ -472,7 +504,9 @@ class ChatStream(CodexStream):
         return out
 
 
-def completion_from(collector: Collector, model: str, reasoning: str = "reasoning_content", tool_names: dict[str, str] | None = None) -> dict[str, Any]:
+def completion_from(
+    collector: Collector, model: str, reasoning: str = "reasoning_content", tool_names: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Build a `chat.completion` object from a finished Codex stream."""
     names = tool_names or {}
     resp = collector.final_response()
@@ -490,8 +524,13 @@ def completion_from(collector: Collector, model: str, reasoning: str = "reasonin
             thoughts.extend(s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict))
         elif kind in ("function_call", "custom_tool_call"):
             name = item.get("name", "")
-            calls.append({"id": item.get("call_id") or item.get("id"), "type": "function",
-                          "function": {"name": names.get(name, name), "arguments": item.get("arguments", item.get("input", "")) or ""}})
+            calls.append(
+                {
+                    "id": item.get("call_id") or item.get("id"),
+                    "type": "function",
+                    "function": {"name": names.get(name, name), "arguments": item.get("arguments", item.get("input", "")) or ""},
+                }
+            )
     content = "".join(texts)
     message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
     thinking = "\n\n".join(t for t in thoughts if t)
@@ -509,7 +548,9 @@ def completion_from(collector: Collector, model: str, reasoning: str = "reasonin
         "object": "chat.completion",
         "created": resp.get("created_at") or int(time.time()),
         "model": resp.get("model") or model,
-        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(collector.status, reason, bool(calls)), "logprobs": None}],
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": finish_reason(collector.status, reason, bool(calls)), "logprobs": None}
+        ],
     }
     if usage := usage_to_chat(collector.usage):
         out["usage"] = usage

@@ -18,8 +18,13 @@ from cliproxy.addons.translate.stream import Collector
 TRIGGER_TYPE = "compaction_trigger"
 ITEM_TYPE = "compaction"
 #: OpenAI's SDK requires `usage` on a compaction answer; an upstream that sent none counted nothing.
-NO_USAGE = {"input_tokens": 0, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 0,
-            "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 0}
+NO_USAGE = {
+    "input_tokens": 0,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 0,
+    "output_tokens_details": {"reasoning_tokens": 0},
+    "total_tokens": 0,
+}
 
 
 def _with_trigger(body: dict[str, Any]) -> dict[str, Any]:
@@ -58,12 +63,20 @@ def answer(collector: Collector) -> dict[str, Any]:
     final = collector.final_response()
     items = [i for i in final.get("output") or [] if isinstance(i, dict) and i.get("type") == ITEM_TYPE]
     if len(items) != 1:
-        raise errors.ProxyError(502, f"the upstream answered the compaction request with {len(items)} compaction items instead of exactly one",
-                                "server_error", "compaction_failed")
+        raise errors.ProxyError(
+            502,
+            f"the upstream answered the compaction request with {len(items)} compaction items instead of exactly one",
+            "server_error",
+            "compaction_failed",
+        )
     created = final.get("created_at")
-    out: dict[str, Any] = {"object": "response.compaction", "id": final.get("id") or f"resp_{uuid.uuid4().hex}",
-                           "created_at": created if isinstance(created, int) else int(time.time()), "output": items,
-                           "usage": final.get("usage") or dict(NO_USAGE)}
+    out: dict[str, Any] = {
+        "object": "response.compaction",
+        "id": final.get("id") or f"resp_{uuid.uuid4().hex}",
+        "created_at": created if isinstance(created, int) else int(time.time()),
+        "output": items,
+        "usage": final.get("usage") or dict(NO_USAGE),
+    }
     for key in ("model", "status", "service_tier"):
         if final.get(key) is not None:
             out[key] = final[key]

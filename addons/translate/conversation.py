@@ -35,7 +35,9 @@ class _Transcript:
 def _usage(usage: dict[str, Any]) -> str:
     inp = usage.get("input_tokens", usage.get("prompt_tokens"))
     out = usage.get("output_tokens", usage.get("completion_tokens"))
-    cached = (usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}).get("cached_tokens", usage.get("cache_read_input_tokens"))
+    cached = (usage.get("input_tokens_details") or usage.get("prompt_tokens_details") or {}).get(
+        "cached_tokens", usage.get("cache_read_input_tokens")
+    )
     reasoning = (usage.get("output_tokens_details") or usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
     text = f"in {inp}" + (f" (cached {cached})" if cached else "") + f" · out {out}"
     return text + (f" (reasoning {reasoning})" if reasoning else "")

@@ -157,9 +157,7 @@ def _retry_after(info: dict[str, Any], headers: dict[str, str] | None, now: floa
     return None
 
 
-def from_upstream_response(
-    status: int, body: bytes, headers: dict[str, str] | None = None, now: float | None = None
-) -> ProxyError:
+def from_upstream_response(status: int, body: bytes, headers: dict[str, str] | None = None, now: float | None = None) -> ProxyError:
     """Read a non-200 answer of the Codex backend (JSON `error`, `{"detail": …}`, HTML, text)."""
     now = time.time() if now is None else now
     data = _as_dict(body)
@@ -224,5 +222,9 @@ def from_stream_failure(payload: dict[str, Any], now: float | None = None) -> Pr
 
 
 def request_too_large(limit: int) -> ProxyError:
-    return ProxyError(413, f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
-                             "invalid_request_error", "request_too_large")
+    return ProxyError(
+        413,
+        f"the request body is larger than {limit} bytes; send less (or raise max-request-bytes in the cliproxy config)",
+        "invalid_request_error",
+        "request_too_large",
+    )

@@ -37,8 +37,9 @@ def check_line_breaks(fields: Iterable[tuple[str, str]]) -> None:
     """Refuse any header with a CR, LF or NUL in its name or value (a folded or smuggled line), 400."""
     for name, value in fields:
         if _BREAK.search(name) or _BREAK.search(value):
-            raise errors.bad_request(f"header {name.strip()[:40]!r} contains a line break or NUL; folded header lines are not accepted",
-                                     code="invalid_header")
+            raise errors.bad_request(
+                f"header {name.strip()[:40]!r} contains a line break or NUL; folded header lines are not accepted", code="invalid_header"
+            )
 
 
 def check_client_headers(fields: Iterable[tuple[str, str]]) -> None:

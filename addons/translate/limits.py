@@ -95,7 +95,7 @@ class Limiter:
                 self.stop_sequence = None
             return out
         keep = self._open_prefix(buf)
-        out, self.held = buf[: len(buf) - keep], buf[len(buf) - keep:]
+        out, self.held = buf[: len(buf) - keep], buf[len(buf) - keep :]
         return self._budget(out)
 
     def flush(self) -> str:
@@ -140,5 +140,10 @@ class Limiter:
     def usage(self) -> dict[str, Any]:
         """Responses-shaped usage of a locally ended answer (the backend's own never arrives)."""
         used = math.ceil(self.used)
-        return {"input_tokens": self.input_tokens, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": used,
-                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": self.input_tokens + used}
+        return {
+            "input_tokens": self.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": used,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.input_tokens + used,
+        }

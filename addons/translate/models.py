@@ -134,9 +134,7 @@ def normalize_effort(value: object) -> str:
             return budget_to_effort(int(v))
         if v in EFFORT_ORDER or v == "auto":
             return v
-    raise EffortError(
-        f"unknown reasoning effort {value!r}; use one of {', '.join(EFFORT_ORDER)} or auto"
-    )
+    raise EffortError(f"unknown reasoning effort {value!r}; use one of {', '.join(EFFORT_ORDER)} or auto")
 
 
 def clamp_effort(effort: str, info: ModelInfo | None, default: str = "medium") -> str:

@@ -35,30 +35,47 @@ def _codex_call(body: Any, settings: Settings, headers: Mapping[str, str]) -> Co
 APIS: dict[str, ClientApi] = {
     api.route: api
     for api in (
-        ClientApi("chat", "openai",
-                  lambda body, settings, headers: chat.request_to_codex(body, settings),
-                  lambda model, options: chat.ChatStream(model, **options),
-                  lambda c, model, options: chat.completion_from(c, model, options.get("reasoning", "reasoning_content"), options.get("tool_names"))),
-        ClientApi("responses", "openai",
-                  lambda body, settings, headers: responses.request_to_codex(body, settings, headers),
-                  lambda model, options: responses.ResponsesStream(options.get("limits")),
-                  lambda c, model, options: c.final_response()),
-        ClientApi("messages", "anthropic",
-                  lambda body, settings, headers: anthropic.request_to_codex(body, settings, session=headers.get("x-claude-code-session-id")),
-                  lambda model, options: anthropic_stream.MessagesStream(model, **options),
-                  lambda c, model, options: anthropic_stream.message_from(c, model, **options)),
-        ClientApi("codex", "openai", _codex_call,
-                  lambda model, options: responses.ResponsesStream(),
-                  lambda c, model, options: c.final_response()),
+        ClientApi(
+            "chat",
+            "openai",
+            lambda body, settings, headers: chat.request_to_codex(body, settings),
+            lambda model, options: chat.ChatStream(model, **options),
+            lambda c, model, options: chat.completion_from(
+                c, model, options.get("reasoning", "reasoning_content"), options.get("tool_names")
+            ),
+        ),
+        ClientApi(
+            "responses",
+            "openai",
+            lambda body, settings, headers: responses.request_to_codex(body, settings, headers),
+            lambda model, options: responses.ResponsesStream(options.get("limits")),
+            lambda c, model, options: c.final_response(),
+        ),
+        ClientApi(
+            "messages",
+            "anthropic",
+            lambda body, settings, headers: anthropic.request_to_codex(body, settings, session=headers.get("x-claude-code-session-id")),
+            lambda model, options: anthropic_stream.MessagesStream(model, **options),
+            lambda c, model, options: anthropic_stream.message_from(c, model, **options),
+        ),
+        ClientApi(
+            "codex", "openai", _codex_call, lambda model, options: responses.ResponsesStream(), lambda c, model, options: c.final_response()
+        ),
         # Legacy remote compaction (JSON only: the stream translator serves no client, the API table wants one).
-        ClientApi("compact", "openai",
-                  lambda body, settings, headers: compact.request_to_codex(body, settings),
-                  lambda model, options: responses.ResponsesStream(),
-                  lambda c, model, options: compact.answer(c)),
-        ClientApi("codex_compact", "openai",
-                  lambda body, settings, headers: compact.codex_request_to_codex(body, settings),
-                  lambda model, options: responses.ResponsesStream(),
-                  lambda c, model, options: compact.answer(c)),
+        ClientApi(
+            "compact",
+            "openai",
+            lambda body, settings, headers: compact.request_to_codex(body, settings),
+            lambda model, options: responses.ResponsesStream(),
+            lambda c, model, options: compact.answer(c),
+        ),
+        ClientApi(
+            "codex_compact",
+            "openai",
+            lambda body, settings, headers: compact.codex_request_to_codex(body, settings),
+            lambda model, options: responses.ResponsesStream(),
+            lambda c, model, options: compact.answer(c),
+        ),
     )
 }
 

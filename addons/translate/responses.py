@@ -32,8 +32,9 @@ def _input_items(value: Any) -> list[Any]:
     return items
 
 
-def request_to_codex(body: Any, settings: codex_body.Settings, client_headers: Mapping[str, str] | None = None,
-                     *, stream_default: bool = False) -> codex_body.CodexCall:
+def request_to_codex(
+    body: Any, settings: codex_body.Settings, client_headers: Mapping[str, str] | None = None, *, stream_default: bool = False
+) -> codex_body.CodexCall:
     """A Responses body (an SDK's, or the Codex CLI's own) made fit for the Codex backend, faithfully.
 
     Only what the user asked for or the backend forces changes: the model (alias, effort suffix →
@@ -51,7 +52,9 @@ def request_to_codex(body: Any, settings: codex_body.Settings, client_headers: M
         if body.get(name):
             raise errors.bad_request(f"logprobs are not available from the ChatGPT backend; remove `{name}`", name)
     if isinstance(body.get("include"), list) and "message.output_text.logprobs" in body["include"]:
-        raise errors.bad_request("logprobs are not available from the ChatGPT backend; remove `message.output_text.logprobs` from `include`", "include")
+        raise errors.bad_request(
+            "logprobs are not available from the ChatGPT backend; remove `message.output_text.logprobs` from `include`", "include"
+        )
     max_output = limits.positive_int(body.get("max_output_tokens"), "max_output_tokens")
     stream = body.get("stream", stream_default)
     if not isinstance(stream, bool):
@@ -91,13 +94,25 @@ def request_to_codex(body: Any, settings: codex_body.Settings, client_headers: M
     if lite and not codex_body.is_lite_form(out):
         codex_body.to_lite(out)
     bounds = limits.options(out, [], max_output)
-    return codex_body.CodexCall(out, stream, resolved.model, resolved.effort, {"limits": bounds} if bounds else {},
-                                clamped_from=resolved.clamped_from, headers=codex_body.lite_headers(lite))
+    return codex_body.CodexCall(
+        out,
+        stream,
+        resolved.model,
+        resolved.effort,
+        {"limits": bounds} if bounds else {},
+        clamped_from=resolved.clamped_from,
+        headers=codex_body.lite_headers(lite),
+    )
 
 
 def error_event(err: errors.ProxyError, sequence_number: int) -> bytes:
-    body = {"type": "error", "code": err.code or errors.openai_body(err)["error"]["code"], "message": err.message,
-            "param": err.param, "sequence_number": sequence_number}
+    body = {
+        "type": "error",
+        "code": err.code or errors.openai_body(err)["error"]["code"],
+        "message": err.message,
+        "param": err.param,
+        "sequence_number": sequence_number,
+    }
     return encode(body, "error")
 
 
@@ -143,9 +158,11 @@ class ResponsesStream(CodexStream):
             if item.get("type") == "message" and item.get("status") == "incomplete":
                 part = item["content"][0]
                 where = {"item_id": item["id"], "output_index": index}
-                out += [self._next("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]),
-                        self._next("response.content_part.done", **where, content_index=0, part=part),
-                        self._next("response.output_item.done", output_index=index, item=item)]
+                out += [
+                    self._next("response.output_text.done", **where, content_index=0, text=part["text"], logprobs=[]),
+                    self._next("response.content_part.done", **where, content_index=0, part=part),
+                    self._next("response.output_item.done", output_index=index, item=item),
+                ]
         kind = "response.incomplete" if final.get("status") == "incomplete" else "response.completed"
         return out + [self._next(kind, response=final)]
 
@@ -156,4 +173,3 @@ class ResponsesStream(CodexStream):
             return []  # success, or the upstream's own failure event was already passed through
         self._sequence += 1
         return [error_event(error, self._sequence)]
-

@@ -49,7 +49,7 @@ def parse_frame(content: bytes) -> dict[str, Any]:
     """A client text frame as a JSON object with a string `type`, or a 400 that says what is wrong."""
     frame = client_json.parse(content, "the WebSocket frame")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise errors.bad_request("a WebSocket frame must be a JSON object with a string `type` (\"response.create\")", "type")
+        raise errors.bad_request('a WebSocket frame must be a JSON object with a string `type` ("response.create")', "type")
     return frame
 
 
@@ -86,8 +86,10 @@ class Conversation:
             self.warmups.popitem(last=False)
         base = {"id": response_id, "object": "response", "created_at": 0, "model": turn.model, "status": "in_progress", "output": []}
         usage = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
-        events = [{"type": "response.created", "sequence_number": 0, "response": base},
-                  {"type": "response.completed", "sequence_number": 1, "response": {**base, "status": "completed", "usage": usage}}]
+        events = [
+            {"type": "response.created", "sequence_number": 0, "response": base},
+            {"type": "response.completed", "sequence_number": 1, "response": {**base, "status": "completed", "usage": usage}},
+        ]
         return [json.dumps(e).encode() for e in events]
 
 
@@ -108,8 +110,13 @@ def error_of(event: dict[str, Any]) -> errors.ProxyError | None:
         status = event.get("status", event.get("status_code"))
         status = status if isinstance(status, int) and not isinstance(status, bool) else 400
         resets = inner.get("resets_in_seconds")
-        return errors.ProxyError(status, str(inner.get("message") or "upstream error"), inner.get("type"), inner.get("code") or inner.get("type"),
-                                 retry_after=int(resets) if isinstance(resets, int | float) and not isinstance(resets, bool) else None)
+        return errors.ProxyError(
+            status,
+            str(inner.get("message") or "upstream error"),
+            inner.get("type"),
+            inner.get("code") or inner.get("type"),
+            retry_after=int(resets) if isinstance(resets, int | float) and not isinstance(resets, bool) else None,
+        )
     if kind == "response.failed":
         response = event.get("response") if isinstance(event.get("response"), dict) else {}
         err = response.get("error") if isinstance(response.get("error"), dict) else {}

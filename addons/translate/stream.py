@@ -49,8 +49,13 @@ class Collector:
         if limiter.item_id is not None or text:
             index = limiter.output_index if isinstance(limiter.output_index, int) else len(self.items)
             part = {"type": "output_text", "annotations": [], "text": text}
-            self.items[index] = {"id": limiter.item_id or f"msg_{index}", "type": "message", "role": "assistant",
-                                 "status": "completed" if limiter.ended == "stop" else "incomplete", "content": [part]}
+            self.items[index] = {
+                "id": limiter.item_id or f"msg_{index}",
+                "type": "message",
+                "role": "assistant",
+                "status": "completed" if limiter.ended == "stop" else "incomplete",
+                "content": [part],
+            }
         self.response["output"] = []  # rebuilt from the items
         if limiter.ended == "length":
             self.status = self.response["status"] = "incomplete"
@@ -107,8 +112,10 @@ class Collector:
 
 def disconnected_error() -> errors.ProxyError:
     return errors.ProxyError(
-        408, "stream error: stream disconnected before completion: stream closed before response.completed",
-        "server_error", "stream_disconnected",
+        408,
+        "stream error: stream disconnected before completion: stream closed before response.completed",
+        "server_error",
+        "stream_disconnected",
     )
 
 
@@ -151,7 +158,13 @@ class CodexStream:
             logger.exception("cliproxy: stream translation failed")
             if not self.finished:
                 self.finished = True
-                out.extend(self.on_end(errors.ProxyError(502, f"cliproxy could not translate the upstream stream: {exc}", "server_error", "translation_error")))
+                out.extend(
+                    self.on_end(
+                        errors.ProxyError(
+                            502, f"cliproxy could not translate the upstream stream: {exc}", "server_error", "translation_error"
+                        )
+                    )
+                )
         if out:
             if self.first_output_at is None:
                 self.first_output_at = time.monotonic()
@@ -222,8 +235,13 @@ class CodexStream:
                     ev = SSEEvent(ev.event, dumps(payload))
         elif kind in ("response.output_text.done", "response.content_part.done", "response.output_item.done"):
             if held := limiter.flush():
-                delta = {"type": _TEXT_DELTA, "item_id": payload.get("item_id", limiter.item_id), "output_index": payload.get("output_index"),
-                         "content_index": payload.get("content_index", 0), "delta": held}
+                delta = {
+                    "type": _TEXT_DELTA,
+                    "item_id": payload.get("item_id", limiter.item_id),
+                    "output_index": payload.get("output_index"),
+                    "content_index": payload.get("content_index", 0),
+                    "delta": held,
+                }
                 yield _TEXT_DELTA, delta, SSEEvent(_TEXT_DELTA, dumps(delta))
             if limiter.ended:
                 return

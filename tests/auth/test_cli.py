@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+
 from cliproxy.auth.quota import write_state
 from cliproxy.auth.store import STATUS_KEY, load_account, status_record
 from cliproxy.scripts import cli
-from rich.console import Console
-
 from tests.fakes.oauth_server import CLIENT_ID, FakeOAuthServer, Identity, browse
 
 DAY = 86400
@@ -24,8 +24,9 @@ CLIPROXY = Path(sys.executable).parent / "cliproxy"
 
 @pytest.fixture
 def srv():
-    with FakeOAuthServer(access_ttl=10 * DAY, device_interval="0.05", device_approve_after=2,
-                         login_identity=Identity("new@example.com", "acct-new", "pro")) as server:
+    with FakeOAuthServer(
+        access_ttl=10 * DAY, device_interval="0.05", device_approve_after=2, login_identity=Identity("new@example.com", "acct-new", "pro")
+    ) as server:
         yield server
 
 
@@ -62,16 +63,23 @@ def populated(srv, tmp_path, monkeypatch):
     srv.make_account(auth, email="cool@example.com", plan="pro")
     dead = srv.make_account(auth, email="dead@example.com", plan="team")
     data = json.loads(dead.read_text())
-    data[STATUS_KEY] = status_record("refresh_token_reused", "cannot refresh: its refresh token was already used",
-                                     data["refresh_token"])
+    data[STATUS_KEY] = status_record("refresh_token_reused", "cannot refresh: its refresh token was already used", data["refresh_token"])
     dead.write_text(json.dumps(data))
     srv.make_account(auth, email="off@example.com", disabled=True)
     srv.make_account(auth, email="old@example.com", expires_in=-2 * 3600, age=10 * DAY)
     now = datetime.now(UTC)
-    write_state(auth, ok.name, {"quota": {
-        "primary": {"used_percent": 12.5, "window_minutes": 300, "resets_at": (now + timedelta(hours=3)).isoformat()},
-        "secondary": {"used_percent": 40, "window_minutes": 10080, "resets_at": (now + timedelta(days=2)).isoformat()}},
-        "cooldown_until": None, "updated_at": now.isoformat()})
+    write_state(
+        auth,
+        ok.name,
+        {
+            "quota": {
+                "primary": {"used_percent": 12.5, "window_minutes": 300, "resets_at": (now + timedelta(hours=3)).isoformat()},
+                "secondary": {"used_percent": 40, "window_minutes": 10080, "resets_at": (now + timedelta(days=2)).isoformat()},
+            },
+            "cooldown_until": None,
+            "updated_at": now.isoformat(),
+        },
+    )
     write_state(auth, "codex-cool@example.com-pro.json", {"cooldown_until": (now + timedelta(minutes=12)).isoformat()})
     (auth / ".cliproxy-state" / "codex-off@example.com-plus.json").write_text("{garbage")
     return auth
@@ -82,13 +90,16 @@ def test_accounts_table(populated, capsys):
     code, out = run("accounts", "--auth-dir", str(populated))
     assert code == 0
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if "codex-" in line}
-    assert set(rows) == {f"codex-{e}@example.com-{p}.json" for e, p in
-                         [("ok", "plus"), ("cool", "pro"), ("dead", "team"), ("off", "plus"), ("old", "plus")]}
+    assert set(rows) == {
+        f"codex-{e}@example.com-{p}.json" for e, p in [("ok", "plus"), ("cool", "pro"), ("dead", "team"), ("off", "plus"), ("old", "plus")]
+    }
     ok = rows["codex-ok@example.com-plus.json"]
     assert "ok@example.com" in ok and "plus" in ok and "in 9d 23h" in ok and " ok " in ok
     assert "5h 12.5% (resets in 2h 59m)" in ok or "5h 12.5% (resets in 3h)" in ok
     assert "week 40%" in out
-    assert "cooling down (11m)" in rows["codex-cool@example.com-pro.json"] or "cooling down (12m)" in rows["codex-cool@example.com-pro.json"]
+    assert (
+        "cooling down (11m)" in rows["codex-cool@example.com-pro.json"] or "cooling down (12m)" in rows["codex-cool@example.com-pro.json"]
+    )
     assert "needs-login" in rows["codex-dead@example.com-team.json"]
     assert "disabled" in rows["codex-off@example.com-plus.json"]
     assert "expired 2h ago" in rows["codex-old@example.com-plus.json"] and " expired " in rows["codex-old@example.com-plus.json"]
@@ -221,8 +232,15 @@ def test_login_errors_are_short(srv, tmp_path, monkeypatch):
 def test_import_codex(srv, tmp_path):
     issued = srv.issue(Identity("cx@example.com", "acct-cx", "plus"))
     src = tmp_path / "auth.json"
-    src.write_text(json.dumps({"OPENAI_API_KEY": None, "tokens": {**{k: issued[k] for k in ("id_token", "access_token", "refresh_token")},
-                                                                  "account_id": "acct-cx"}, "last_refresh": "2026-01-01T00:00:00Z"}))
+    src.write_text(
+        json.dumps(
+            {
+                "OPENAI_API_KEY": None,
+                "tokens": {**{k: issued[k] for k in ("id_token", "access_token", "refresh_token")}, "account_id": "acct-cx"},
+                "last_refresh": "2026-01-01T00:00:00Z",
+            }
+        )
+    )
     code, out = run("import-codex", str(src), "--auth-dir", str(tmp_path / "auth"))
     assert code == 0 and "Imported cx@example.com" in out and "Warning" in out and "codex logout" in out
     assert load_account(tmp_path / "auth" / "codex-cx@example.com-plus.json").email == "cx@example.com"
@@ -242,13 +260,15 @@ def test_usage_errors():
 
 def test_installed_console_script(populated, srv):
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    done = subprocess.run([str(CLIPROXY), "accounts", "--auth-dir", str(populated)], capture_output=True, text=True,
-                          env=env, timeout=30, cwd=populated)
+    done = subprocess.run(
+        [str(CLIPROXY), "accounts", "--auth-dir", str(populated)], capture_output=True, text=True, env=env, timeout=30, cwd=populated
+    )
     assert done.returncode == 0, done.stderr
     assert "ok@example.com" in done.stdout and "needs-login" in done.stdout
     assert_clean(done.stdout + done.stderr, populated)
-    done = subprocess.run([str(CLIPROXY), "logout", "ghost", "--auth-dir", str(populated)], capture_output=True,
-                          text=True, env=env, timeout=30, cwd=populated)
+    done = subprocess.run(
+        [str(CLIPROXY), "logout", "ghost", "--auth-dir", str(populated)], capture_output=True, text=True, env=env, timeout=30, cwd=populated
+    )
     assert done.returncode == 1 and "no account 'ghost'" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run([str(CLIPROXY), "--help"], capture_output=True, text=True, env=env, timeout=30)
     assert done.returncode == 0 and "import-codex" in done.stdout

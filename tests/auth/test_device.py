@@ -6,9 +6,9 @@ import json
 
 import httpx
 import pytest
+
 from cliproxy.auth.device import DEFAULT_INTERVAL, device_login, parse_interval
 from cliproxy.auth.oauth import LoginError, challenge_for
-
 from tests.fakes.oauth_server import FakeOAuthServer, Identity
 
 
@@ -31,10 +31,10 @@ class FakeTime:
 def test_pending_then_approved(tmp_path, status):
     ft = FakeTime()
     codes, progress = [], []
-    with FakeOAuthServer(device_approve_after=3, device_interval="5", pending_status=status,
-                         login_identity=Identity("dev@example.com", "acct-dev", "plus")) as srv:
-        result = device_login(tmp_path / "auth", srv.url, on_code=codes.append, on_progress=progress.append,
-                              sleep=ft.sleep, clock=ft.clock)
+    with FakeOAuthServer(
+        device_approve_after=3, device_interval="5", pending_status=status, login_identity=Identity("dev@example.com", "acct-dev", "plus")
+    ) as srv:
+        result = device_login(tmp_path / "auth", srv.url, on_code=codes.append, on_progress=progress.append, sleep=ft.sleep, clock=ft.clock)
         polls = srv.requests_to("/api/accounts/deviceauth/token")
         exchange = srv.requests_to("/oauth/token")[0]
         assert [p.status for p in polls] == [status, status, 200]
@@ -104,7 +104,9 @@ def test_issuer_without_device_flow(tmp_path):
     assert info.value.code == "device_unavailable" and "cliproxy login" in str(info.value)
 
 
-@pytest.mark.parametrize("value, expected", [("5", 5.0), (3, 3.0), ("0.5", 0.5), (None, DEFAULT_INTERVAL),
-                                             ("x", DEFAULT_INTERVAL), (0, DEFAULT_INTERVAL), (-1, DEFAULT_INTERVAL)])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("5", 5.0), (3, 3.0), ("0.5", 0.5), (None, DEFAULT_INTERVAL), ("x", DEFAULT_INTERVAL), (0, DEFAULT_INTERVAL), (-1, DEFAULT_INTERVAL)],
+)
 def test_interval_parsing(value, expected):
     assert parse_interval(value) == expected

@@ -6,26 +6,28 @@ import json
 import stat
 
 import pytest
+
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.refresh import TokenRefresher
 from cliproxy.auth.store import load_account
-
 from tests.fakes.oauth_server import FakeOAuthServer, Identity
 
 
 def codex_file(tmp_path, tokens: dict, **top) -> object:
     path = tmp_path / "codex" / "auth.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"OPENAI_API_KEY": None, "tokens": tokens,
-                                "last_refresh": "2026-01-01T00:00:00.123456789Z", **top}, indent=2))
+    path.write_text(
+        json.dumps({"OPENAI_API_KEY": None, "tokens": tokens, "last_refresh": "2026-01-01T00:00:00.123456789Z", **top}, indent=2)
+    )
     return path
 
 
 async def test_import_then_refresh(tmp_path):
     with FakeOAuthServer() as srv:
         issued = srv.issue(Identity("cx@example.com", "acct-cx", "pro"))
-        src = codex_file(tmp_path, {k: issued[k] for k in ("id_token", "access_token", "refresh_token")}
-                         | {"account_id": "acct-cx"}, auth_mode="chatgpt")
+        src = codex_file(
+            tmp_path, {k: issued[k] for k in ("id_token", "access_token", "refresh_token")} | {"account_id": "acct-cx"}, auth_mode="chatgpt"
+        )
         result = import_codex_auth(tmp_path / "auth", src)
         assert result.path.name == "codex-cx@example.com-pro.json"
         assert stat.S_IMODE(result.path.stat().st_mode) == 0o600
@@ -57,13 +59,16 @@ def test_api_key_only_file_is_rejected_clearly(tmp_path):
     assert not (tmp_path / "auth").exists()
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (None, "no Codex login"),
-    ("{oops", "not valid JSON"),
-    ("[]", "not a Codex auth file"),
-    (json.dumps({"tokens": {}}), "no ChatGPT tokens"),
-    (json.dumps({"tokens": {"access_token": "a"}}), "no refresh token"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (None, "no Codex login"),
+        ("{oops", "not valid JSON"),
+        ("[]", "not a Codex auth file"),
+        (json.dumps({"tokens": {}}), "no ChatGPT tokens"),
+        (json.dumps({"tokens": {"access_token": "a"}}), "no refresh token"),
+    ],
+)
 def test_bad_files(tmp_path, content, fragment):
     src = tmp_path / "auth.json"
     if content is not None:

@@ -13,12 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from cliproxy.auth import journal
 from cliproxy.auth.journal import journal_path, replay_journal
 from cliproxy.auth.locking import account_lock_sync
 from cliproxy.auth.refresh import RefreshError, TokenRefresher
 from cliproxy.auth.store import STATUS_KEY, AccountFileError, load_account, load_accounts, status_record
-
 from tests.fakes.oauth_server import FakeOAuthServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,8 +60,13 @@ def tokens(path: Path) -> tuple[str, str]:
 
 
 def crash_after_journal(srv: FakeOAuthServer, path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-c", CRASH_AFTER_JOURNAL, srv.url, str(path)],
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_AFTER_JOURNAL, srv.url, str(path)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
 
 
@@ -106,8 +111,9 @@ async def test_refresher_killed_while_its_request_is_at_the_issuer_loses_nothing
     with FakeOAuthServer(access_ttl=10 * DAY, latency=1.0) as srv:
         path = srv.make_account(tmp_path, email="a@example.com", expires_in=300, age=10 * DAY)
         old_access, old_refresh = tokens(path)
-        proc = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_AT_ISSUER, srv.url, str(path)],
-                                env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WHILE_AT_ISSUER, srv.url, str(path)], env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO
+        )
         while not srv.refresh_requests():
             await asyncio.sleep(0.01)
             assert proc.poll() is None
@@ -163,19 +169,21 @@ def _write(path: Path, spent: str, body: bytes) -> None:
     journal.write_journal(path, journal.journal_header(spent), body)
 
 
-@pytest.mark.parametrize("case, outcome, applied", [
-    ("crashed-before-account-write", "replayed", True),
-    ("replayed-then-crashed-before-unlink", "stale", True),  # replay is idempotent
-    ("account-replaced-by-new-login", "stale", False),
-    ("torn-mid-body", "torn", False),
-    ("empty", "torn", False),
-    ("not-a-journal", "torn", False),
-    ("answer-without-access-token", "torn", False),
-    ("account-removed", "orphan", False),
-])
+@pytest.mark.parametrize(
+    "case, outcome, applied",
+    [
+        ("crashed-before-account-write", "replayed", True),
+        ("replayed-then-crashed-before-unlink", "stale", True),  # replay is idempotent
+        ("account-replaced-by-new-login", "stale", False),
+        ("torn-mid-body", "torn", False),
+        ("empty", "torn", False),
+        ("not-a-journal", "torn", False),
+        ("answer-without-access-token", "torn", False),
+        ("account-removed", "orphan", False),
+    ],
+)
 def test_replay(srv, tmp_path, case, outcome, applied, caplog):
-    path = srv.make_account(tmp_path, email="a@example.com", expires_in=300, age=10 * DAY,
-                            **{STATUS_KEY: None})
+    path = srv.make_account(tmp_path, email="a@example.com", expires_in=300, age=10 * DAY, **{STATUS_KEY: None})
     old_access, old_refresh = tokens(path)
     body = _answer(srv, path)
     answer = json.loads(body)

@@ -11,11 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+
 from cliproxy.auth.constants import CLIENT_ID
 from cliproxy.auth.login import browser_login
 from cliproxy.auth.oauth import LoginError, OAuthError, build_authorize_url, challenge_for, generate_pkce
 from cliproxy.auth.store import load_accounts
-
 from tests.fakes.oauth_server import FakeOAuthServer, Identity, browse
 
 
@@ -39,10 +39,18 @@ def test_pkce_and_authorize_url():
     parts = urlsplit(url)
     q = {k: v[0] for k, v in parse_qs(parts.query).items()}
     assert parts.netloc == "auth.example" and parts.path == "/oauth/authorize"
-    assert q == {"client_id": CLIENT_ID, "response_type": "code", "redirect_uri": "http://localhost:1455/auth/callback",
-                 "scope": "openid email profile offline_access", "state": "st", "code_challenge": pkce.challenge,
-                 "code_challenge_method": "S256", "prompt": "login", "id_token_add_organizations": "true",
-                 "codex_cli_simplified_flow": "true"}
+    assert q == {
+        "client_id": CLIENT_ID,
+        "response_type": "code",
+        "redirect_uri": "http://localhost:1455/auth/callback",
+        "scope": "openid email profile offline_access",
+        "state": "st",
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+        "prompt": "login",
+        "id_token_add_organizations": "true",
+        "codex_cli_simplified_flow": "true",
+    }
 
 
 def test_browser_login_end_to_end(srv, tmp_path, caplog):
@@ -50,8 +58,14 @@ def test_browser_login_end_to_end(srv, tmp_path, caplog):
     auth_dir = tmp_path / "auth"
     pages = []
     shown = []
-    result = browser_login(auth_dir, srv.url, open_browser=lambda url: pages.append(browse(url)) or True,
-                           on_url=lambda url, opened: shown.append((url, opened)), ports=(free_port(),), timeout=10)
+    result = browser_login(
+        auth_dir,
+        srv.url,
+        open_browser=lambda url: pages.append(browse(url)) or True,
+        on_url=lambda url, opened: shown.append((url, opened)),
+        ports=(free_port(),),
+        timeout=10,
+    )
     # the "browser" went authorize → 302 → callback → 302 → /success
     assert pages[0].status_code == 200 and "Signed in" in pages[0].text and pages[0].url.path == "/success"
     assert shown and shown[0][1] is True
@@ -94,9 +108,9 @@ def _login_in_thread(srv, auth_dir, port, timeout=10.0):
 
     def run():
         try:
-            box["result"] = browser_login(auth_dir, srv.url, open_browser=None,
-                                          on_url=lambda url, opened: box.setdefault("url", url),
-                                          ports=(port,), timeout=timeout)
+            box["result"] = browser_login(
+                auth_dir, srv.url, open_browser=None, on_url=lambda url, opened: box.setdefault("url", url), ports=(port,), timeout=timeout
+            )
         except Exception as exc:  # noqa: BLE001
             box["error"] = exc
 
@@ -185,8 +199,14 @@ def test_broken_browser_is_not_fatal(srv, tmp_path):
     box = {}
 
     def run():
-        box["r"] = browser_login(tmp_path / "auth", srv.url, open_browser=broken,
-                                 on_url=lambda url, opened: shown.append((url, opened)), ports=(port,), timeout=10)
+        box["r"] = browser_login(
+            tmp_path / "auth",
+            srv.url,
+            open_browser=broken,
+            on_url=lambda url, opened: shown.append((url, opened)),
+            ports=(port,),
+            timeout=10,
+        )
 
     thread = threading.Thread(target=run)
     thread.start()

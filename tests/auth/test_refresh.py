@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from cliproxy.auth.locking import account_lock_sync, lock_path
 from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from cliproxy.auth.store import STATUS_KEY, Account, load_account, load_accounts
-
 from tests.fakes.oauth_server import FakeOAuthServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,8 +73,12 @@ async def test_refreshes_ahead_of_expiry_and_persists_the_rotation(srv, tmp_path
     fresh = await fast(srv).ensure_fresh(before)
     assert srv.refresh_count() == 1
     req = srv.refresh_requests()[0]
-    assert req.form == {"client_id": "app_EMoamEEZ73f0CkXaXp7hrann", "grant_type": "refresh_token",
-                        "refresh_token": before.refresh_token, "scope": "openid profile email"}
+    assert req.form == {
+        "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
+        "grant_type": "refresh_token",
+        "refresh_token": before.refresh_token,
+        "scope": "openid profile email",
+    }
     assert req.headers["content-type"] == "application/x-www-form-urlencoded"
     on_disk = json.loads(path.read_text())
     assert on_disk["refresh_token"] == srv.current_refresh_token("user@example.com") != before.refresh_token
@@ -171,8 +175,7 @@ def test_two_processes_refresh_once(tmp_path, force):
         if force:
             cmd.append("--force")
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+        procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         outputs = [p.communicate(timeout=30) for p in procs]
         for proc, (_, err) in zip(procs, outputs):
             assert proc.returncode == 0, err
@@ -214,8 +217,10 @@ async def test_reused_token_marks_needs_login_and_is_never_retried(srv, tmp_path
     path = due_account(srv, tmp_path)
     stale = load_account(path)
     # another program (say the Codex CLI) refreshed the same login: our copy is now dead
-    httpx.post(srv.url + "/oauth/token", data={"client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
-                                               "grant_type": "refresh_token", "refresh_token": stale.refresh_token})
+    httpx.post(
+        srv.url + "/oauth/token",
+        data={"client_id": "app_EMoamEEZ73f0CkXaXp7hrann", "grant_type": "refresh_token", "refresh_token": stale.refresh_token},
+    )
     refresher = fast(srv)
     with pytest.raises(RefreshError) as info:
         await refresher.ensure_fresh(stale)
@@ -241,13 +246,16 @@ async def test_reused_token_marks_needs_login_and_is_never_retried(srv, tmp_path
     assert fresh.access_token and STATUS_KEY not in json.loads(path.read_text())
 
 
-@pytest.mark.parametrize("status, body, code", [
-    (400, {"error": "invalid_grant", "code": "refresh_token_reused"}, "refresh_token_reused"),
-    (400, {"error": "invalid_grant", "error_description": "bad"}, "invalid_grant"),
-    (401, {"error": {"code": "refresh_token_expired", "message": "expired"}}, "refresh_token_expired"),
-    (401, {"error": "something_else"}, "unauthorized"),
-    (401, "not json", "unauthorized"),
-])
+@pytest.mark.parametrize(
+    "status, body, code",
+    [
+        (400, {"error": "invalid_grant", "code": "refresh_token_reused"}, "refresh_token_reused"),
+        (400, {"error": "invalid_grant", "error_description": "bad"}, "invalid_grant"),
+        (401, {"error": {"code": "refresh_token_expired", "message": "expired"}}, "refresh_token_expired"),
+        (401, {"error": "something_else"}, "unauthorized"),
+        (401, "not json", "unauthorized"),
+    ],
+)
 async def test_terminal_answers(srv, tmp_path, status, body, code):
     path = due_account(srv, tmp_path)
     srv.fail_refreshes(1, status, body)
@@ -317,6 +325,7 @@ async def test_network_errors(tmp_path, srv):
         def handler(request):
             calls.append(request)
             raise exc
+
         return lambda: httpx.Client(transport=httpx.MockTransport(handler))
 
     # connection refused: the token never left, so resending it is safe
@@ -332,7 +341,9 @@ async def test_network_errors(tmp_path, srv):
 
 async def test_non_retryable_client_error(srv, tmp_path):
     path = due_account(srv, tmp_path)
-    srv.fail_refreshes(3, 403, {"error": {"code": "unsupported_country_region_territory", "message": "Country, region, or territory not supported"}})
+    srv.fail_refreshes(
+        3, 403, {"error": {"code": "unsupported_country_region_territory", "message": "Country, region, or territory not supported"}}
+    )
     with pytest.raises(RefreshError) as info:
         await fast(srv).ensure_fresh(load_account(path))
     assert not info.value.permanent and info.value.code == "unsupported_country_region_territory"

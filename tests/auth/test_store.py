@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+
 from cliproxy.auth.claims import decode_claims, identity_from_id_token, identity_from_tokens, token_expiry
 from cliproxy.auth.store import (
     STATUS_KEY,
@@ -34,8 +35,11 @@ def tok(**claims) -> str:
 
 
 def test_claims_are_read_without_verification_and_tolerate_garbage():
-    id_token = tok(email="a@example.com", exp=2_000_000_000,
-                   **{NS: {"chatgpt_account_id": "acc-1", "chatgpt_plan_type": "pro", "chatgpt_user_id": "u1"}})
+    id_token = tok(
+        email="a@example.com",
+        exp=2_000_000_000,
+        **{NS: {"chatgpt_account_id": "acc-1", "chatgpt_plan_type": "pro", "chatgpt_user_id": "u1"}},
+    )
     ident = identity_from_id_token(id_token)
     assert (ident.email, ident.account_id, ident.plan, ident.user_id) == ("a@example.com", "acc-1", "pro", "u1")
     assert token_expiry(id_token) == datetime.fromtimestamp(2_000_000_000, UTC)
@@ -51,16 +55,23 @@ def test_claims_are_read_without_verification_and_tolerate_garbage():
     assert identity_from_tokens(tok(email="x@y.z"), access).plan == "team"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("2026-04-14T20:00:00+08:00", datetime(2026, 4, 14, 12, tzinfo=UTC)),
-    ("2025-01-01T00:00:00.123456789Z", datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)),
-    ("2025-01-01 10:20:30", datetime(2025, 1, 1, 10, 20, 30, tzinfo=UTC)),
-    ("2025-01-01 10:20", datetime(2025, 1, 1, 10, 20, tzinfo=UTC)),
-    (1_700_000_000, datetime.fromtimestamp(1_700_000_000, UTC)),
-    (1_700_000_000_000, datetime.fromtimestamp(1_700_000_000, UTC)),
-    ("1700000000", datetime.fromtimestamp(1_700_000_000, UTC)),
-    ("garbage", None), ("", None), (None, None), (True, None), ({}, None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2026-04-14T20:00:00+08:00", datetime(2026, 4, 14, 12, tzinfo=UTC)),
+        ("2025-01-01T00:00:00.123456789Z", datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)),
+        ("2025-01-01 10:20:30", datetime(2025, 1, 1, 10, 20, 30, tzinfo=UTC)),
+        ("2025-01-01 10:20", datetime(2025, 1, 1, 10, 20, tzinfo=UTC)),
+        (1_700_000_000, datetime.fromtimestamp(1_700_000_000, UTC)),
+        (1_700_000_000_000, datetime.fromtimestamp(1_700_000_000, UTC)),
+        ("1700000000", datetime.fromtimestamp(1_700_000_000, UTC)),
+        ("garbage", None),
+        ("", None),
+        (None, None),
+        (True, None),
+        ({}, None),
+    ],
+)
 def test_parse_time_formats(text, expected):
     assert parse_time(text) == expected
 
@@ -76,10 +87,17 @@ def test_format_and_relative():
 def _data(exp_offset: int = 3600, **extra) -> dict:
     now = int(datetime.now(UTC).timestamp())
     claims = {NS: {"chatgpt_account_id": "1a2b3c4d-acct", "chatgpt_plan_type": "plus"}}
-    return {"type": "codex", "email": "me@example.com", "account_id": "1a2b3c4d-acct",
-            "id_token": tok(email="me@example.com", exp=now + 3600, **claims),
-            "access_token": tok(exp=now + exp_offset, iat=now, **claims), "refresh_token": "rt_secret_value_123",
-            "last_refresh": format_time(datetime.now(UTC)), "expired": "2000-01-01T00:00:00Z", **extra}
+    return {
+        "type": "codex",
+        "email": "me@example.com",
+        "account_id": "1a2b3c4d-acct",
+        "id_token": tok(email="me@example.com", exp=now + 3600, **claims),
+        "access_token": tok(exp=now + exp_offset, iat=now, **claims),
+        "refresh_token": "rt_secret_value_123",
+        "last_refresh": format_time(datetime.now(UTC)),
+        "expired": "2000-01-01T00:00:00Z",
+        **extra,
+    }
 
 
 def test_account_view(tmp_path):

@@ -300,18 +300,23 @@ def test_sdk_through_https_proxy_with_the_key_in_the_proxy_url(open_proxy: Proxy
 # -- base-URL listener, peer beyond loopback ----------------------------------------------------
 
 
-@pytest.mark.parametrize("method,path,headers,fmt", [
-    ("GET", "/v1/models", {}, "openai"),
-    ("POST", "/v1/chat/completions", {"authorization": "Bearer wrong"}, "openai"),
-    ("POST", "/v1/messages", {"anthropic-version": "2023-06-01", "x-api-key": "wrong"}, "anthropic"),
-    ("GET", "/v1/models", {"proxy-authorization": f"Bearer {KEY}"}, "openai"),  # not where this listener reads keys
-    ("GET", "/nope", {"x-goog-api-key": "wrong"}, "openai"),  # unknown paths: 401 before 404
-    ("POST", "/api/internal", {}, "openai"),  # Amp pass-through paths
-    ("GET", "/threads/T-1", {}, "openai"),
-    ("GET", "/api/provider/anthropic/v1/models", {}, "anthropic"),
-])
+@pytest.mark.parametrize(
+    "method,path,headers,fmt",
+    [
+        ("GET", "/v1/models", {}, "openai"),
+        ("POST", "/v1/chat/completions", {"authorization": "Bearer wrong"}, "openai"),
+        ("POST", "/v1/messages", {"anthropic-version": "2023-06-01", "x-api-key": "wrong"}, "anthropic"),
+        ("GET", "/v1/models", {"proxy-authorization": f"Bearer {KEY}"}, "openai"),  # not where this listener reads keys
+        ("GET", "/nope", {"x-goog-api-key": "wrong"}, "openai"),  # unknown paths: 401 before 404
+        ("POST", "/api/internal", {}, "openai"),  # Amp pass-through paths
+        ("GET", "/threads/T-1", {}, "openai"),
+        ("GET", "/api/provider/anthropic/v1/models", {}, "anthropic"),
+    ],
+)
 def test_base_url_listener_needs_a_key_on_every_path(open_proxy: Proxy, addr: str, method, path, headers, fmt):
-    r = httpx.request(method, f"http://{addr}:{open_proxy.base_port}{path}", headers=headers, json={} if method == "POST" else None, timeout=10)
+    r = httpx.request(
+        method, f"http://{addr}:{open_proxy.base_port}{path}", headers=headers, json={} if method == "POST" else None, timeout=10
+    )
     assert r.status_code == 401, r.text
     if fmt == "anthropic":
         assert r.json()["type"] == "error" and r.json()["error"]["type"] == "authentication_error"
@@ -445,7 +450,9 @@ def test_head_over_http2_sends_no_data_frames(proxy: Proxy):
         answers = []
         for stream_id, (method, path) in enumerate([("HEAD", p) for p, _ in HEADS[:5]] + [("GET", "/v1/models")], start=0):
             sid = 2 * stream_id + 1
-            conn.send_headers(sid, [(":method", method), (":path", path), (":scheme", "https"), (":authority", "api.openai.com")], end_stream=True)
+            conn.send_headers(
+                sid, [(":method", method), (":path", path), (":scheme", "https"), (":authority", "api.openai.com")], end_stream=True
+            )
             tls.sendall(conn.data_to_send())
             got, body, ended = None, b"", False
             while not ended:

@@ -10,10 +10,10 @@ import time
 import httpx
 import openai
 import pytest
-from cliproxy.auth.quota import read_state
-from cliproxy.scripts import cli
 from rich.console import Console
 
+from cliproxy.auth.quota import read_state
+from cliproxy.scripts import cli
 from tests.fakes.codex_backend import default_responder, unauthorized
 from tests.fakes.oauth_server import FakeOAuthServer
 from tests.proxyproc import start_proxy
@@ -32,8 +32,9 @@ def proxies(tmp_path, backend_server):
     started = []
 
     def start(issuer: str, name: str = "p"):
-        p = start_proxy(tmp_path / name, {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
-                                          "oauth-issuer": issuer})
+        p = start_proxy(
+            tmp_path / name, {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": issuer}
+        )
         started.append(p)
         return p
 

@@ -27,8 +27,9 @@ def get_weather(city: str) -> str:
 
 def agent(proxy: Proxy) -> tuple[Agent, AsyncOpenAI]:
     client = AsyncOpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-    return Agent(name="helper", instructions="Be brief.", tools=[get_weather],
-                 model=OpenAIResponsesModel(model="gpt-5.5", openai_client=client)), client
+    return Agent(
+        name="helper", instructions="Be brief.", tools=[get_weather], model=OpenAIResponsesModel(model="gpt-5.5", openai_client=client)
+    ), client
 
 
 def test_tool_loop_with_auto_previous_response_id(proxy: Proxy, backend):

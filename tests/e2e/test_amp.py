@@ -22,17 +22,29 @@ AMP_KEY = "sgamp_proxy_side_0001"
 TEAM_AMP_KEY = "sgamp_team_side_0002"
 CLIENT_KEY = "sk-amp-client"
 TEAM_CLIENT_KEY = "sk-amp-team-client"
-MAPPINGS = [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-haiku", "to": "gpt-6-luna", "regex": True},
-            {"from": "claude-lite-4-7", "to": "gpt-5.6-sol"}]
+MAPPINGS = [
+    {"from": "claude-sonnet-4-5", "to": "gpt-5.5"},
+    {"from": "^claude-haiku", "to": "gpt-6-luna", "regex": True},
+    {"from": "claude-lite-4-7", "to": "gpt-5.6-sol"},
+]
 
 
 def config(proxy_home, backend_server, upstream: str | None, **ampcode) -> dict:
-    block = {"upstream-api-key": AMP_KEY, "model-mappings": MAPPINGS,
-             "upstream-api-keys": [{"upstream-api-key": TEAM_AMP_KEY, "api-keys": [TEAM_CLIENT_KEY]}], **ampcode}
+    block = {
+        "upstream-api-key": AMP_KEY,
+        "model-mappings": MAPPINGS,
+        "upstream-api-keys": [{"upstream-api-key": TEAM_AMP_KEY, "api-keys": [TEAM_CLIENT_KEY]}],
+        **ampcode,
+    }
     if upstream:
         block["upstream-url"] = upstream
-    return {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9",
-            "api-keys": [CLIENT_KEY, TEAM_CLIENT_KEY], "ampcode": block}
+    return {
+        "auth-dir": str(proxy_home / "auth"),
+        "codex-base-url": backend_server.base_url,
+        "oauth-issuer": "http://127.0.0.1:9",
+        "api-keys": [CLIENT_KEY, TEAM_CLIENT_KEY],
+        "ampcode": block,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +75,13 @@ def client(amp_proxy, mode):
     if mode == "base_url":
         c = httpx.Client(base_url=amp_proxy.base_url, headers=headers, timeout=30)
     else:
-        c = httpx.Client(base_url="https://ampcode.com", proxy=amp_proxy.proxy_url, verify=ssl.create_default_context(cafile=amp_proxy.ca),
-                         headers=headers, timeout=30)
+        c = httpx.Client(
+            base_url="https://ampcode.com",
+            proxy=amp_proxy.proxy_url,
+            verify=ssl.create_default_context(cafile=amp_proxy.ca),
+            headers=headers,
+            timeout=30,
+        )
     with c:
         yield c
 
@@ -77,8 +94,10 @@ def no_client_credentials(headers: dict[str, str]) -> None:
 
 
 def test_openai_provider_call_mapped_and_served_locally(client, backend, ampcode):
-    r = client.post("/api/provider/openai/v1/chat/completions",
-                    json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi there"}]})
+    r = client.post(
+        "/api/provider/openai/v1/chat/completions",
+        json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi there"}]},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "claude-sonnet-4-5"  # the client sees its own model name
@@ -112,13 +131,25 @@ def test_anthropic_provider_call_mapped_with_amp_fixups(amp_proxy, backend, ampc
     backend.replies.append(sse(turn().reasoning("Plan.").tool_call("bash", {"cmd": "ls"}, call_id="call_1").events()))
     ac = anthropic.Anthropic(base_url=amp_proxy.base_url + "/api/provider/anthropic", api_key=CLIENT_KEY, max_retries=0)
     tools = [{"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
-    history = [{"role": "user", "content": "list files"},
-               {"role": "assistant", "content": [{"type": "thinking", "thinking": "old", "signature": ""},
-                                                 {"type": "tool_use", "id": "toolu_0", "name": "Bash", "input": {"cmd": "pwd"}, "signature": ""}]},
-               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_0", "content": "/root"}]}]
-    with ac.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=history, tools=tools,
-                            thinking={"type": "enabled", "budget_tokens": 2000},
-                            extra_headers={"anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"}) as stream:
+    history = [
+        {"role": "user", "content": "list files"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "old", "signature": ""},
+                {"type": "tool_use", "id": "toolu_0", "name": "Bash", "input": {"cmd": "pwd"}, "signature": ""},
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_0", "content": "/root"}]},
+    ]
+    with ac.messages.stream(
+        model="claude-sonnet-4-5",
+        max_tokens=100,
+        messages=history,
+        tools=tools,
+        thinking={"type": "enabled", "budget_tokens": 2000},
+        extra_headers={"anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"},
+    ) as stream:
         events = list(stream)
         final = stream.get_final_message()
     assert final.model == "claude-sonnet-4-5"
@@ -136,8 +167,9 @@ def test_anthropic_provider_call_on_a_lite_model(amp_proxy, backend, ampcode):
     backend.replies.append(sse(turn("gpt-5.6-sol").tool_call("bash", {"cmd": "ls"}, call_id="call_l").events()))
     ac = anthropic.Anthropic(base_url=amp_proxy.base_url + "/api/provider/anthropic", api_key=CLIENT_KEY, max_retries=0)
     tools = [{"name": "Bash", "description": "run", "input_schema": {"type": "object", "properties": {"cmd": {"type": "string"}}}}]
-    msg = ac.messages.create(model="claude-lite-4-7", max_tokens=100, system="You are Amp.", tools=tools,
-                             messages=[{"role": "user", "content": "list files"}])
+    msg = ac.messages.create(
+        model="claude-lite-4-7", max_tokens=100, system="You are Amp.", tools=tools, messages=[{"role": "user", "content": "list files"}]
+    )
     tool = next(b for b in msg.content if b.type == "tool_use")
     assert msg.model == "claude-lite-4-7" and tool.name == "Bash" and tool.input == {"cmd": "ls"}
     got = backend.received[-1]
@@ -150,12 +182,17 @@ def test_anthropic_provider_call_on_a_lite_model(amp_proxy, backend, ampcode):
 
 def test_anthropic_non_stream_and_count_tokens(client, backend):
     backend.replies.append(sse(turn().text("plain answer").events()))
-    r = client.post("/api/provider/anthropic/v1/messages?beta=true", headers={"anthropic-version": "2023-06-01"},
-                    json={"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hey"}]})
+    r = client.post(
+        "/api/provider/anthropic/v1/messages?beta=true",
+        headers={"anthropic-version": "2023-06-01"},
+        json={"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "hey"}]},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["model"] == "claude-haiku-4-5" and r.json()["content"][0]["text"] == "plain answer"
-    r = client.post("/api/provider/anthropic/v1/messages/count_tokens",
-                    json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count me"}]})
+    r = client.post(
+        "/api/provider/anthropic/v1/messages/count_tokens",
+        json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "count me"}]},
+    )
     assert r.status_code == 200 and r.json()["input_tokens"] > 0
 
 
@@ -182,11 +219,18 @@ def test_unknown_provider_path_is_a_client_format_404(client, ampcode):
 
 def test_unmapped_model_goes_to_ampcode_with_the_amp_key(client, amp_proxy, backend, ampcode):
     mark = len(amp_proxy.lines)
-    r = client.post("/api/provider/anthropic/v1/messages?key=" + CLIENT_KEY + "&key=keep",
-                    headers={"anthropic-beta": "context-1m-2025-08-07", "x-forwarded-for": "10.9.9.9", "x-api-key": CLIENT_KEY},
-                    json={"model": "claude-opus-4-6", "max_tokens": 9,
-                          "messages": [{"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": ""}]},
-                                       {"role": "user", "content": "hi"}]})
+    r = client.post(
+        "/api/provider/anthropic/v1/messages?key=" + CLIENT_KEY + "&key=keep",
+        headers={"anthropic-beta": "context-1m-2025-08-07", "x-forwarded-for": "10.9.9.9", "x-api-key": CLIENT_KEY},
+        json={
+            "model": "claude-opus-4-6",
+            "max_tokens": 9,
+            "messages": [
+                {"role": "assistant", "content": [{"type": "thinking", "thinking": "x", "signature": ""}]},
+                {"role": "user", "content": "hi"},
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     assert r.json()["content"][0]["text"] == TEXT and r.json()["model"] == "claude-opus-4-6"
     got = ampcode.last("/api/provider/")
@@ -202,8 +246,11 @@ def test_unmapped_model_goes_to_ampcode_with_the_amp_key(client, amp_proxy, back
 
 
 def test_upstream_stream_passes_through(client, ampcode):
-    with client.stream("POST", "/api/provider/openai/v1/chat/completions",
-                       json={"model": "some-amp-only-model", "stream": True, "messages": [{"role": "user", "content": "x"}]}) as r:
+    with client.stream(
+        "POST",
+        "/api/provider/openai/v1/chat/completions",
+        json={"model": "some-amp-only-model", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+    ) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line for line in r.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]" and json.loads(lines[0][6:])["choices"][0]["delta"]["content"] == TEXT
@@ -218,8 +265,11 @@ def test_per_client_amp_key(amp_proxy, ampcode):
 
 
 def test_management_rpc_is_proxied(client, ampcode):
-    r = client.post("/api/internal?getUserInfo", json={"method": "getUserInfo", "params": {}},
-                    headers={"x-amp-client-application": "CLI", "x-stainless-os": "Linux", "accept-encoding": "gzip"})
+    r = client.post(
+        "/api/internal?getUserInfo",
+        json={"method": "getUserInfo", "params": {}},
+        headers={"x-amp-client-application": "CLI", "x-stainless-os": "Linux", "accept-encoding": "gzip"},
+    )
     assert r.status_code == 200 and r.json()["result"]["email"] == "amp-user@example.com"
     got = ampcode.last("/api/internal")
     assert got.method == "POST" and got.raw_query == "getUserInfo" and got.json == {"method": "getUserInfo", "params": {}}
@@ -229,8 +279,15 @@ def test_management_rpc_is_proxied(client, ampcode):
     no_client_credentials(got.headers)
 
 
-@pytest.mark.parametrize("path,kind", [("/threads/T-1234", "text/html"), ("/auth/cli-login?authToken=x", "text/html"),
-                                       ("/news.rss", "application/rss+xml"), ("/settings", "text/html")])
+@pytest.mark.parametrize(
+    "path,kind",
+    [
+        ("/threads/T-1234", "text/html"),
+        ("/auth/cli-login?authToken=x", "text/html"),
+        ("/news.rss", "application/rss+xml"),
+        ("/settings", "text/html"),
+    ],
+)
 def test_browser_pages_are_proxied(client, ampcode, path, kind):
     r = client.get(path)
     assert r.status_code == 200 and r.headers["content-type"].startswith(kind)
@@ -251,10 +308,14 @@ def test_thread_actor_websocket_is_proxied(amp_proxy, mode, ampcode):
     """The Amp CLI runs its agent loop over a WebSocket to /actors/…: it must reach the Amp upstream."""
     sock = open_socket(amp_proxy, mode)
     with sock:
-        sock.sendall(("GET /actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-key=T-1 HTTP/1.1\r\n"
-                      "Host: ampcode.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: rivet, rivet_encoding.bare\r\n"
-                      f"Authorization: Bearer {CLIENT_KEY}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                "GET /actors/gateway/threadActor/websocket/?rvt-namespace=default&rvt-key=T-1 HTTP/1.1\r\n"
+                "Host: ampcode.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: rivet, rivet_encoding.bare\r\n"
+                f"Authorization: Bearer {CLIENT_KEY}\r\n\r\n"
+            ).encode()
+        )
         head = b""
         while b"\r\n\r\n" not in head:
             head += sock.recv(1)
@@ -301,13 +362,18 @@ def test_hot_reload_of_upstream_and_mappings(tmp_path, proxy_home, backend_serve
         # no upstream: control plane 503 in Amp's shape; an unmapped model is a client-format error
         r = c.post("/api/internal?getUserInfo", json={"method": "getUserInfo"})
         assert r.status_code == 503 and r.json() == {"error": "amp upstream proxy not available"}
-        r = c.post("/api/provider/anthropic/v1/messages", json={"model": "claude-opus-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+        r = c.post(
+            "/api/provider/anthropic/v1/messages",
+            json={"model": "claude-opus-4-6", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+        )
         assert r.status_code == 404 and r.json()["type"] == "error" and "ampcode.model-mappings" in r.json()["error"]["message"]
         chat = {"model": "claude-opus-4-6", "messages": [{"role": "user", "content": "x"}]}
         assert c.post("/api/provider/openai/v1/chat/completions", json=chat).json()["error"]["code"] == "model_not_found"
 
         # mappings: applied on the next request
-        proxy.write_config({**cfg, "ampcode": {**cfg["ampcode"], "model-mappings": [{"from": "claude-opus-4-6", "to": "gpt-6-sol"}]}}, wait_for="loaded")
+        proxy.write_config(
+            {**cfg, "ampcode": {**cfg["ampcode"], "model-mappings": [{"from": "claude-opus-4-6", "to": "gpt-6-sol"}]}}, wait_for="loaded"
+        )
         r = c.post("/api/provider/openai/v1/chat/completions", json=chat)
         assert r.status_code == 200 and r.json()["model"] == "claude-opus-4-6" and backend.received[-1].json["model"] == "gpt-6-sol"
 
@@ -332,14 +398,20 @@ def test_hot_reload_of_upstream_and_mappings(tmp_path, proxy_home, backend_serve
 
 
 def test_force_mode_and_client_key_fallback(tmp_path, proxy_home, backend_server, backend, ampcode, monkeypatch):
-    cfg = config(proxy_home, backend_server, ampcode.base_url, **{"force-model-mappings": True,
-                                                                "model-mappings": [{"from": "gpt-5.5", "to": "gpt-6-luna"}]})
+    cfg = config(
+        proxy_home,
+        backend_server,
+        ampcode.base_url,
+        **{"force-model-mappings": True, "model-mappings": [{"from": "gpt-5.5", "to": "gpt-6-luna"}]},
+    )
     del cfg["ampcode"]["upstream-api-key"]
     cfg.pop("api-keys")
     proxy = start_proxy(tmp_path / "p", cfg, env={"AMP_API_KEY": ""})
     try:
         with httpx.Client(base_url=proxy.base_url, timeout=30) as c:
-            r = c.post("/api/provider/openai/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}]})
+            r = c.post(
+                "/api/provider/openai/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}]}
+            )
             assert r.json()["model"] == "gpt-5.5" and backend.received[-1].json["model"] == "gpt-6-luna"  # mapping beats the local model
             # no Amp key anywhere on the proxy: the client's own (Amp) key goes to the Amp upstream
             c.post("/api/internal?getUserInfo", headers={"authorization": "Bearer sgamp_users_own"}, json={"method": "getUserInfo"})

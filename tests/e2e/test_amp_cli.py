@@ -30,9 +30,20 @@ def test_amp_cli_control_plane_goes_through_the_proxy(tmp_path, proxy_home, back
         proxy = start_proxy(tmp_path / "p", config(proxy_home, backend_server, ampcode.base_url))
         try:
             result = subprocess.run(
-                [str(amp), "-x", "Say hello"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=home,
-                env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(home), "AMP_URL": proxy.base_url,
-                     "AMP_API_KEY": CLIENT_KEY, "AMP_SKIP_UPDATE_CHECK": "1"})
+                [str(amp), "-x", "Say hello"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=home,
+                env={
+                    "PATH": "/usr/bin:/bin:/usr/local/bin",
+                    "HOME": str(home),
+                    "AMP_URL": proxy.base_url,
+                    "AMP_API_KEY": CLIENT_KEY,
+                    "AMP_SKIP_UPDATE_CHECK": "1",
+                },
+            )
         finally:
             proxy.stop()
     calls = [(r.path, r.raw_query) for r in ampcode.received]

@@ -13,8 +13,13 @@ from tests.proxyproc import start_proxy
 MODEL = "claude-sonnet-4-5"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 SIG = "gAAAAABreplayMe-EncryptedReasoning_0123456789=="
-WEATHER = [{"name": "get_weather", "description": "Weather for a city",
-            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+WEATHER = [
+    {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
 
 
 @pytest.fixture
@@ -23,15 +28,21 @@ def araw(proxy, mode):
     if mode == "base_url":
         client = httpx.Client(base_url=proxy.base_url, timeout=30)
     else:
-        client = httpx.Client(base_url="https://api.anthropic.com", proxy=proxy.proxy_url,
-                              verify=ssl.create_default_context(cafile=proxy.ca), timeout=30)
+        client = httpx.Client(
+            base_url="https://api.anthropic.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30
+        )
     with client:
         yield client
 
 
 def test_message_non_stream(anthropic_client, backend, proxy_home):
-    msg = anthropic_client.messages.create(model=MODEL, max_tokens=1024, system="Be brief.", extra_body={"temperature": 0.2},
-                                           messages=[{"role": "user", "content": "hello there"}])
+    msg = anthropic_client.messages.create(
+        model=MODEL,
+        max_tokens=1024,
+        system="Be brief.",
+        extra_body={"temperature": 0.2},
+        messages=[{"role": "user", "content": "hello there"}],
+    )
     assert [b.type for b in msg.content] == ["text"]  # no thinking asked, none returned
     assert msg.content[0].text == "You said: hello there" and msg.stop_reason == "end_turn"
     assert (msg.usage.input_tokens, msg.usage.output_tokens, msg.usage.cache_read_input_tokens) == (34, 17, 8)
@@ -60,36 +71,71 @@ def test_stream_text_and_events(anthropic_client, backend):
 
 
 def test_tool_use_round_trip(anthropic_client, backend):
-    backend.replies.append(sse(turn().text("Checking.").tool_call("get_weather", {"city": "Paris"}, call_id="call_w1")
-                               .tool_call("get_weather", {"city": "Rome"}, call_id="call_w2").events()))
+    backend.replies.append(
+        sse(
+            turn()
+            .text("Checking.")
+            .tool_call("get_weather", {"city": "Paris"}, call_id="call_w1")
+            .tool_call("get_weather", {"city": "Rome"}, call_id="call_w2")
+            .events()
+        )
+    )
     messages = [{"role": "user", "content": "Weather in Paris and Rome?"}]
-    with anthropic_client.messages.stream(model=MODEL, max_tokens=1024, messages=messages, tools=WEATHER,
-                                          tool_choice={"type": "auto", "disable_parallel_tool_use": False}) as stream:
+    with anthropic_client.messages.stream(
+        model=MODEL, max_tokens=1024, messages=messages, tools=WEATHER, tool_choice={"type": "auto", "disable_parallel_tool_use": False}
+    ) as stream:
         final = stream.get_final_message()
     assert final.stop_reason == "tool_use"
     uses = [b for b in final.content if b.type == "tool_use"]
-    assert [(u.id, u.name, u.input) for u in uses] == [("call_w1", "get_weather", {"city": "Paris"}),
-                                                         ("call_w2", "get_weather", {"city": "Rome"})]
+    assert [(u.id, u.name, u.input) for u in uses] == [
+        ("call_w1", "get_weather", {"city": "Paris"}),
+        ("call_w2", "get_weather", {"city": "Rome"}),
+    ]
     sent = backend.received[-1].json
     declared = sent["input"][0]  # Responses Lite: the tools travel in an `additional_tools` item, no top-level `tools`
     assert "tools" not in sent and declared["type"] == "additional_tools"
-    assert declared["tools"] == [{"type": "namespace", "name": "functions", "description": "", "tools": [
-        {"type": "function", "name": "get_weather", "description": "Weather for a city", "parameters": WEATHER[0]["input_schema"], "strict": False}]}]
+    assert declared["tools"] == [
+        {
+            "type": "namespace",
+            "name": "functions",
+            "description": "",
+            "tools": [
+                {
+                    "type": "function",
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parameters": WEATHER[0]["input_schema"],
+                    "strict": False,
+                }
+            ],
+        }
+    ]
     assert sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
 
-    messages += [{"role": "assistant", "content": final.content},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": f"sunny in {u.input['city']}"}
-                                              for u in uses]}]
+    messages += [
+        {"role": "assistant", "content": final.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": u.id, "content": f"sunny in {u.input['city']}"} for u in uses]},
+    ]
     backend.replies.append(sse(turn().text("Both sunny.").events()))
     msg = anthropic_client.messages.create(model=MODEL, max_tokens=1024, messages=messages, tools=WEATHER)
     assert msg.content[0].text == "Both sunny."
     items = backend.received[-1].json["input"]
-    assert [i["type"] for i in items] == ["additional_tools", "message", "message", "function_call", "function_call", "function_call_output", "function_call_output"]
+    assert [i["type"] for i in items] == [
+        "additional_tools",
+        "message",
+        "message",
+        "function_call",
+        "function_call",
+        "function_call_output",
+        "function_call_output",
+    ]
     assert items[5] == {"type": "function_call_output", "call_id": "call_w1", "output": "sunny in Paris"}
 
 
 def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backend):
-    backend.replies.append(sse(turn().reasoning("Plan: call the tool.", encrypted=SIG).tool_call("get_weather", {"city": "Oslo"}, call_id="call_t").events()))
+    backend.replies.append(
+        sse(turn().reasoning("Plan: call the tool.", encrypted=SIG).tool_call("get_weather", {"city": "Oslo"}, call_id="call_t").events())
+    )
     messages = [{"role": "user", "content": "Weather in Oslo?"}]
     thinking = {"type": "enabled", "budget_tokens": 2048}
     with anthropic_client.messages.stream(model=MODEL, max_tokens=4096, thinking=thinking, messages=messages, tools=WEATHER) as stream:
@@ -100,8 +146,10 @@ def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backe
     block = final.content[0]
     assert (block.type, block.thinking, block.signature) == ("thinking", "Plan: call the tool.", SIG)
 
-    messages += [{"role": "assistant", "content": final.content},
-                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_t", "content": "snow"}]}]
+    messages += [
+        {"role": "assistant", "content": final.content},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_t", "content": "snow"}]},
+    ]
     backend.replies.append(sse(turn().reasoning("Done.").text("It snows.").events()))
     msg = anthropic_client.messages.create(model=MODEL, max_tokens=4096, thinking=thinking, messages=messages, tools=WEATHER)
     assert [b.type for b in msg.content] == ["thinking", "text"] and msg.content[1].text == "It snows."
@@ -111,16 +159,32 @@ def test_thinking_signature_is_replayed_on_the_next_turn(anthropic_client, backe
 
 
 def test_image_input(anthropic_client, backend):
-    anthropic_client.messages.create(model=MODEL, max_tokens=100, messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}]}])
+    anthropic_client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                ],
+            }
+        ],
+    )
     content = backend.received[-1].json["input"][0]["content"]
-    assert content == [{"type": "input_text", "text": "What is this?"},
-                       {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"}]
+    assert content == [
+        {"type": "input_text", "text": "What is this?"},
+        {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}"},
+    ]
 
 
 def test_claude_code_model_names(anthropic_client, backend):
-    for model, upstream in (("claude-opus-4-8", "gpt-6.1-sol"), ("claude-haiku-4-5-20251001", "gpt-6-luna"), ("gpt-6.1-terra[1m]", "gpt-6.1-terra")):
+    for model, upstream in (
+        ("claude-opus-4-8", "gpt-6.1-sol"),
+        ("claude-haiku-4-5-20251001", "gpt-6-luna"),
+        ("gpt-6.1-terra[1m]", "gpt-6.1-terra"),
+    ):
         anthropic_client.messages.create(model=model, max_tokens=100, messages=[{"role": "user", "content": "x"}])
         assert backend.received[-1].json["model"] == upstream
 
@@ -160,8 +224,10 @@ def test_upstream_cut_mid_stream_ends_with_an_error_event(anthropic_client, back
 @pytest.mark.parametrize("stream", [False, True])
 def test_usage_limit_is_a_rate_limit_error(tmp_path, backend_server, backend, mode, monkeypatch, stream):
     mint_account(tmp_path / "auth")  # a proxy of its own: the cool-down must not touch other tests
-    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
-                                         "oauth-issuer": "http://127.0.0.1:9"})
+    proxy = start_proxy(
+        tmp_path / "p",
+        {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"},
+    )
     try:
         client = anthropic_sdk(proxy, mode, monkeypatch)
         backend.replies.append(usage_limit(resets_in=120))
@@ -188,8 +254,9 @@ def test_head_root_and_models_list(anthropic_client, araw, backend):
 
 def test_count_tokens_is_answered_locally(anthropic_client, backend):
     small = anthropic_client.messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-    big = anthropic_client.messages.count_tokens(model=MODEL, system="Be brief.", tools=WEATHER,
-                                                 messages=[{"role": "user", "content": "The quick brown fox. " * 200}])
+    big = anthropic_client.messages.count_tokens(
+        model=MODEL, system="Be brief.", tools=WEATHER, messages=[{"role": "user", "content": "The quick brown fox. " * 200}]
+    )
     assert 0 < small.input_tokens < 20 and 800 < big.input_tokens < 1500
     with pytest.raises(anthropic.BadRequestError):
         anthropic_client.messages.count_tokens(model=MODEL, messages=[])

@@ -35,8 +35,16 @@ def home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def proxy(home, fake):
-    p = start_proxy(home, {"auth-dir": str(home / "auth"), "codex-base-url": fake.base_url, "oauth-issuer": "http://127.0.0.1:9",
-                           "models-refresh-seconds": 1, "codex-cli-pooling": True})
+    p = start_proxy(
+        home,
+        {
+            "auth-dir": str(home / "auth"),
+            "codex-base-url": fake.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+            "models-refresh-seconds": 1,
+            "codex-cli-pooling": True,
+        },
+    )
     p.wait_log("model catalog from the backend", timeout=20)
     yield p
     p.stop()
@@ -127,8 +135,12 @@ def test_codex_shaped_list_on_both_paths(proxy, fake):
         openai_shape = c.get("/v1/models").json()
         assert openai_shape["object"] == "list" and openai_shape["data"][0]["id"] == "gpt-6.1-sol"
         anthropic_shape = c.get("/v1/models", headers={"anthropic-version": "2023-06-01"}).json()
-        assert anthropic_shape["data"][0] == {"type": "model", "id": "gpt-6.1-sol", "display_name": "GPT-6.1-Sol",
-                                              "created_at": "2025-01-01T00:00:00Z"}
+        assert anthropic_shape["data"][0] == {
+            "type": "model",
+            "id": "gpt-6.1-sol",
+            "display_name": "GPT-6.1-Sol",
+            "created_at": "2025-01-01T00:00:00Z",
+        }
 
 
 def pooled_client(proxy) -> httpx.Client:
@@ -165,8 +177,14 @@ def test_a_model_no_account_may_use_is_a_404(tmp_path, fake, backend):
 
 def test_backend_down_at_start_serves_the_built_in_catalog(tmp_path, backend):
     mint_account(tmp_path / "auth", "plus@example.com", PLUS, name="plus.json")
-    p = start_proxy(tmp_path, {"auth-dir": str(tmp_path / "auth"), "codex-base-url": "http://127.0.0.1:9/backend-api/codex",
-                               "oauth-issuer": "http://127.0.0.1:9"})
+    p = start_proxy(
+        tmp_path,
+        {
+            "auth-dir": str(tmp_path / "auth"),
+            "codex-base-url": "http://127.0.0.1:9/backend-api/codex",
+            "oauth-issuer": "http://127.0.0.1:9",
+        },
+    )
     try:
         p.wait_log("model catalog of plus@example.com not read: backend unreachable", timeout=20)
         with httpx.Client(base_url=p.base_url, timeout=10) as c:

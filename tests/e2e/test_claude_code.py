@@ -13,15 +13,24 @@ def claude(proxy, tmp_path, prompt, *args, https_proxy=False):
     """Run `claude -p` (isolated HOME) by base URL, or through HTTPS_PROXY against api.anthropic.com."""
     exe = npm_tool("@anthropic-ai/claude-code", "claude")
     (tmp_path / "home").mkdir(exist_ok=True)
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path / "home"), "ANTHROPIC_API_KEY": "sk-local",
-           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "HOME": str(tmp_path / "home"),
+        "ANTHROPIC_API_KEY": "sk-local",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
     if https_proxy:
         env.update(HTTPS_PROXY=proxy.proxy_url, NODE_EXTRA_CA_CERTS=proxy.ca)
     else:
         env["ANTHROPIC_BASE_URL"] = proxy.base_url
     result = subprocess.run(
         [str(exe), "-p", prompt, "--output-format", "stream-json", "--verbose", *args],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
     )
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-2000:])
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -48,8 +57,14 @@ def test_claude_code_answers_from_the_backend(proxy, backend, tmp_path):
 
 def test_claude_code_tool_round_trip_replays_reasoning(proxy, backend, tmp_path):
     (tmp_path / "note.txt").write_text("the secret word is pineapple\n")
-    backend.replies.append(sse(turn().reasoning("I should read the file.", encrypted=SIG)
-                               .tool_call("Read", {"file_path": str(tmp_path / "note.txt")}, call_id="call_read1").events()))
+    backend.replies.append(
+        sse(
+            turn()
+            .reasoning("I should read the file.", encrypted=SIG)
+            .tool_call("Read", {"file_path": str(tmp_path / "note.txt")}, call_id="call_read1")
+            .events()
+        )
+    )
     backend.replies.append(sse(turn().text("The secret word is pineapple.").events()))
     out = claude(proxy, tmp_path, "What is the secret word in note.txt?")
     assert out[-1]["result"] == "The secret word is pineapple."

@@ -102,10 +102,13 @@ def test_anthropic_stop_sequences_and_max_tokens(anthropic_client, backend, stre
     assert msg.stop_reason == "max_tokens" and msg.stop_sequence is None and 0 < msg.usage.output_tokens <= 4
 
 
-@pytest.mark.parametrize("path, body, param", [
-    ("/v1/chat/completions", {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "logprobs"),
-    ("/v1/responses", {"model": "gpt-5.5", "input": "hi", "top_logprobs": 2}, "top_logprobs"),
-])
+@pytest.mark.parametrize(
+    "path, body, param",
+    [
+        ("/v1/chat/completions", {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, "logprobs"),
+        ("/v1/responses", {"model": "gpt-5.5", "input": "hi", "top_logprobs": 2}, "top_logprobs"),
+    ],
+)
 def test_logprobs_refused_alike(raw, backend, path, body, param):
     r = raw.post(path, json=body)
     assert r.status_code == 400 and r.json()["error"]["param"] == param
@@ -114,9 +117,20 @@ def test_logprobs_refused_alike(raw, backend, path, body, param):
 
 
 def test_backend_errors_keep_param_and_code(openai_client, backend):
-    backend.replies.append(JSONReply(400, {"error": {"message": "Invalid 'input[0].content': too long.", "type": "invalid_request_error",
-                                                     "param": "input[0].content", "code": "string_above_max_length"}},
-                                     headers={"x-request-id": "req_upstream42"}))
+    backend.replies.append(
+        JSONReply(
+            400,
+            {
+                "error": {
+                    "message": "Invalid 'input[0].content': too long.",
+                    "type": "invalid_request_error",
+                    "param": "input[0].content",
+                    "code": "string_above_max_length",
+                }
+            },
+            headers={"x-request-id": "req_upstream42"},
+        )
+    )
     with pytest.raises(openai.BadRequestError) as exc:
         openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
     err = exc.value
@@ -129,8 +143,10 @@ def test_a_client_reading_to_the_end_gets_the_end_at_once(raw, backend):
     instead of holding the client until the backend has written the rest (over 2 s here)."""
     backend.replies.append(sse(stop_turn(), chunking="frames", delay=DELAY))
     before, t0 = backend.disconnects, time.monotonic()
-    r = raw.post("/v1/chat/completions", json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "a poem"}],
-                                                "stop": "END", "stream": True})
+    r = raw.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-5.5", "messages": [{"role": "user", "content": "a poem"}], "stop": "END", "stream": True},
+    )
     elapsed = time.monotonic() - t0
     assert r.status_code == 200 and r.text.endswith("data: [DONE]\n\n") and '"finish_reason":"stop"' in r.text
     assert "Violets" not in r.text and "more text" not in r.text

@@ -13,14 +13,32 @@ def test_codex_exec_through_base_url(proxy, backend, tmp_path):
     codex = npm_tool("@openai/codex", "codex")
     (tmp_path / "codex").mkdir()
     backend.replies.append(sse(turn().reasoning("Short plan.").text("Hello from the fake backend.").events()))
-    provider = (f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
-                'env_key="CLIPROXY_KEY",wire_api="responses"}')
+    provider = f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
     result = subprocess.run(
-        [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5",
-         "-c", "model_provider=cliproxy", "-c", provider, "Say hello"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
-             "CLIPROXY_KEY": "sk-local"},
+        [
+            str(codex),
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "-m",
+            "gpt-5.5",
+            "-c",
+            "model_provider=cliproxy",
+            "-c",
+            provider,
+            "Say hello",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "HOME": str(tmp_path),
+            "CODEX_HOME": str(tmp_path / "codex"),
+            "CLIPROXY_KEY": "sk-local",
+        },
     )
     assert result.returncode == 0, result.stderr[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -39,14 +57,25 @@ def _codex_runs(proxy, tmp_path, name, *prompts):
     auto-compaction limit so low that the second turn compacts the first."""
     codex = npm_tool("@openai/codex", "codex")
     (tmp_path / "codex").mkdir(exist_ok=True)
-    provider = (f'model_providers.cliproxy={{name="{name}",base_url="{proxy.base_url}/v1",'
-                'env_key="CLIPROXY_KEY",wire_api="responses"}')
-    common = ["--json", "--skip-git-repo-check", "-m", "gpt-5.5", "-c", "model_provider=cliproxy", "-c", provider,
-              "-c", "model_auto_compact_token_limit=30"]
+    provider = f'model_providers.cliproxy={{name="{name}",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
+    common = [
+        "--json",
+        "--skip-git-repo-check",
+        "-m",
+        "gpt-5.5",
+        "-c",
+        "model_provider=cliproxy",
+        "-c",
+        provider,
+        "-c",
+        "model_auto_compact_token_limit=30",
+    ]
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"), "CLIPROXY_KEY": "sk-local"}
     for n, prompt in enumerate(prompts):
         args = ["exec", *common, prompt] if n == 0 else ["exec", "resume", "--last", *common, prompt]
-        result = subprocess.run([str(codex), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+        result = subprocess.run(
+            [str(codex), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert any(json.loads(line).get("type") == "turn.completed" for line in result.stdout.splitlines() if line.startswith("{"))
 
@@ -71,13 +100,20 @@ def test_codex_cli_compacts_locally_for_other_provider_names(proxy, backend, tmp
 def run_codex(proxy, tmp_path, prompt, *model):
     codex = npm_tool("@openai/codex", "codex")
     (tmp_path / "codex").mkdir(exist_ok=True)
-    provider = (f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
-                'env_key="CLIPROXY_KEY",wire_api="responses"}')
+    provider = f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
     result = subprocess.run(
         [str(codex), "exec", "--json", "--skip-git-repo-check", *model, "-c", "model_provider=cliproxy", "-c", provider, prompt],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
-             "CLIPROXY_KEY": "sk-local"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "HOME": str(tmp_path),
+            "CODEX_HOME": str(tmp_path / "codex"),
+            "CLIPROXY_KEY": "sk-local",
+        },
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
@@ -96,7 +132,9 @@ def test_codex_default_lite_model_with_a_tool_turn(proxy, backend, tmp_path):
     backend.replies.append(sse(turn("gpt-6.1-sol").custom_call("exec", 'text("tool ran: " + (6 * 7))', call_id="call_x").events()))
     backend.replies.append(sse(turn("gpt-6.1-sol", "resp_2").text("Done.").events()))
     events = run_codex(proxy, tmp_path, "Compute")
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Done."]
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
+        "Done."
+    ]
     first, second = backend.received[-2:]
     for got in (first, second):
         body = got.json

@@ -26,14 +26,28 @@ CHATGPT_DNS = Path(__file__).resolve().parents[1] / "fakes" / "chatgpt_dns.py"
 
 OWN_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJjbGkiOiJvd24ifQ.c2lnbmF0dXJl"
 BODY = {
-    "model": "gpt-5.5", "instructions": "You are Codex.", "store": False, "stream": True,
+    "model": "gpt-5.5",
+    "instructions": "You are Codex.",
+    "store": False,
+    "stream": True,
     "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hello"}]}],
-    "tools": [], "tool_choice": "auto", "parallel_tool_calls": False, "reasoning": {"effort": "medium", "summary": "auto"},
-    "include": ["reasoning.encrypted_content"], "prompt_cache_key": "0199-thread", "client_metadata": {"x-codex-installation-id": "i-1"},
+    "tools": [],
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "reasoning": {"effort": "medium", "summary": "auto"},
+    "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "0199-thread",
+    "client_metadata": {"x-codex-installation-id": "i-1"},
 }
-HEADERS = {"authorization": f"Bearer {OWN_TOKEN}", "chatgpt-account-id": "acct-cli-own", "originator": "codex_exec",
-           "session-id": "0199-thread", "x-codex-turn-metadata": "{}", "accept": "text/event-stream",
-           "user-agent": "codex_exec/0.169.0 (Linux; x86_64)"}
+HEADERS = {
+    "authorization": f"Bearer {OWN_TOKEN}",
+    "chatgpt-account-id": "acct-cli-own",
+    "originator": "codex_exec",
+    "session-id": "0199-thread",
+    "x-codex-turn-metadata": "{}",
+    "accept": "text/event-stream",
+    "user-agent": "codex_exec/0.169.0 (Linux; x86_64)",
+}
 
 
 def cli_client(proxy):
@@ -45,9 +59,18 @@ def start(tmp_path, proxy_home, backend_server):
     started = []
 
     def run(pooling: bool, *extra: str, env: dict | None = None, websocket: bool = True):
-        p = start_proxy(tmp_path / f"p{len(started)}", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                                          "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling,
-                                                          "responses-websocket": websocket}, *extra, env=env)
+        p = start_proxy(
+            tmp_path / f"p{len(started)}",
+            {
+                "auth-dir": str(proxy_home / "auth"),
+                "codex-base-url": backend_server.base_url,
+                "oauth-issuer": "http://127.0.0.1:9",
+                "codex-cli-pooling": pooling,
+                "responses-websocket": websocket,
+            },
+            *extra,
+            env=env,
+        )
         started.append(p)
         return p
 
@@ -83,29 +106,46 @@ def codex_login(codex_home: Path) -> str:
     """A Codex CLI ChatGPT login of its own (`~/.codex/auth.json`); returns its access token."""
     own = json.loads(mint_account(codex_home / "minted", "own@example.com", "acct-cli-own").read_text())
     tokens = {k: own[k] for k in ("id_token", "access_token", "refresh_token")} | {"account_id": "acct-cli-own"}
-    (codex_home / "auth.json").write_text(json.dumps({"OPENAI_API_KEY": None, "tokens": tokens,
-                                                      "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}))
+    (codex_home / "auth.json").write_text(
+        json.dumps({"OPENAI_API_KEY": None, "tokens": tokens, "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    )
     return own["access_token"]
 
 
 @pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "http"])
 def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path, websocket):
     codex = npm_tool("@openai/codex", "codex")
-    proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=websocket)
-    backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
-                     "/backend-api/codex/models": JSONReply(200, {"models": []})}
+    proxy = start(
+        True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=websocket
+    )
+    backend.pages = {
+        "/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
+        "/backend-api/codex/models": JSONReply(200, {"models": []}),
+    }
     backend.replies.append(sse(turn().text("Pooled hello.").events()))
     backend.ws_replies.append(turn().text("Pooled hello.").events(empty_output=False))
     own_token = codex_login(tmp_path / "codex")
     started = time.monotonic()
     result = subprocess.run(
         [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5", "Say hello"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
-             "HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "HOME": str(tmp_path),
+            "CODEX_HOME": str(tmp_path / "codex"),
+            "HTTPS_PROXY": proxy.proxy_url,
+            "CODEX_CA_CERTIFICATE": proxy.ca,
+        },
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Pooled hello."]
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
+        "Pooled hello."
+    ]
     turns = [r for r in backend.received if r.path == PATH]
     # over its WebSocket with a pool account, or (switched off) refused with 426 so the turn came over HTTP
     assert [r.method for r in turns] == (["GET"] if websocket else ["POST"])
@@ -119,18 +159,32 @@ def test_real_codex_cli_default_lite_model_is_pooled_faithfully(start, backend_s
     codex = npm_tool("@openai/codex", "codex")
     # over HTTP (its zstd-compressed body is the point here; the WebSocket path has its own tests)
     proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=False)
-    backend.pages = {"/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
-                     "/backend-api/codex/models": JSONReply(200, {"models": []})}
+    backend.pages = {
+        "/backend-api/wham/accounts/check": workspace_discovery("acct-cli-own"),
+        "/backend-api/codex/models": JSONReply(200, {"models": []}),
+    }
     backend.replies.append(sse(turn("gpt-6.1-sol").text("Pooled lite hello.").events()))
     own_token = codex_login(tmp_path / "codex")
     result = subprocess.run(
         [str(codex), "exec", "--json", "--skip-git-repo-check", "Say hello"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
-             "HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "HOME": str(tmp_path),
+            "CODEX_HOME": str(tmp_path / "codex"),
+            "HTTPS_PROXY": proxy.proxy_url,
+            "CODEX_CA_CERTIFICATE": proxy.ca,
+        },
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == ["Pooled lite hello."]
+    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
+        "Pooled lite hello."
+    ]
     [got] = [r for r in backend.received if r.path == PATH]
     assert got.headers["chatgpt-account-id"] == ACCOUNT_ID and own_token not in got.headers["authorization"]
     assert got.headers[LITE_HEADER] == "true" and got.headers["originator"] == "codex_exec"

@@ -13,8 +13,10 @@ from tests.conftest import CLIENT_KEY
 from tests.fakes.codex_backend import PATH, QUOTA_HEADERS, sse, turn
 from tests.proxyproc import start_proxy
 
-HISTORY = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Remember the number 7."}]},
-           {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Noted: 7."}]}]
+HISTORY = [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Remember the number 7."}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Noted: 7."}]},
+]
 
 
 def compaction_items(output):
@@ -35,8 +37,15 @@ def test_compact_endpoint_answers_the_compaction_json(openai_client, backend):
 
 def test_backend_compact_path_on_the_base_url(proxy, backend):
     """The path a Codex provider whose base URL ends in /backend-api/codex would call (the CLI's own body)."""
-    body = {"model": "gpt-5.5", "input": HISTORY, "instructions": "You are Codex.", "tools": [], "parallel_tool_calls": False,
-            "reasoning": {"effort": "high"}, "text": {"verbosity": "low"}}
+    body = {
+        "model": "gpt-5.5",
+        "input": HISTORY,
+        "instructions": "You are Codex.",
+        "tools": [],
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "high"},
+        "text": {"verbosity": "low"},
+    }
     r = httpx.post(proxy.base_url + "/backend-api/codex/responses/compact", json=body, timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json", r.text
     assert compaction_items(r.json()["output"]) == r.json()["output"] and len(r.json()["output"]) == 1
@@ -75,7 +84,8 @@ def test_v2_trigger_through_responses_keeps_one_compaction_item(openai_client, b
 @pytest.mark.parametrize("path", ["/backend-api/wham/usage", "/api/codex/usage"])
 def test_usage_endpoint_shows_the_quota_the_backend_reported(proxy, backend, path):
     openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0).responses.create(
-        model="gpt-5.5", input="hi", prompt_cache_key="conv-usage-1")
+        model="gpt-5.5", input="hi", prompt_cache_key="conv-usage-1"
+    )
     assert backend.received[-1].path.endswith(PATH)  # the fake answers with QUOTA_HEADERS
     for headers, scope in (({"session-id": "conv-usage-1"}, "account"), ({}, "pool")):
         r = httpx.get(proxy.base_url + path, headers={"authorization": "Bearer whatever", **headers}, timeout=10)
@@ -94,17 +104,33 @@ def test_usage_endpoint_shows_the_quota_the_backend_reported(proxy, backend, pat
 
 def test_usage_endpoint_through_chatgpt_with_pooling(tmp_path, proxy_home, backend_server, backend):
     def run(pooling):
-        return start_proxy(tmp_path / f"p{pooling}", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                                      "oauth-issuer": "http://127.0.0.1:9", "codex-cli-pooling": pooling})
+        return start_proxy(
+            tmp_path / f"p{pooling}",
+            {
+                "auth-dir": str(proxy_home / "auth"),
+                "codex-base-url": backend_server.base_url,
+                "oauth-issuer": "http://127.0.0.1:9",
+                "codex-cli-pooling": pooling,
+            },
+        )
+
     proxy = run(True)
     try:
         with httpx.Client(proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30) as c:
-            c.post("https://chatgpt.com/backend-api/codex/responses", headers={"authorization": "Bearer cli-own"},
-                   json={"model": "gpt-5.5", "instructions": "", "store": False, "stream": True, "input": HISTORY}).read()
-            r = c.get("https://chatgpt.com/backend-api/wham/usage", headers={"authorization": "Bearer cli-own", "chatgpt-account-id": "acct-own"})
+            c.post(
+                "https://chatgpt.com/backend-api/codex/responses",
+                headers={"authorization": "Bearer cli-own"},
+                json={"model": "gpt-5.5", "instructions": "", "store": False, "stream": True, "input": HISTORY},
+            ).read()
+            r = c.get(
+                "https://chatgpt.com/backend-api/wham/usage", headers={"authorization": "Bearer cli-own", "chatgpt-account-id": "acct-own"}
+            )
             assert r.status_code == 200 and r.json()["rate_limit"]["secondary_window"]["used_percent"] == 40
-            compact = c.post("https://chatgpt.com/backend-api/codex/responses/compact", headers={"authorization": "Bearer cli-own"},
-                             json={"model": "gpt-5.5", "instructions": "", "input": HISTORY})
+            compact = c.post(
+                "https://chatgpt.com/backend-api/codex/responses/compact",
+                headers={"authorization": "Bearer cli-own"},
+                json={"model": "gpt-5.5", "instructions": "", "input": HISTORY},
+            )
             assert compact.status_code == 200 and compact.json()["output"][0]["type"] == "compaction"
             assert backend.received[-1].path.endswith(PATH) and "cli-own" not in backend.received[-1].headers["authorization"]
     finally:
@@ -140,6 +166,9 @@ def test_fast_tier_is_sent_as_priority_and_the_comment_says_what_served(tmp_path
 
 def test_the_fake_backend_refuses_fast_as_such(backend):
     """Which is what makes the test above prove the mapping."""
-    r = httpx.post(backend.base_url + "/responses", json={"model": "gpt-5.5", "input": [], "instructions": "", "store": False,
-                                                           "stream": True, "service_tier": "fast"}, timeout=10)
+    r = httpx.post(
+        backend.base_url + "/responses",
+        json={"model": "gpt-5.5", "input": [], "instructions": "", "store": False, "stream": True, "service_tier": "fast"},
+        timeout=10,
+    )
     assert r.status_code == 400 and "service_tier" in json.dumps(r.json())

@@ -15,8 +15,14 @@ from tests.conftest import CLIENT_KEY
 from tests.fakes.codex_backend import sse, turn
 from tests.proxyproc import Proxy, start_proxy
 
-TOOLS = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+TOOLS = [
+    {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }
+]
 
 
 def texts(items: list[dict]) -> list[str]:
@@ -74,8 +80,12 @@ def test_tool_call_follow_up_carries_only_the_output(openai_client, backend):
     r1 = openai_client.responses.create(model="gpt-5.5", input="Weather in Paris?", tools=TOOLS)
     call = next(i for i in r1.output if i.type == "function_call")
     backend.replies.append(sse(turn().text("Sunny in Paris.").events()))
-    r2 = openai_client.responses.create(model="gpt-5.5", previous_response_id=r1.id, tools=TOOLS,
-                                        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    r2 = openai_client.responses.create(
+        model="gpt-5.5",
+        previous_response_id=r1.id,
+        tools=TOOLS,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+    )
     assert r2.output_text == "Sunny in Paris."
     sent = backend.received[-1].json["input"]
     assert texts(sent) == ["Weather in Paris?", "reasoning", "function_call", "function_call_output"]
@@ -86,16 +96,20 @@ def test_orphan_tool_output_gets_its_call_back_without_previous_id(openai_client
     """A client that keeps history itself but drops the call items (as some do) still sends a valid input."""
     backend.replies.append(sse(turn().tool_call("get_weather", {"city": "Rome"}, call_id="call_r1").events()))
     openai_client.responses.create(model="gpt-5.5", input="Weather in Rome?", tools=TOOLS)
-    openai_client.responses.create(model="gpt-5.5", tools=TOOLS, input=[
-        {"role": "user", "content": "Weather in Rome?"}, {"type": "function_call_output", "call_id": "call_r1", "output": "rain"}])
+    openai_client.responses.create(
+        model="gpt-5.5",
+        tools=TOOLS,
+        input=[{"role": "user", "content": "Weather in Rome?"}, {"type": "function_call_output", "call_id": "call_r1", "output": "rain"}],
+    )
     assert texts(backend.received[-1].json["input"]) == ["Weather in Rome?", "function_call", "function_call_output"]
 
 
 def test_item_references_are_resolved(openai_client, backend):
     r1 = openai_client.responses.create(model="gpt-5.5", input="remember me")
     refs = [{"type": "item_reference", "id": i.id} for i in r1.output]
-    r2 = openai_client.responses.create(model="gpt-5.5", input=[{"role": "user", "content": "remember me"}, *refs,
-                                                                 {"role": "user", "content": "and now?"}])
+    r2 = openai_client.responses.create(
+        model="gpt-5.5", input=[{"role": "user", "content": "remember me"}, *refs, {"role": "user", "content": "and now?"}]
+    )
     assert r2.output_text == "You said: and now?"
     sent = backend.received[-1].json["input"]
     assert texts(sent) == ["remember me", "reasoning", "message", "and now?"]
@@ -185,8 +199,10 @@ def test_stored_routes_answer_bad_input_in_openai_format(raw, backend):
 
 
 def test_two_proxies_on_one_auth_dir_resolve_each_others_ids(proxy: Proxy, proxy_home, backend_server, backend, tmp_path):
-    other = start_proxy(tmp_path / "second", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                              "oauth-issuer": "http://127.0.0.1:9"})
+    other = start_proxy(
+        tmp_path / "second",
+        {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"},
+    )
     try:
         a = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
         b = openai.OpenAI(base_url=other.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
@@ -222,8 +238,10 @@ def test_a_store_that_cannot_open_never_fails_a_plain_request(tmp_path, backend_
 
     mint_account(tmp_path / "auth")
     (tmp_path / "auth" / ".cliproxy-state" / "cliproxy.sqlite3").mkdir(parents=True)  # not a file: cannot be opened
-    p = start_proxy(tmp_path / "p", {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
-                                     "oauth-issuer": "http://127.0.0.1:9"})
+    p = start_proxy(
+        tmp_path / "p",
+        {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"},
+    )
     try:
         client = openai.OpenAI(base_url=p.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
         ids = [client.responses.create(model="gpt-5.5", input=f"plain {n}").id for n in range(3)]
@@ -243,8 +261,10 @@ def test_a_damaged_store_file_is_moved_aside(tmp_path, backend_server, backend):
     state = tmp_path / "auth" / ".cliproxy-state"
     state.mkdir(mode=0o700)
     (state / "cliproxy.sqlite3").write_bytes(b"definitely not SQLite\n" * 500)
-    p = start_proxy(tmp_path / "p", {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url,
-                                     "oauth-issuer": "http://127.0.0.1:9"})
+    p = start_proxy(
+        tmp_path / "p",
+        {"auth-dir": str(tmp_path / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"},
+    )
     try:
         client = openai.OpenAI(base_url=p.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
         r1 = client.responses.create(model="gpt-5.5", input="first")

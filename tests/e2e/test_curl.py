@@ -35,8 +35,22 @@ def test_curl_base_url_stream(proxy, backend):
 @pytest.mark.parametrize("version", ["--http1.1", "--http2"])
 def test_curl_https_proxy_stream(proxy, backend, version):
     backend.replies.append(sse(turn().text("over TLS").events()))
-    r = curl(version, "-x", proxy.proxy_url, "--cacert", proxy.ca, "https://api.openai.com/v1/chat/completions",
-             "-H", "content-type: application/json", "-H", "authorization: Bearer sk-x", "-d", BODY, "-w", "\n%{http_version}")
+    r = curl(
+        version,
+        "-x",
+        proxy.proxy_url,
+        "--cacert",
+        proxy.ca,
+        "https://api.openai.com/v1/chat/completions",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "authorization: Bearer sk-x",
+        "-d",
+        BODY,
+        "-w",
+        "\n%{http_version}",
+    )
     assert r.returncode == 0, r.stderr
     assert deltas(r.stdout) == "over TLS"
     assert r.stdout.rstrip().splitlines()[-1] == ("2" if version == "--http2" else "1.1")

@@ -21,20 +21,41 @@ JSON = st.recursive(
     max_leaves=12,
 )
 MODEL = st.sampled_from(["gpt-5.5", "gpt-5.5(high)", "gpt-6-luna-low", "unknown-model", "", "claude-sonnet-4-5"]) | JSON
-PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "input_text", "image", "tool_result", "weird"])},
-                             optional={"text": JSON, "image_url": JSON, "source": JSON, "content": JSON})
+PART = st.fixed_dictionaries(
+    {"type": st.sampled_from(["text", "image_url", "input_text", "image", "tool_result", "weird"])},
+    optional={"text": JSON, "image_url": JSON, "source": JSON, "content": JSON},
+)
 CONTENT = st.text(max_size=20) | st.lists(PART, max_size=3) | JSON
-MESSAGE = st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "tool", "developer", "bogus"]) | JSON,
-                                 "content": CONTENT}, optional={"tool_calls": JSON, "tool_call_id": JSON})
-OPTIONAL = {"stream": st.booleans() | JSON, "tools": JSON | st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": JSON}), max_size=2),
-            "tool_choice": JSON, "response_format": JSON, "reasoning_effort": JSON, "reasoning": JSON, "n": JSON,
-            "temperature": JSON, "max_tokens": JSON, "thinking": JSON, "system": CONTENT, "instructions": JSON}
+MESSAGE = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "system", "assistant", "tool", "developer", "bogus"]) | JSON, "content": CONTENT},
+    optional={"tool_calls": JSON, "tool_call_id": JSON},
+)
+OPTIONAL = {
+    "stream": st.booleans() | JSON,
+    "tools": JSON | st.lists(st.fixed_dictionaries({"type": st.just("function"), "function": JSON}), max_size=2),
+    "tool_choice": JSON,
+    "response_format": JSON,
+    "reasoning_effort": JSON,
+    "reasoning": JSON,
+    "n": JSON,
+    "temperature": JSON,
+    "max_tokens": JSON,
+    "thinking": JSON,
+    "system": CONTENT,
+    "instructions": JSON,
+}
 BODIES = {
     "/v1/chat/completions": st.fixed_dictionaries({"model": MODEL, "messages": st.lists(MESSAGE, max_size=3) | JSON}, optional=OPTIONAL),
-    "/v1/responses": st.fixed_dictionaries({"model": MODEL, "input": st.text(max_size=20) | st.lists(MESSAGE, max_size=3) | JSON}, optional=OPTIONAL),
-    "/v1/messages": st.fixed_dictionaries({"model": MODEL, "max_tokens": st.integers(1, 100) | JSON, "messages": st.lists(MESSAGE, max_size=3) | JSON},
-                                           optional={k: v for k, v in OPTIONAL.items() if k != "max_tokens"}),
-    "/v1/messages/count_tokens": st.fixed_dictionaries({"model": MODEL, "messages": st.lists(MESSAGE, max_size=3) | JSON}, optional=OPTIONAL),
+    "/v1/responses": st.fixed_dictionaries(
+        {"model": MODEL, "input": st.text(max_size=20) | st.lists(MESSAGE, max_size=3) | JSON}, optional=OPTIONAL
+    ),
+    "/v1/messages": st.fixed_dictionaries(
+        {"model": MODEL, "max_tokens": st.integers(1, 100) | JSON, "messages": st.lists(MESSAGE, max_size=3) | JSON},
+        optional={k: v for k, v in OPTIONAL.items() if k != "max_tokens"},
+    ),
+    "/v1/messages/count_tokens": st.fixed_dictionaries(
+        {"model": MODEL, "messages": st.lists(MESSAGE, max_size=3) | JSON}, optional=OPTIONAL
+    ),
 }
 RAW = st.binary(max_size=40) | st.just(b"") | JSON.map(lambda v: json.dumps(v).encode())
 
@@ -69,8 +90,14 @@ class H2Tunnel:
 
     def post(self, path: str, content: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         sid = self.conn.get_next_available_stream_id()
-        fields = [(":method", "POST"), (":scheme", "https"), (":authority", self.host), (":path", path),
-                  ("content-length", str(len(content))), *headers.items()]
+        fields = [
+            (":method", "POST"),
+            (":scheme", "https"),
+            (":authority", self.host),
+            (":path", path),
+            ("content-length", str(len(content))),
+            *headers.items(),
+        ]
         self.conn.send_headers(sid, fields, end_stream=not content)
         if content:
             self.conn.send_data(sid, content, end_stream=True)  # fuzz bodies fit the initial window
@@ -167,7 +194,9 @@ def test_fuzzing_never_left_the_machine(proxy, backend_server, backend, fuzz_pos
     for transport in TRANSPORTS:
         for path, body in VALID.items():
             for stream in (False, True):
-                status, payload = fuzz_post(transport, path, json.dumps({**body, "stream": stream}).encode(), {"content-type": "application/json"})
+                status, payload = fuzz_post(
+                    transport, path, json.dumps({**body, "stream": stream}).encode(), {"content-type": "application/json"}
+                )
                 assert status == 200, (transport, path, stream, payload[:300])
                 sent += 1
     assert len(backend.received) == sent

@@ -50,8 +50,10 @@ def _length(data: bytes) -> int:
 
 
 def post_head(path: str, body: bytes, extra: str = "") -> str:
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
-            f"{extra}Content-Length: {len(body)}\r\n\r\n")
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        f"{extra}Content-Length: {len(body)}\r\n\r\n"
+    )
 
 
 def openai_error(status: int, payload: bytes) -> dict:
@@ -77,11 +79,14 @@ def test_prompt_cache_key_with_control_characters_is_a_400(proxy: Proxy, backend
     nothing_smuggled(backend)
 
 
-@pytest.mark.parametrize("header", [
-    "session_id: abc\r\n x-injected: 1\r\n",  # an obs-folded continuation line
-    "session_id: abc\rx-injected: 1\r\n",  # a bare CR inside the value
-    "x-codex-turn-metadata: {}\r\n\tGET /backend-api/smuggled HTTP/1.1\r\n",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "session_id: abc\r\n x-injected: 1\r\n",  # an obs-folded continuation line
+        "session_id: abc\rx-injected: 1\r\n",  # a bare CR inside the value
+        "x-codex-turn-metadata: {}\r\n\tGET /backend-api/smuggled HTTP/1.1\r\n",
+    ],
+)
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses", "/v1/messages"])
 def test_header_values_with_line_breaks_never_reach_the_backend(proxy: Proxy, backend, path, header):
     body = json.dumps(ROUTES[path]("hi")).encode()
@@ -127,8 +132,24 @@ def hostile_body(path: str, kind: str) -> bytes:
 def curl_h2(proxy: Proxy, path: str, content: bytes, headers: dict[str, str]) -> tuple[str, int, bytes]:
     """POST through the regular proxy with curl, which offers h2 first in ALPN (httpx offers http/1.1 first,
     and mitmproxy honours the client's preference)."""
-    cmd = ["curl", "-sS", "--http2", "--proxy", proxy.proxy_url, "--cacert", proxy.ca, "--max-time", "30",
-           "-o", "-", "-w", "\n%{http_version} %{http_code}", "--data-binary", "@-", f"https://api.openai.com{path}"]
+    cmd = [
+        "curl",
+        "-sS",
+        "--http2",
+        "--proxy",
+        proxy.proxy_url,
+        "--cacert",
+        proxy.ca,
+        "--max-time",
+        "30",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_version} %{http_code}",
+        "--data-binary",
+        "@-",
+        f"https://api.openai.com{path}",
+    ]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
     out = subprocess.run(cmd, input=content, capture_output=True, timeout=40, check=True).stdout
@@ -146,11 +167,15 @@ def hostile_post(request, proxy: Proxy):
     if request.param == "base_url_h1":
         client = httpx.Client(base_url=proxy.base_url, timeout=30)
     else:
-        client = httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30)
+        client = httpx.Client(
+            base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30
+        )
     with client:
+
         def post(path: str, content: bytes, headers: dict[str, str]) -> tuple[str, int, bytes]:
             r = client.post(path, content=content, headers=headers)
             return r.http_version, r.status_code, r.content
+
         yield post
 
 
@@ -193,9 +218,15 @@ def test_a_compressed_bomb_is_a_413_and_never_expanded_whole(proxy: Proxy, backe
     text = b'{"model": "gpt-5.5", "input": "' + b"a" * 100_000_000 + b'"}'  # 100 MB of JSON, over max-request-bytes (64 MiB)
     bomb = pack(text)
     assert len(bomb) < 1_000_000
-    r = httpx.post(proxy.base_url + "/v1/responses", content=bomb, headers={"content-type": "application/json", "content-encoding": coding}, timeout=60)
+    r = httpx.post(
+        proxy.base_url + "/v1/responses", content=bomb, headers={"content-type": "application/json", "content-encoding": coding}, timeout=60
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
     assert backend.received == []
-    small = httpx.post(proxy.base_url + "/v1/responses", content=pack(json.dumps(ROUTES["/v1/responses"]("hi")).encode()),
-                       headers={"content-type": "application/json", "content-encoding": coding}, timeout=60)
+    small = httpx.post(
+        proxy.base_url + "/v1/responses",
+        content=pack(json.dumps(ROUTES["/v1/responses"]("hi")).encode()),
+        headers={"content-type": "application/json", "content-encoding": coding},
+        timeout=60,
+    )
     assert small.status_code == 200, small.text[:300]

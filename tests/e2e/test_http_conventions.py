@@ -12,16 +12,26 @@ from tests.proxyproc import start_proxy
 
 ORIGIN = "http://localhost:3000"
 CHAT = {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}
-PREFLIGHT = {"origin": ORIGIN, "access-control-request-method": "POST",
-             "access-control-request-headers": "authorization, content-type, x-stainless-lang"}
+PREFLIGHT = {
+    "origin": ORIGIN,
+    "access-control-request-method": "POST",
+    "access-control-request-headers": "authorization, content-type, x-stainless-lang",
+}
 
 
 @pytest.fixture(scope="module")
 def cors_proxy(tmp_path_factory, backend_server):
     home = tmp_path_factory.mktemp("cors")
     mint_account(home / "auth")
-    p = start_proxy(home, {"auth-dir": str(home / "auth"), "codex-base-url": backend_server.base_url,
-                           "oauth-issuer": "http://127.0.0.1:9", "cors-origins": [ORIGIN]})
+    p = start_proxy(
+        home,
+        {
+            "auth-dir": str(home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+            "cors-origins": [ORIGIN],
+        },
+    )
     yield p
     p.stop()
 
@@ -29,7 +39,9 @@ def cors_proxy(tmp_path_factory, backend_server):
 def client(proxy, mode):
     if mode == "base_url":
         return httpx.Client(base_url=proxy.base_url, timeout=30)
-    return httpx.Client(base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30)
+    return httpx.Client(
+        base_url="https://api.openai.com", proxy=proxy.proxy_url, verify=ssl.create_default_context(cafile=proxy.ca), timeout=30
+    )
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages", "/v1/models"])
@@ -80,7 +92,9 @@ def test_x_request_id_on_every_answer(raw, backend):
         "not found": raw.get("/v1/embeddings"),
         "method": raw.get("/v1/chat/completions"),
         "bad json": raw.post("/v1/chat/completions", content=b"{", headers={"content-type": "application/json"}),
-        "count_tokens": raw.post("/v1/messages/count_tokens", json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}),
+        "count_tokens": raw.post(
+            "/v1/messages/count_tokens", json={"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+        ),
         "head": raw.head("/v1/models"),
     }
     ids = {name: r.headers.get("x-request-id", "") for name, r in answers.items()}
@@ -90,7 +104,11 @@ def test_x_request_id_on_every_answer(raw, backend):
     assert translated.headers["x-request-id"] == "req_fake"  # the backend's own, passed on (stream answers: test_client_limits)
     backend.replies.append(JSONReply(400, {"detail": "Unsupported parameter: foo"}))  # an upstream error without an id
     refused = raw.post("/v1/chat/completions", json=CHAT)
-    assert refused.status_code == 400 and refused.json()["error"]["param"] == "foo" and refused.json()["error"]["code"] == "unsupported_parameter"
+    assert (
+        refused.status_code == 400
+        and refused.json()["error"]["param"] == "foo"
+        and refused.json()["error"]["code"] == "unsupported_parameter"
+    )
     assert refused.headers["x-request-id"].startswith("req_") and refused.headers["x-request-id"] not in ids.values()
 
 

@@ -93,7 +93,7 @@ def head(path: str, framing: str, listener: str = "base_url") -> bytes:
 
 
 def chunks(body: bytes, size: int = 16) -> bytes:
-    return b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size]) for i in range(0, len(body), size))
+    return b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size))
 
 
 def client_error(path: str, status: int, body: bytes) -> str:
@@ -108,7 +108,9 @@ def client_error(path: str, status: int, body: bytes) -> str:
 
 def still_serving(proxy: Proxy, listener: str) -> None:
     """The next request, on a fresh connection, works."""
-    status, _, body, _ = exchange(proxy, listener, "/v1/chat/completions", head("/v1/chat/completions", f"Content-Length: {len(CHAT)}\r\n", listener) + CHAT)
+    status, _, body, _ = exchange(
+        proxy, listener, "/v1/chat/completions", head("/v1/chat/completions", f"Content-Length: {len(CHAT)}\r\n", listener) + CHAT
+    )
     assert status == 200 and json.loads(body)["choices"][0]["message"]["content"], body
 
 
@@ -128,7 +130,7 @@ def test_a_chunked_body_with_trailers_gets_an_answer(proxy: Proxy, backend, list
     assert status == 200, body
     assert took < DEADLINE
     answer = json.loads(body)
-    assert (answer["content"][0]["text"] if path == "/v1/messages" else answer["choices"][0]["message"]["content"])
+    assert answer["content"][0]["text"] if path == "/v1/messages" else answer["choices"][0]["message"]["content"]
     assert len(backend.received) == 1 and "x-checksum" not in backend.received[0].headers
     still_serving(proxy, listener)
 
@@ -222,7 +224,9 @@ def test_tls_through_the_regular_proxy_is_unaffected(proxy: Proxy):
 # HEAD: headers only, so the next response on the connection is read correctly
 
 
-@pytest.mark.parametrize("path,status", [("/v1/models", 200), ("/v1/models/gpt-5.5", 200), ("/v1/chat/completions", 405), ("/nowhere", 404)])
+@pytest.mark.parametrize(
+    "path,status", [("/v1/models", 200), ("/v1/models/gpt-5.5", 200), ("/v1/chat/completions", 405), ("/nowhere", 404)]
+)
 def test_head_answers_carry_no_body(proxy: Proxy, listener, path, status):
     with connect(proxy, listener) as sock:
         sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: {host_for(listener, path)}\r\n\r\n".encode())
@@ -243,8 +247,15 @@ def small_limit_proxy(tmp_path_factory, backend_server):
     from tests.fakes.accounts import mint_account
 
     mint_account(home / "auth")
-    p = start_proxy(home, {"auth-dir": str(home / "auth"), "codex-base-url": backend_server.base_url,
-                           "oauth-issuer": "http://127.0.0.1:9", "max-request-bytes": LIMIT})
+    p = start_proxy(
+        home,
+        {
+            "auth-dir": str(home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+            "max-request-bytes": LIMIT,
+        },
+    )
     yield p
     p.stop()
 
@@ -326,21 +337,44 @@ def test_a_60mb_body_is_refused_with_413_as_it_arrives(small_limit_proxy: Proxy,
 
 def test_an_sdk_that_sends_everything_first_still_reads_the_413(small_limit_proxy: Proxy, backend):
     """httpx (as in the OpenAI and Anthropic SDKs) reads nothing until its body is sent: the proxy drains it."""
+
     def body():
         for _ in range(40):
             yield b"x" * 65536
 
-    r = httpx.post(small_limit_proxy.base_url + "/v1/chat/completions", content=body(), timeout=30,
-                   headers={"content-type": "application/json"})
+    r = httpx.post(
+        small_limit_proxy.base_url + "/v1/chat/completions", content=body(), timeout=30, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
 
 
 def test_an_http2_body_over_the_limit_is_a_413(small_limit_proxy: Proxy, backend):
     """curl offers h2 first in ALPN inside the tunnel (httpx offers http/1.1 first, and mitmproxy follows
     the client's preference); the body has no length, it is counted as its DATA frames arrive."""
-    cmd = ["curl", "-sS", "--http2", "--proxy", small_limit_proxy.proxy_url, "--cacert", small_limit_proxy.ca, "--max-time", "30",
-           "-H", "content-type: application/json", "-H", "anthropic-version: 2023-06-01", "-X", "POST", "-T", "-",  # stdin, length unknown
-           "-o", "-", "-w", "\n%{http_version} %{http_code}", "https://api.anthropic.com/v1/messages"]
+    cmd = [
+        "curl",
+        "-sS",
+        "--http2",
+        "--proxy",
+        small_limit_proxy.proxy_url,
+        "--cacert",
+        small_limit_proxy.ca,
+        "--max-time",
+        "30",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "anthropic-version: 2023-06-01",
+        "-X",
+        "POST",
+        "-T",
+        "-",  # stdin, length unknown
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_version} %{http_code}",
+        "https://api.anthropic.com/v1/messages",
+    ]
     mark = len(small_limit_proxy.lines)
     out = subprocess.run(cmd, input=b"x" * (3 * LIMIT), capture_output=True, timeout=40).stdout
     body, _, tail = out.rpartition(b"\n")

@@ -12,8 +12,14 @@ from tests.conftest import anthropic_sdk
 from tests.fakes.codex_backend import LITE_HEADER, sse, turn
 
 LITE = "gpt-5.6-sol"
-WEATHER_FN = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER_FN = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 def assert_sdk_identity(headers):
@@ -29,7 +35,9 @@ def test_openai_chat_with_tools_on_a_lite_model(openai_client, backend):
     r = openai_client.chat.completions.create(model=LITE, messages=messages, tools=[WEATHER_FN])
     msg = r.choices[0].message
     assert r.choices[0].finish_reason == "tool_calls"
-    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in msg.tool_calls] == [("call_p", "get_weather", {"city": "Paris"})]
+    assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in msg.tool_calls] == [
+        ("call_p", "get_weather", {"city": "Paris"})
+    ]
     got = backend.received[-1]
     body = got.json
     assert got.headers[LITE_HEADER] == "true"
@@ -57,23 +65,44 @@ def test_classic_model_still_gets_the_classic_form(openai_client, backend):
 
 
 CLIENT_BODY = {
-    "model": "gpt-6.1-sol", "stream": True,
+    "model": "gpt-6.1-sol",
+    "stream": True,
     "input": [
-        {"type": "additional_tools", "id": "at_1", "role": "developer",
-         "tools": [{"type": "namespace", "name": "functions", "description": "", "tools": [
-             {"type": "function", "name": "get_weather", "parameters": WEATHER_FN["function"]["parameters"], "strict": False}]}]},
+        {
+            "type": "additional_tools",
+            "id": "at_1",
+            "role": "developer",
+            "tools": [
+                {
+                    "type": "namespace",
+                    "name": "functions",
+                    "description": "",
+                    "tools": [
+                        {"type": "function", "name": "get_weather", "parameters": WEATHER_FN["function"]["parameters"], "strict": False}
+                    ],
+                }
+            ],
+        },
         {"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
         {"type": "message", "id": "msg_2", "role": "user", "content": [{"type": "input_text", "text": "hello lite"}]},
     ],
-    "tool_choice": "auto", "parallel_tool_calls": False, "reasoning": {"effort": "high", "context": "all_turns"},
-    "store": False, "include": ["web_search_call.action.sources"], "prompt_cache_key": "thread-lite-1",
-    "text": {"verbosity": "low"}, "client_metadata": {"thread_id": "thread-lite-1", "turn_id": "t-1"},
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "reasoning": {"effort": "high", "context": "all_turns"},
+    "store": False,
+    "include": ["web_search_call.action.sources"],
+    "prompt_cache_key": "thread-lite-1",
+    "text": {"verbosity": "low"},
+    "client_metadata": {"thread_id": "thread-lite-1", "turn_id": "t-1"},
 }
 
 
 def test_responses_stream_passes_client_fields_through(raw, backend):
-    r = raw.post("/v1/responses", json=CLIENT_BODY, headers={"authorization": "Bearer sk-x", LITE_HEADER: "true",
-                                                             "x-codex-window-id": "thread-lite-1:0"})
+    r = raw.post(
+        "/v1/responses",
+        json=CLIENT_BODY,
+        headers={"authorization": "Bearer sk-x", LITE_HEADER: "true", "x-codex-window-id": "thread-lite-1:0"},
+    )
     assert r.status_code == 200, r.text
     assert "event: response.completed" in r.text and "You said: hello lite" in r.text
     got = backend.received[-1]
@@ -85,8 +114,12 @@ def test_responses_stream_passes_client_fields_through(raw, backend):
 
 
 def test_responses_sdk_classic_body_for_a_lite_model_is_converted(openai_client, backend):
-    with openai_client.responses.stream(model=LITE, instructions="Be kind.", input="hi there",
-                                        tools=[{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]) as s:
+    with openai_client.responses.stream(
+        model=LITE,
+        instructions="Be kind.",
+        input="hi there",
+        tools=[{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}],
+    ) as s:
         final = s.get_final_response()
     assert final.output_text == "You said: hi there"
     got = backend.received[-1]
@@ -98,8 +131,11 @@ def test_responses_sdk_classic_body_for_a_lite_model_is_converted(openai_client,
 
 def test_zstd_compressed_body_is_decoded(raw, backend):
     body = {"model": "gpt-5.5", "input": "squeezed", "stream": False}
-    r = raw.post("/v1/responses", content=zstd.compress(json.dumps(body).encode()),
-                 headers={"content-type": "application/json", "content-encoding": "zstd"})
+    r = raw.post(
+        "/v1/responses",
+        content=zstd.compress(json.dumps(body).encode()),
+        headers={"content-type": "application/json", "content-encoding": "zstd"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["output"][-1]["content"][0]["text"] == "You said: squeezed"
     got = backend.received[-1]
@@ -108,8 +144,9 @@ def test_zstd_compressed_body_is_decoded(raw, backend):
 
 @pytest.mark.parametrize("encoding", ["zstd", "x-unknown"])
 def test_undecodable_body_is_a_clear_400(raw, backend, encoding):
-    r = raw.post("/v1/responses", content=b"not compressed at all",
-                 headers={"content-type": "application/json", "content-encoding": encoding})
+    r = raw.post(
+        "/v1/responses", content=b"not compressed at all", headers={"content-type": "application/json", "content-encoding": encoding}
+    )
     assert r.status_code == 400
     err = r.json()["error"]
     assert "content-encoding" in err["message"] and encoding in err["message"] and err["type"] == "invalid_request_error"
@@ -120,9 +157,14 @@ def test_anthropic_sdk_on_a_lite_model_with_a_tool(proxy, mode, monkeypatch, bac
     client = anthropic_sdk(proxy, mode, monkeypatch)
     backend.replies.append(sse(turn(LITE).reasoning("Plan.").tool_call("get_weather", {"city": "Rome"}, call_id="toolu_r").events()))
     tools = [{"name": "get_weather", "description": "Weather", "input_schema": WEATHER_FN["function"]["parameters"]}]
-    msg = client.messages.create(model=f"{LITE}(high)", max_tokens=1024, system="Be brief.", tools=tools,
-                                 thinking={"type": "enabled", "budget_tokens": 2048},
-                                 messages=[{"role": "user", "content": "Weather in Rome?"}])
+    msg = client.messages.create(
+        model=f"{LITE}(high)",
+        max_tokens=1024,
+        system="Be brief.",
+        tools=tools,
+        thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "Weather in Rome?"}],
+    )
     assert msg.stop_reason == "tool_use"
     use = [b for b in msg.content if b.type == "tool_use"]
     assert [(b.id, b.name, b.input) for b in use] == [("toolu_r", "get_weather", {"city": "Rome"})]
@@ -130,11 +172,18 @@ def test_anthropic_sdk_on_a_lite_model_with_a_tool(proxy, mode, monkeypatch, bac
     got = backend.received[-1]
     body = got.json
     assert got.headers[LITE_HEADER] == "true" and "tools" not in body and "instructions" not in body
-    assert body["input"][0]["type"] == "additional_tools" and body["reasoning"] == {"effort": "high", "summary": "auto", "context": "all_turns"}
+    assert body["input"][0]["type"] == "additional_tools" and body["reasoning"] == {
+        "effort": "high",
+        "summary": "auto",
+        "context": "all_turns",
+    }
     assert_sdk_identity(got.headers)
 
-    follow = [{"role": "user", "content": "Weather in Rome?"}, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
-              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_r", "content": "rainy"}]}]
+    follow = [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_r", "content": "rainy"}]},
+    ]
     done = client.messages.create(model=LITE, max_tokens=1024, tools=tools, messages=follow)
     assert done.stop_reason == "end_turn" and done.content[0].text == "You said: Weather in Rome?"
     assert backend.received[-1].json["input"][-1] == {"type": "function_call_output", "call_id": "toolu_r", "output": "rainy"}

@@ -12,9 +12,14 @@ from tests.proxyproc import start_proxy
 
 def test_saved_flows_are_annotated_and_hold_no_token(tmp_path, proxy_home, backend_server, backend):
     out = tmp_path / "flows.mitm"
-    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                         "api-keys": ["sk-client-secret-1"]},
-                        "-w", str(out), "--set", "store_streamed_bodies=true")
+    proxy = start_proxy(
+        tmp_path / "p",
+        {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url, "api-keys": ["sk-client-secret-1"]},
+        "-w",
+        str(out),
+        "--set",
+        "store_streamed_bodies=true",
+    )
     try:
         client = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key="sk-client-secret-1", max_retries=0)
         backend.replies.append(sse(turn().reasoning("Think.").text("Streamed words.").events()))
@@ -32,6 +37,7 @@ def test_saved_flows_are_annotated_and_hold_no_token(tmp_path, proxy_home, backe
         assert f.request.headers["authorization"] == "Bearer …(redacted)"
     assert flows[0].comment.startswith("chat · gpt-5.5(high) → gpt-5.5 · high · dev@example.com · 42→17 tok · ttfb ")
     from cliproxy.addons.translate.conversation import render
+
     assert "[assistant] Streamed words." in render(flows[0].response.content)
     assert token not in proxy.log
 

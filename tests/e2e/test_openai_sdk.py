@@ -11,8 +11,9 @@ from tests.fakes.codex_backend import sse, turn
 
 
 def test_chat_non_stream(openai_client, backend, proxy_home):
-    r = openai_client.chat.completions.create(model="gpt-5.5", messages=[
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}])
+    r = openai_client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello there"}]
+    )
     assert r.choices[0].message.content == "You said: hello there"
     assert r.choices[0].finish_reason == "stop"
     assert r.usage.total_tokens == 59
@@ -31,8 +32,8 @@ def test_chat_non_stream(openai_client, backend, proxy_home):
 def test_chat_stream(openai_client, backend):
     backend.replies.append(sse(turn().reasoning("Let me think.").text("Hello, world!").events()))
     stream = openai_client.chat.completions.create(
-        model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True,
-        stream_options={"include_usage": True})
+        model="gpt-5.5", messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "Hello, world!"
@@ -43,23 +44,39 @@ def test_chat_stream(openai_client, backend):
 
 
 def test_tool_call_round_trip(openai_client, backend):
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city",
-              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
-    backend.replies.append(sse(turn().tool_call("get_weather", {"city": "Paris"}, call_id="call_w1")
-                               .tool_call("get_weather", {"city": "Rome"}, call_id="call_w2").events()))
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ]
+    backend.replies.append(
+        sse(
+            turn()
+            .tool_call("get_weather", {"city": "Paris"}, call_id="call_w1")
+            .tool_call("get_weather", {"city": "Rome"}, call_id="call_w2")
+            .events()
+        )
+    )
     messages = [{"role": "user", "content": "Weather in Paris and Rome?"}]
     with openai_client.chat.completions.stream(model="gpt-5.5", messages=messages, tools=tools) as stream:
         final = stream.get_final_completion()
     msg = final.choices[0].message
     assert final.choices[0].finish_reason == "tool_calls"
     assert [(c.id, c.function.name, json.loads(c.function.arguments)) for c in msg.tool_calls] == [
-        ("call_w1", "get_weather", {"city": "Paris"}), ("call_w2", "get_weather", {"city": "Rome"})]
+        ("call_w1", "get_weather", {"city": "Paris"}),
+        ("call_w2", "get_weather", {"city": "Rome"}),
+    ]
     sent = backend.received[-1].json
     assert sent["tools"][0]["name"] == "get_weather" and sent["parallel_tool_calls"] is True
 
     messages += [msg.model_dump(exclude_none=True)] + [
-        {"role": "tool", "tool_call_id": c.id, "content": f"sunny in {json.loads(c.function.arguments)['city']}"}
-        for c in msg.tool_calls]
+        {"role": "tool", "tool_call_id": c.id, "content": f"sunny in {json.loads(c.function.arguments)['city']}"} for c in msg.tool_calls
+    ]
     backend.replies.append(sse(turn().text("Both sunny.").events()))
     r = openai_client.chat.completions.create(model="gpt-5.5", messages=messages, tools=tools)
     assert r.choices[0].message.content == "Both sunny."
@@ -70,8 +87,15 @@ def test_tool_call_round_trip(openai_client, backend):
 
 def test_image_input(openai_client, backend):
     url = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-    openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]}])
+    openai_client.chat.completions.create(
+        model="gpt-5.5",
+        messages=[
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": url, "detail": "low"}}],
+            }
+        ],
+    )
     content = backend.received[-1].json["input"][0]["content"]
     assert content == [{"type": "input_text", "text": "What is this?"}, {"type": "input_image", "image_url": url}]
 
@@ -105,8 +129,9 @@ def test_models_list(openai_client):
 
 def test_responses_stream_and_final_response(openai_client, backend):
     backend.replies.append(sse(turn().reasoning("Plan.").text("Final words.").tool_call("lookup", {"q": 1}).events(empty_output=True)))
-    with openai_client.responses.stream(model="gpt-5.5", input="hi", instructions="Be kind.",
-                                        reasoning={"effort": "low", "summary": "auto"}) as stream:
+    with openai_client.responses.stream(
+        model="gpt-5.5", input="hi", instructions="Be kind.", reasoning={"effort": "low", "summary": "auto"}
+    ) as stream:
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
     assert "".join(deltas) == "Final words."
@@ -119,8 +144,12 @@ def test_responses_stream_and_final_response(openai_client, backend):
 
 def test_responses_non_stream(openai_client, backend):
     backend.replies.append(sse(turn().text("Plain.").events(empty_output=True)))
-    r = openai_client.responses.create(model="gpt-5.5", input=[{"role": "system", "content": "sys"}, {"role": "user", "content": "q"}],
-                                       max_output_tokens=50, temperature=0.5)
+    r = openai_client.responses.create(
+        model="gpt-5.5",
+        input=[{"role": "system", "content": "sys"}, {"role": "user", "content": "q"}],
+        max_output_tokens=50,
+        temperature=0.5,
+    )
     assert r.output_text == "Plain." and r.usage.output_tokens == 17
     sent = backend.received[-1].json
     assert sent["input"][0]["role"] == "developer"
@@ -129,6 +158,7 @@ def test_responses_non_stream(openai_client, backend):
 
 def test_upstream_400_detail_becomes_openai_error(openai_client, backend):
     from tests.fakes.codex_backend import detail
+
     backend.replies.append(detail(400, "Unsupported parameter: foo"))
     with pytest.raises(openai.BadRequestError) as e:
         openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "x"}])
@@ -143,12 +173,15 @@ def test_failed_mid_stream_gives_sdk_error(openai_client, backend):
     assert "overloaded" in str(e.value.message)
 
 
-@pytest.mark.parametrize("body,status,needle", [
-    (b"{nope", 400, "not valid JSON"),
-    (b"", 400, "empty"),
-    (b'{"model": "gpt-5.5", "messages": "hi"}', 400, "messages"),
-    (b'[1, 2]', 400, "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body,status,needle",
+    [
+        (b"{nope", 400, "not valid JSON"),
+        (b"", 400, "empty"),
+        (b'{"model": "gpt-5.5", "messages": "hi"}', 400, "messages"),
+        (b"[1, 2]", 400, "JSON object"),
+    ],
+)
 def test_bad_input_gets_openai_error(raw, backend, body, status, needle):
     r = raw.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status

@@ -47,8 +47,9 @@ def ask(proxy, model="gpt-5.5", text="hi", **kw):
 def test_usage_limit_fails_over_and_cools_until_reset(two_accounts, backend):
     proxy = two_accounts(routing={"strategy": "fill-first"})  # always A first while A is available
     limited = {"until": time.time() + 2}
-    backend.responder = lambda req: (usage_limit(resets_in=2) if req.headers["chatgpt-account-id"] == A and time.time() < limited["until"]
-                                     else default_responder(req))
+    backend.responder = lambda req: (
+        usage_limit(resets_in=2) if req.headers["chatgpt-account-id"] == A and time.time() < limited["until"] else default_responder(req)
+    )
     assert ask(proxy).choices[0].message.content == "You said: hi"
     assert accounts_used(backend) == [A, B]  # A refused, B served it transparently
     ask(proxy, text="second conversation")
@@ -76,8 +77,11 @@ def test_all_accounts_cooling_is_429_with_retry_after(two_accounts, backend):
 
 def test_server_error_fails_over_and_streams_the_retried_answer(two_accounts, backend):
     proxy = two_accounts(routing={"strategy": "fill-first"})
-    backend.responder = lambda req: (JSONReply(502, {"error": {"message": "bad gateway"}}) if req.headers["chatgpt-account-id"] == A
-                                     else sse(turn().text("from B").events()))
+    backend.responder = lambda req: (
+        JSONReply(502, {"error": {"message": "bad gateway"}})
+        if req.headers["chatgpt-account-id"] == A
+        else sse(turn().text("from B").events())
+    )
     chunks = list(ask(proxy, stream=True))
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "from B"
     assert accounts_used(backend) == [A, B]
@@ -107,8 +111,9 @@ def test_client_disconnect_closes_the_upstream(two_accounts, backend):
     backend.replies.append(sse(turn().text("x" * 400).events(), delay=0.05, chunking="frames"))
     before = backend.disconnects
     with httpx.Client(base_url=proxy.base_url) as h:
-        with h.stream("POST", "/v1/chat/completions", json={"model": "gpt-5.5", "stream": True,
-                                                             "messages": [{"role": "user", "content": "x"}]}) as r:
+        with h.stream(
+            "POST", "/v1/chat/completions", json={"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        ) as r:
             next(r.iter_raw())
     deadline = time.time() + 5
     while backend.disconnects == before and time.time() < deadline:
@@ -117,9 +122,18 @@ def test_client_disconnect_closes_the_upstream(two_accounts, backend):
 
 
 def test_api_key_upstream_is_a_pool_member(tmp_path, backend_server, backend):
-    config = {"auth-dir": str(tmp_path / "empty"), "codex-base-url": backend_server.base_url,
-              "codex-api-key": [{"api-key": "sk-upstream-123", "base-url": backend_server.base_url,
-                                 "models": [{"name": "gpt-5.5", "alias": "my-model"}], "headers": {"x-extra": "1"}}]}
+    config = {
+        "auth-dir": str(tmp_path / "empty"),
+        "codex-base-url": backend_server.base_url,
+        "codex-api-key": [
+            {
+                "api-key": "sk-upstream-123",
+                "base-url": backend_server.base_url,
+                "models": [{"name": "gpt-5.5", "alias": "my-model"}],
+                "headers": {"x-extra": "1"},
+            }
+        ],
+    }
     proxy = start_proxy(tmp_path / "p", config)
     try:
         r = ask(proxy, model="my-model")
@@ -151,12 +165,16 @@ def test_upstream_cut_mid_stream_ends_with_an_error_frame(proxy, backend, crlf):
 def test_unreachable_backend_is_a_client_format_error_not_html(tmp_path, proxy_home):
     from tests.proxyproc import free_port
 
-    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": f"http://127.0.0.1:{free_port()}/backend-api/codex"})
+    proxy = start_proxy(
+        tmp_path / "p", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": f"http://127.0.0.1:{free_port()}/backend-api/codex"}
+    )
     try:
         with pytest.raises(openai.APIStatusError) as e:
             ask(proxy)
         assert e.value.status_code == 502 and "cannot reach the upstream" in e.value.message
-        r = httpx.post(proxy.base_url + "/v1/messages", json={"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+        r = httpx.post(
+            proxy.base_url + "/v1/messages", json={"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+        )
         if r.status_code != 500:  # once /v1/messages exists it must fail the same clean way, in Anthropic's shape
             assert r.status_code == 502 and r.json()["type"] == "error"
     finally:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from cliproxy.auth.claims import identity_from_tokens
 from cliproxy.auth.journal import journal_path
 from cliproxy.auth.locking import try_account_lock
 from cliproxy.auth.store import load_accounts
-
 from tests.fakes.oauth_server import FakeOAuthServer, Recorded
 from tests.proxyproc import Proxy, start_proxy
 
@@ -108,8 +108,11 @@ def settle(oauth: FakeOAuthServer, paths: list[Path]) -> list[Recorded]:
     deadline, seen = time.monotonic() + 30, -1
     while time.monotonic() < deadline:
         refreshes = oauth.refresh_requests()
-        if len(refreshes) == seen and all(r.status and (r.status != 200 or r.delivered is not None) for r in refreshes) \
-                and all(unlocked(p) for p in paths):
+        if (
+            len(refreshes) == seen
+            and all(r.status and (r.status != 200 or r.delivered is not None) for r in refreshes)
+            and all(unlocked(p) for p in paths)
+        ):
             return refreshes
         seen = len(refreshes)
         time.sleep(0.3)
@@ -144,27 +147,34 @@ def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Ta
             tally.rounds += 1
             new = refreshes[checked:]
             checked = len(refreshes)
-            print(f"round {n}: kill at {kill_at - started:.2f}s; refreshes at " + ", ".join(
-                f"{r.at - started:.2f}-{(r.answered_at or 0) - started:.2f}" for r in new))
+            print(
+                f"round {n}: kill at {kill_at - started:.2f}s; refreshes at "
+                + ", ".join(f"{r.at - started:.2f}-{(r.answered_at or 0) - started:.2f}" for r in new)
+            )
             tally.rotations += sum(r.status == 200 for r in new)
             tally.kills_at_issuer += any(r.at <= kill_at and (r.answered_at is None or r.answered_at > kill_at) for r in new)
-            tally.kills_after_answer += any(r.status == 200 and r.answered_at is not None
-                                            and 0 <= kill_at - r.answered_at < AFTER_ANSWER for r in new)
+            tally.kills_after_answer += any(
+                r.status == 200 and r.answered_at is not None and 0 <= kill_at - r.answered_at < AFTER_ANSWER for r in new
+            )
             tally.replayed += any(journal_path(p).exists() for p in paths)
             for path in paths:
                 email = json.loads(path.read_text())["email"]
                 current = live_token(oauth, email)
                 lineage = oauth.refresh_tokens[current]
-                last = next((r for r in reversed(new) if r.status == 200
-                             and oauth.refresh_tokens.get(r.form.get("refresh_token", "")) == lineage), None)
+                last = next(
+                    (r for r in reversed(new) if r.status == 200 and oauth.refresh_tokens.get(r.form.get("refresh_token", "")) == lineage),
+                    None,
+                )
                 if current in refresh_token_on_disk(path):
                     continue
                 if last is not None and last.delivered is False:
                     tally.undelivered.append(f"round {n}: {email}")
                 else:
                     since = f"{(kill_at - last.answered_at) * 1000:.1f} ms" if last and last.answered_at else "?"
-                    tally.lost.append(f"round {n}: {email}: the rotated token reached the proxy but not the disk "
-                                      f"(killed {since} after the issuer answered)")
+                    tally.lost.append(
+                        f"round {n}: {email}: the rotated token reached the proxy but not the disk "
+                        f"(killed {since} after the issuer answered)"
+                    )
                 relogin(oauth, path, email, lineage)
         print(report(tally))
         # the survivors serve: every account answers, none needs a new login, no token was ever spent twice
@@ -180,8 +190,10 @@ def crash_rounds(tmp_path: Path, backend_url: str, rounds: int, seed: int) -> Ta
             assert not account.needs_login, account.label
             assert account.refresh_token == live_token(oauth, account.email), account.label
             assert not journal_path(account.path).exists()
-        served = {identity_from_tokens(None, r.headers["authorization"].removeprefix("Bearer ")).email
-                  for r in backend_received(backend_url)[-3 * ACCOUNTS:]}
+        served = {
+            identity_from_tokens(None, r.headers["authorization"].removeprefix("Bearer ")).email
+            for r in backend_received(backend_url)[-3 * ACCOUNTS :]
+        }
         assert served == {f"u{i}@example.com" for i in range(ACCOUNTS)}
         assert oauth.reused_count == 0, f"{oauth.reused_count} spent refresh tokens were sent again"
     return tally
@@ -195,10 +207,12 @@ def backend_received(url: str) -> list:
 
 
 def report(tally: Tally) -> str:
-    return (f"rounds={tally.rounds} answered={tally.answered} rotations={tally.rotations} "
-            f"kills_at_issuer={tally.kills_at_issuer} kills_within_{int(AFTER_ANSWER * 1000)}ms_of_an_answer="
-            f"{tally.kills_after_answer} journals_left={tally.replayed} "
-            f"lost_on_the_wire={len(tally.undelivered)} lost={len(tally.lost)}")
+    return (
+        f"rounds={tally.rounds} answered={tally.answered} rotations={tally.rotations} "
+        f"kills_at_issuer={tally.kills_at_issuer} kills_within_{int(AFTER_ANSWER * 1000)}ms_of_an_answer="
+        f"{tally.kills_after_answer} journals_left={tally.replayed} "
+        f"lost_on_the_wire={len(tally.undelivered)} lost={len(tally.lost)}"
+    )
 
 
 @pytest.fixture

@@ -60,15 +60,18 @@ def test_history_plus_previous_response_id_is_refused_like_the_real_backend(prox
         assert err["type"] == "error" and err["error"]["code"] == "previous_response_not_found"
 
 
-@pytest.mark.parametrize("frame,needle", [
-    ("not json", "not valid JSON"),
-    ('["response.create"]', "JSON object with a string `type`"),
-    ('{"type": "response.append", "input": []}', "unknown frame type 'response.append'"),
-    ('{"type": "response.create", "input": "hi"}', "`model` is required"),
-    ('{"type": "response.create", "model": "gpt-5.5"}', "`input` is required"),
-    ('{"type": "response.create", "model": "gpt-5.5", "input": "hi", "tools": "shell"}', "`tools` must be an array"),
-    ('{"type": "response.create", "model": "gpt-5.5", "input": "hi", "previous_response_id": 7}', "previous_response_id"),
-])
+@pytest.mark.parametrize(
+    "frame,needle",
+    [
+        ("not json", "not valid JSON"),
+        ('["response.create"]', "JSON object with a string `type`"),
+        ('{"type": "response.append", "input": []}', "unknown frame type 'response.append'"),
+        ('{"type": "response.create", "input": "hi"}', "`model` is required"),
+        ('{"type": "response.create", "model": "gpt-5.5"}', "`input` is required"),
+        ('{"type": "response.create", "model": "gpt-5.5", "input": "hi", "tools": "shell"}', "`tools` must be an array"),
+        ('{"type": "response.create", "model": "gpt-5.5", "input": "hi", "previous_response_id": 7}', "previous_response_id"),
+    ],
+)
 def test_bad_frames_get_an_error_frame_and_the_socket_stays_usable(proxy, backend, mode, frame, needle):
     with WSClient(proxy, mode) as ws:
         ws.send_text(frame)
@@ -93,8 +96,16 @@ def test_generate_false_warmup_is_answered_locally(proxy, backend, mode):
 
 @pytest.fixture
 def small(tmp_path, proxy_home, backend_server):
-    p = start_proxy(tmp_path / "small", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                         "oauth-issuer": "http://127.0.0.1:9", "max-request-bytes": 4096, "request-timeout-seconds": 2})
+    p = start_proxy(
+        tmp_path / "small",
+        {
+            "auth-dir": str(proxy_home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+            "max-request-bytes": 4096,
+            "request-timeout-seconds": 2,
+        },
+    )
     yield p
     p.stop()
 
@@ -146,7 +157,9 @@ def two_accounts(tmp_path, backend_server):
     auth = tmp_path / "auth"
     mint_account(auth, "a@example.com", "acct-a")
     mint_account(auth, "b@example.com", "acct-b")
-    p = start_proxy(tmp_path / "two", {"auth-dir": str(auth), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"})
+    p = start_proxy(
+        tmp_path / "two", {"auth-dir": str(auth), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"}
+    )
     yield p, auth
     p.stop()
 
@@ -178,8 +191,15 @@ def test_usage_limit_on_the_last_account_passes_the_error_frame(proxy, backend, 
 
 
 def test_switched_off_the_upgrade_gets_426(tmp_path, proxy_home, backend_server, backend):
-    p = start_proxy(tmp_path / "off", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url,
-                                       "oauth-issuer": "http://127.0.0.1:9", "responses-websocket": False})
+    p = start_proxy(
+        tmp_path / "off",
+        {
+            "auth-dir": str(proxy_home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": "http://127.0.0.1:9",
+            "responses-websocket": False,
+        },
+    )
     try:
         with pytest.raises(Rejected) as refused:
             WSClient(p, "base_url")
@@ -214,14 +234,35 @@ def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, proxy_home, back
     codex = npm_tool("@openai/codex", "codex")
     (tmp_path / "codex").mkdir()
     backend.ws_replies += [_tool_call_reply, turn("gpt-5.5", "resp_cli_2").text("Done over the socket.").events(empty_output=False)]
-    provider = (f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
-                'env_key="CLIPROXY_KEY",wire_api="responses",supports_websockets=true}')
+    provider = (
+        f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
+        'env_key="CLIPROXY_KEY",wire_api="responses",supports_websockets=true}'
+    )
     result = subprocess.run(
-        [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5",
-         "-c", "model_provider=cliproxy", "-c", provider, "Make a plan, then say hello"],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"),
-             "CLIPROXY_KEY": "sk-local"},
+        [
+            str(codex),
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "-m",
+            "gpt-5.5",
+            "-c",
+            "model_provider=cliproxy",
+            "-c",
+            provider,
+            "Make a plan, then say hello",
+        ],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+            "HOME": str(tmp_path),
+            "CODEX_HOME": str(tmp_path / "codex"),
+            "CLIPROXY_KEY": "sk-local",
+        },
     )
     assert result.returncode == 0, result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -27,7 +27,9 @@ FIRST_FRAMES = b"".join(
 FAULTS = {
     "5xx": JSONReply(503, {"error": {"message": "The server is overloaded.", "type": "server_error", "code": "server_is_overloaded"}}),
     "reset_before_headers": RawReply(b""),
-    "half_event_then_close": RawReply(sse_head() + chunked(FIRST_FRAMES + b'event: response.output_text.delta\ndata: {"type":"response.out')),
+    "half_event_then_close": RawReply(
+        sse_head() + chunked(FIRST_FRAMES + b'event: response.output_text.delta\ndata: {"type":"response.out')
+    ),
     "garbage_data": RawReply(sse_head() + chunked(b"data: {not json\n\ndata: \xff\xfe\n\n: comment\n\n") + b"0\r\n\r\n"),
     "stall_after_events": sse(turn().text("never finished").events(), pause_after=(4, 3 * TIMEOUT)),
     "usage_limit_429": usage_limit(resets_in=120),
@@ -37,10 +39,20 @@ FAULTS = {
 # What a stream client sees when the fault comes after the stream began (no failover possible then).
 BROKEN_MID_STREAM = {"half_event_then_close", "garbage_data", "stall_after_events"}
 ROUTES = {
-    "chat": ("/v1/chat/completions", lambda text, stream: {"model": "gpt-5.5", "stream": stream, "messages": [{"role": "user", "content": text}]}),
+    "chat": (
+        "/v1/chat/completions",
+        lambda text, stream: {"model": "gpt-5.5", "stream": stream, "messages": [{"role": "user", "content": text}]},
+    ),
     "responses": ("/v1/responses", lambda text, stream: {"model": "gpt-5.5", "stream": stream, "input": text}),
-    "messages": ("/v1/messages", lambda text, stream: {"model": "claude-sonnet-4-5", "stream": stream, "max_tokens": 64,
-                                                      "messages": [{"role": "user", "content": text}]}),
+    "messages": (
+        "/v1/messages",
+        lambda text, stream: {
+            "model": "claude-sonnet-4-5",
+            "stream": stream,
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": text}],
+        },
+    ),
 }
 
 
@@ -56,8 +68,16 @@ def proxy(tmp_path_factory, oauth, backend_server):
     home = tmp_path_factory.mktemp("faults")
     for n in range(9):
         oauth.make_account(home / "auth", email=f"user{n}@example.com")
-    p = start_proxy(home, {"auth-dir": str(home / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": oauth.url,
-                           "request-timeout-seconds": TIMEOUT, "routing": {"strategy": "fill-first"}})
+    p = start_proxy(
+        home,
+        {
+            "auth-dir": str(home / "auth"),
+            "codex-base-url": backend_server.base_url,
+            "oauth-issuer": oauth.url,
+            "request-timeout-seconds": TIMEOUT,
+            "routing": {"strategy": "fill-first"},
+        },
+    )
     yield p
     p.stop()
 
@@ -66,9 +86,11 @@ def expect_answer(route: str, stream: bool, r: httpx.Response, text: str) -> Non
     assert r.status_code == 200, r.text[:300]
     if not stream:
         body = r.json()
-        got = {"chat": lambda: body["choices"][0]["message"]["content"],
-               "responses": lambda: body["output"][-1]["content"][0]["text"],
-               "messages": lambda: body["content"][-1]["text"]}[route]()
+        got = {
+            "chat": lambda: body["choices"][0]["message"]["content"],
+            "responses": lambda: body["output"][-1]["content"][0]["text"],
+            "messages": lambda: body["content"][-1]["text"],
+        }[route]()
         assert got == f"You said: {text}"
         return
     events = r.text
@@ -86,7 +108,11 @@ def expect_stream_error(route: str, r: httpx.Response) -> None:
     elif route == "responses":
         assert last.startswith("event: error") and data["type"] == "error" and data["message"]
     else:
-        assert last.startswith("event: error") and data["type"] == "error" and data["error"]["type"] in ("api_error", "timeout_error", "overloaded_error")
+        assert (
+            last.startswith("event: error")
+            and data["type"] == "error"
+            and data["error"]["type"] in ("api_error", "timeout_error", "overloaded_error")
+        )
 
 
 def expect_error(route: str, r: httpx.Response, status: int) -> None:

@@ -12,8 +12,14 @@ ACCOUNT_ID = "acct-0000-test"
 _KEY = "fake-signing-key-for-tests-only-0000"  # HS256 needs 32+ bytes; nobody verifies it
 
 
-def mint_account(auth_dir: Path, email: str = "dev@example.com", account_id: str = ACCOUNT_ID,
-                 plan: str = "plus", expires_in: int = 10 * 24 * 3600, name: str | None = None) -> Path:
+def mint_account(
+    auth_dir: Path,
+    email: str = "dev@example.com",
+    account_id: str = ACCOUNT_ID,
+    plan: str = "plus",
+    expires_in: int = 10 * 24 * 3600,
+    name: str | None = None,
+) -> Path:
     """Write an account file with JWT tokens like the real issuer's (signed with a dummy key)."""
     now = int(time.time())
     claims = {"https://api.openai.com/auth": {"chatgpt_account_id": account_id, "chatgpt_plan_type": plan}}
@@ -21,12 +27,20 @@ def mint_account(auth_dir: Path, email: str = "dev@example.com", account_id: str
     access = jwt.encode({"exp": now + expires_in, "iat": now, **claims}, _KEY, algorithm="HS256")
     auth_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = auth_dir / (name or f"codex-{email}-{plan}.json")
-    path.write_text(json.dumps({
-        "type": "codex", "email": email, "account_id": account_id, "id_token": id_token,
-        "access_token": access, "refresh_token": f"rt-{email}",
-        "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
-        "expired": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in)),
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "codex",
+                "email": email,
+                "account_id": account_id,
+                "id_token": id_token,
+                "access_token": access,
+                "refresh_token": f"rt-{email}",
+                "last_refresh": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+                "expired": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expires_in)),
+            }
+        )
+    )
     path.chmod(0o600)
     return path
 

@@ -61,39 +61,74 @@ def _sse(events: list[tuple[str | None, dict[str, Any] | str]]) -> bytes:
 
 def anthropic_answer(model: str, stream: bool) -> tuple[str, bytes]:
     if not stream:
-        return "application/json", json.dumps({
-            "id": "msg_amp", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": TEXT}], "stop_reason": "end_turn",
-            "usage": {"input_tokens": 5, "output_tokens": 4}}).encode()
-    return "text/event-stream", _sse([
-        ("message_start", {"type": "message_start", "message": {"id": "msg_amp", "type": "message", "role": "assistant", "model": model,
-                                                                "content": [], "usage": {"input_tokens": 5, "output_tokens": 0}}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
-        ("message_stop", {"type": "message_stop"}),
-    ])
+        return "application/json", json.dumps(
+            {
+                "id": "msg_amp",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": TEXT}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 5, "output_tokens": 4},
+            }
+        ).encode()
+    return "text/event-stream", _sse(
+        [
+            (
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_amp",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "usage": {"input_tokens": 5, "output_tokens": 0},
+                    },
+                },
+            ),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": TEXT}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 4}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+    )
 
 
 def chat_answer(model: str, stream: bool) -> tuple[str, bytes]:
     if not stream:
-        return "application/json", json.dumps({
-            "id": "chatcmpl-amp", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}}).encode()
+        return "application/json", json.dumps(
+            {
+                "id": "chatcmpl-amp",
+                "object": "chat.completion",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+            }
+        ).encode()
     chunk = {"id": "chatcmpl-amp", "object": "chat.completion.chunk", "created": 1, "model": model}
-    return "text/event-stream", _sse([
-        (None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": TEXT}, "finish_reason": None}]}),
-        (None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-        (None, "[DONE]"),
-    ])
+    return "text/event-stream", _sse(
+        [
+            (None, {**chunk, "choices": [{"index": 0, "delta": {"role": "assistant", "content": TEXT}, "finish_reason": None}]}),
+            (None, {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            (None, "[DONE]"),
+        ]
+    )
 
 
 def responses_answer(model: str) -> tuple[str, bytes]:
-    return "application/json", json.dumps({
-        "id": "resp_amp", "object": "response", "model": model, "status": "completed",
-        "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}]}).encode()
+    return "application/json", json.dumps(
+        {
+            "id": "resp_amp",
+            "object": "response",
+            "model": model,
+            "status": "completed",
+            "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": TEXT, "annotations": []}]}],
+        }
+    ).encode()
 
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -104,7 +139,13 @@ def ws_frame(opcode: int, data: bytes, mask: bool = False) -> bytes:
     head = bytes([0x80 | opcode])
     n = len(data)
     bit = 0x80 if mask else 0
-    head += bytes([bit | n]) if n < 126 else bytes([bit | 126]) + struct.pack("!H", n) if n < 65536 else bytes([bit | 127]) + struct.pack("!Q", n)
+    head += (
+        bytes([bit | n])
+        if n < 126
+        else bytes([bit | 126]) + struct.pack("!H", n)
+        if n < 65536
+        else bytes([bit | 127]) + struct.pack("!Q", n)
+    )
     if not mask:
         return head + data
     key = b"\x01\x02\x03\x04"
@@ -156,8 +197,14 @@ class FakeAmpcode:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                req = AmpRequest(self.command, parts.path, parse_qsl(parts.query, keep_blank_values=True), parts.query,
-                                 {k.lower(): v for k, v in self.headers.items()}, body)
+                req = AmpRequest(
+                    self.command,
+                    parts.path,
+                    parse_qsl(parts.query, keep_blank_values=True),
+                    parts.query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
                 fake.received.append(req)
                 if self.headers.get("upgrade", "").lower() == "websocket" and req.path.startswith("/actors/"):
                     self._websocket()
@@ -232,8 +279,15 @@ class FakeAmpcode:
         if method in self.rpc_results:
             return self.rpc_results[method]
         if method == "getUserInfo":
-            return {"id": "user_fake0001", "email": "amp-user@example.com", "username": "amp-user", "displayName": "Amp User",
-                    "team": None, "features": [], "credits": {"balance": 1000}}
+            return {
+                "id": "user_fake0001",
+                "email": "amp-user@example.com",
+                "username": "amp-user",
+                "displayName": "Amp User",
+                "team": None,
+                "features": [],
+                "credits": {"balance": 1000},
+            }
         if method in ("loadPlugins", "loadSkills"):
             return []
         return {}
@@ -253,8 +307,15 @@ class FakeAmpcode:
                 thread = req.json.get("threadId")
             except (ValueError, AttributeError):
                 thread = None
-            return self._json(200, {"threadId": thread or "T-7873e6bd-0000-4000-8000-000000000001", "wsToken": "ws_fake_token",
-                                    "ownerUserId": "user_fake0001", "threadVersion": 1})
+            return self._json(
+                200,
+                {
+                    "threadId": thread or "T-7873e6bd-0000-4000-8000-000000000001",
+                    "wsToken": "ws_fake_token",
+                    "ownerUserId": "user_fake0001",
+                    "threadVersion": 1,
+                },
+            )
         if path.startswith("/api/provider/") and req.method == "POST":
             try:
                 body = req.json
@@ -269,7 +330,10 @@ class FakeAmpcode:
             elif path.endswith("/responses"):
                 ctype, data = responses_answer(model)
             else:
-                ctype, data = "application/json", json.dumps({"candidates": [{"content": {"parts": [{"text": TEXT}]}}], "modelVersion": model}).encode()
+                ctype, data = (
+                    "application/json",
+                    json.dumps({"candidates": [{"content": {"parts": [{"text": TEXT}]}}], "modelVersion": model}).encode(),
+                )
             if ctype == "text/event-stream":
                 return 200, ctype, data, True
             return self._json(200, json.loads(data))

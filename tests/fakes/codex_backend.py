@@ -97,21 +97,52 @@ def sse(events: list[tuple[str, dict[str, Any]]], **kw: Any) -> SSEReply:
 
 def usage_limit(resets_in: int = 3600, plan: str = "plus") -> JSONReply:
     """The backend's quota answer (HTTP 429, `usage_limit_reached` with `resets_in_seconds`)."""
-    return JSONReply(429, {"error": {"type": "usage_limit_reached", "message": "The usage limit has been reached",
-                                     "plan_type": plan, "resets_at": int(time.time()) + resets_in,
-                                     "resets_in_seconds": resets_in}})
+    return JSONReply(
+        429,
+        {
+            "error": {
+                "type": "usage_limit_reached",
+                "message": "The usage limit has been reached",
+                "plan_type": plan,
+                "resets_at": int(time.time()) + resets_in,
+                "resets_in_seconds": resets_in,
+            }
+        },
+    )
 
 
 def unauthorized() -> JSONReply:
-    return JSONReply(401, {"error": {"message": "Your authentication token has been invalidated. Please try signing in again.",
-                                     "type": "invalid_request_error", "code": "token_invalidated", "param": None}, "status": 401})
+    return JSONReply(
+        401,
+        {
+            "error": {
+                "message": "Your authentication token has been invalidated. Please try signing in again.",
+                "type": "invalid_request_error",
+                "code": "token_invalidated",
+                "param": None,
+            },
+            "status": 401,
+        },
+    )
 
 
 def workspace_discovery(account_id: str) -> JSONReply:
     """`GET /backend-api/wham/accounts/check` as the Codex CLI needs it before a turn in ChatGPT mode."""
-    return JSONReply(200, {"accounts": [{"id": account_id, "structure": "personal", "workspace_backend_origin": "NO_CONSTRAINT",
-                                         "account_routing_override": "NO_CONSTRAINT"}],
-                           "account_ordering": [account_id], "default_account_id": account_id})
+    return JSONReply(
+        200,
+        {
+            "accounts": [
+                {
+                    "id": account_id,
+                    "structure": "personal",
+                    "workspace_backend_origin": "NO_CONSTRAINT",
+                    "account_routing_override": "NO_CONSTRAINT",
+                }
+            ],
+            "account_ordering": [account_id],
+            "default_account_id": account_id,
+        },
+    )
 
 
 def detail(status: int, message: str) -> JSONReply:
@@ -134,9 +165,14 @@ QUOTA_HEADERS = {
 # ---------------------------------------------------------------------------------------------
 # The model catalog (`GET /models?client_version=`), per account and plan
 
-_LEVEL_TEXT = {"low": "Fast responses with lighter reasoning", "medium": "Balances speed and reasoning depth for everyday tasks",
-               "high": "Greater reasoning depth for complex problems", "xhigh": "Extra high reasoning depth for complex problems",
-               "max": "Maximum reasoning depth for the hardest problems", "ultra": "Maximum reasoning with automatic task delegation"}
+_LEVEL_TEXT = {
+    "low": "Fast responses with lighter reasoning",
+    "medium": "Balances speed and reasoning depth for everyday tasks",
+    "high": "Greater reasoning depth for complex problems",
+    "xhigh": "Extra high reasoning depth for complex problems",
+    "max": "Maximum reasoning depth for the hardest problems",
+    "ultra": "Maximum reasoning with automatic task delegation",
+}
 _SIX = ("low", "medium", "high", "xhigh", "max", "ultra")
 
 #: (slug, display name, levels, context window, lite, visibility, minimal client version, default tier), as the CLI 0.169.0 knows them
@@ -154,30 +190,61 @@ CLI_MODELS = (
 )
 
 
-def model_entry(slug: str, display: str | None = None, levels: tuple[str, ...] = _SIX, context: int = 272_000, lite: bool = True,
-                visibility: str = "list", min_version: str = "0.153.0", tier: str | None = None, priority: int = 50) -> dict[str, Any]:
+def model_entry(
+    slug: str,
+    display: str | None = None,
+    levels: tuple[str, ...] = _SIX,
+    context: int = 272_000,
+    lite: bool = True,
+    visibility: str = "list",
+    min_version: str = "0.153.0",
+    tier: str | None = None,
+    priority: int = 50,
+) -> dict[str, Any]:
     """One `/models` entry with every field the Codex CLI reads (its base instructions shortened)."""
     return {
-        "slug": slug, "display_name": display or slug, "description": f"{display or slug} (fake backend)",
+        "slug": slug,
+        "display_name": display or slug,
+        "description": f"{display or slug} (fake backend)",
         "default_reasoning_level": "medium" if "medium" in levels else levels[0],
         "supported_reasoning_levels": [{"effort": lv, "description": _LEVEL_TEXT.get(lv, lv)} for lv in levels],
-        "shell_type": "shell_command", "visibility": visibility, "minimal_client_version": min_version,
-        "supported_in_api": True, "priority": priority, "upgrade": None, "availability_nux": None,
-        "base_instructions": "You are Codex, a coding agent (fake backend).", "model_messages": None,
-        "supports_reasoning_summaries": True, "default_reasoning_summary": "none", "support_verbosity": True,
-        "default_verbosity": "low", "apply_patch_tool_type": "freeform", "web_search_tool_type": "text_and_image",
-        "truncation_policy": {"mode": "tokens", "limit": 10000}, "supports_parallel_tool_calls": True,
-        "context_window": context, "max_context_window": max(context, 872_000) if lite else context, "auto_compact_token_limit": None,
-        "effective_context_window_percent": 95, "experimental_supported_tools": [], "input_modalities": ["text", "image"],
-        "prefer_websockets": True, "use_responses_lite": lite, "tool_mode": "code_mode_only" if lite else None,
-        "default_service_tier": tier, "service_tiers": [{"id": "priority", "name": "Fast", "description": "1.5x speed"}],
+        "shell_type": "shell_command",
+        "visibility": visibility,
+        "minimal_client_version": min_version,
+        "supported_in_api": True,
+        "priority": priority,
+        "upgrade": None,
+        "availability_nux": None,
+        "base_instructions": "You are Codex, a coding agent (fake backend).",
+        "model_messages": None,
+        "supports_reasoning_summaries": True,
+        "default_reasoning_summary": "none",
+        "support_verbosity": True,
+        "default_verbosity": "low",
+        "apply_patch_tool_type": "freeform",
+        "web_search_tool_type": "text_and_image",
+        "truncation_policy": {"mode": "tokens", "limit": 10000},
+        "supports_parallel_tool_calls": True,
+        "context_window": context,
+        "max_context_window": max(context, 872_000) if lite else context,
+        "auto_compact_token_limit": None,
+        "effective_context_window_percent": 95,
+        "experimental_supported_tools": [],
+        "input_modalities": ["text", "image"],
+        "prefer_websockets": True,
+        "use_responses_lite": lite,
+        "tool_mode": "code_mode_only" if lite else None,
+        "default_service_tier": tier,
+        "service_tiers": [{"id": "priority", "name": "Fast", "description": "1.5x speed"}],
         "available_in_plans": ["free", "go", "plus", "pro", "team", "business", "enterprise"],
     }
 
 
 def cli_catalog() -> list[dict[str, Any]]:
-    return [model_entry(slug, name, levels, ctx, lite, vis, ver, tier, n + 1)
-            for n, (slug, name, levels, ctx, lite, vis, ver, tier) in enumerate(CLI_MODELS)]
+    return [
+        model_entry(slug, name, levels, ctx, lite, vis, ver, tier, n + 1)
+        for n, (slug, name, levels, ctx, lite, vis, ver, tier) in enumerate(CLI_MODELS)
+    ]
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -205,8 +272,11 @@ class FakeCatalog:
     def for_account(self, account_id: str | None, client_version: str | None = None) -> list[dict[str, Any]]:
         lacking = self.withheld.get(self.plans.get(account_id or "", "plus"), set())
         wanted = _version(client_version) if client_version else None
-        return [m for m in self.models if m.get("slug") not in lacking
-                and (wanted is None or _version(m.get("minimal_client_version") or "0") <= wanted)]
+        return [
+            m
+            for m in self.models
+            if m.get("slug") not in lacking and (wanted is None or _version(m.get("minimal_client_version") or "0") <= wanted)
+        ]
 
     def etag(self, account_id: str | None, client_version: str | None = None) -> str:
         data = json.dumps(self.for_account(account_id, client_version), sort_keys=True).encode()
@@ -225,9 +295,18 @@ class FakeCatalog:
         effort = body.get("reasoning", {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
         levels = [lv["effort"] for lv in entry["supported_reasoning_levels"]]
         if effort is not None and effort not in levels:
-            return JSONReply(400, {"error": {"message": f"Unsupported value: '{effort}' is not supported with the '{model}' model. "
-                                             f"Supported values are: {', '.join(repr(lv) for lv in levels)}.",
-                                             "type": "invalid_request_error", "param": "reasoning.effort", "code": "unsupported_value"}})
+            return JSONReply(
+                400,
+                {
+                    "error": {
+                        "message": f"Unsupported value: '{effort}' is not supported with the '{model}' model. "
+                        f"Supported values are: {', '.join(repr(lv) for lv in levels)}.",
+                        "type": "invalid_request_error",
+                        "param": "reasoning.effort",
+                        "code": "unsupported_value",
+                    }
+                },
+            )
         return None
 
     def answer(self, req: Received) -> JSONReply | RawReply | None:
@@ -240,7 +319,9 @@ class FakeCatalog:
             return JSONReply(500, {"error": {"message": "An error occurred while processing your request.", "type": "server_error"}})
         if self.fail == "html":
             page = b"<html><body>Just a moment...</body></html>"  # a challenge page instead of JSON
-            return RawReply(b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(page), page))
+            return RawReply(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(page), page)
+            )
         if self.fail == "garbage":
             return JSONReply(200, {"models": "yes", "data": [1, 2, 3]})
         query = req.path.partition("?")[2]
@@ -265,8 +346,13 @@ class Turn:
         self.model = model
         self.id = response_id or f"resp_{uuid.uuid4().hex}"  # unique, as the backend's are (clients chain on them)
         self.items: list[tuple[str, Any]] = []
-        self.usage = {"input_tokens": 42, "input_tokens_details": {"cached_tokens": 8},
-                      "output_tokens": 17, "output_tokens_details": {"reasoning_tokens": 5}, "total_tokens": 59}
+        self.usage = {
+            "input_tokens": 42,
+            "input_tokens_details": {"cached_tokens": 8},
+            "output_tokens": 17,
+            "output_tokens_details": {"reasoning_tokens": 5},
+            "total_tokens": 59,
+        }
         self.status = "completed"
         self.incomplete_reason: str | None = None
         self.fail: dict[str, Any] | None = None
@@ -319,8 +405,15 @@ class Turn:
         def add(kind: str, **payload: Any) -> None:
             ev.append((kind, {"type": kind, "sequence_number": next(seq), **payload}))
 
-        base = {"id": self.id, "object": "response", "created_at": 1_760_000_000, "model": self.model,
-                "status": "in_progress", "output": [], "usage": None}
+        base = {
+            "id": self.id,
+            "object": "response",
+            "created_at": 1_760_000_000,
+            "model": self.model,
+            "status": "in_progress",
+            "output": [],
+            "usage": None,
+        }
         add("response.created", response=dict(base))
         add("response.in_progress", response=dict(base))
         done_items = []
@@ -331,13 +424,29 @@ class Turn:
                 item_id = f"rs_{tag}{idx:02d}"
                 add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "reasoning", "summary": []})
                 for s_idx, summary in enumerate(summaries):
-                    add("response.reasoning_summary_part.added", item_id=item_id, output_index=idx, summary_index=s_idx, part={"type": "summary_text", "text": ""})
+                    add(
+                        "response.reasoning_summary_part.added",
+                        item_id=item_id,
+                        output_index=idx,
+                        summary_index=s_idx,
+                        part={"type": "summary_text", "text": ""},
+                    )
                     for piece in _pieces(summary, 3):
                         add("response.reasoning_summary_text.delta", item_id=item_id, output_index=idx, summary_index=s_idx, delta=piece)
                     add("response.reasoning_summary_text.done", item_id=item_id, output_index=idx, summary_index=s_idx, text=summary)
-                    add("response.reasoning_summary_part.done", item_id=item_id, output_index=idx, summary_index=s_idx, part={"type": "summary_text", "text": summary})
-                item = {"id": item_id, "type": "reasoning", "encrypted_content": encrypted,
-                        "summary": [{"type": "summary_text", "text": s} for s in summaries]}
+                    add(
+                        "response.reasoning_summary_part.done",
+                        item_id=item_id,
+                        output_index=idx,
+                        summary_index=s_idx,
+                        part={"type": "summary_text", "text": summary},
+                    )
+                item = {
+                    "id": item_id,
+                    "type": "reasoning",
+                    "encrypted_content": encrypted,
+                    "summary": [{"type": "summary_text", "text": s} for s in summaries],
+                }
             elif kind == "compaction":
                 item_id = f"cmp_{idx:04d}"
                 add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "compaction"})
@@ -345,8 +454,18 @@ class Turn:
             elif kind == "message":
                 text, deltas = spec
                 item_id = f"msg_{tag}{idx:02d}"
-                add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []})
-                add("response.content_part.added", item_id=item_id, output_index=idx, content_index=0, part={"type": "output_text", "annotations": [], "text": ""})
+                add(
+                    "response.output_item.added",
+                    output_index=idx,
+                    item={"id": item_id, "type": "message", "status": "in_progress", "role": "assistant", "content": []},
+                )
+                add(
+                    "response.content_part.added",
+                    item_id=item_id,
+                    output_index=idx,
+                    content_index=0,
+                    part={"type": "output_text", "annotations": [], "text": ""},
+                )
                 for piece in deltas if deltas is not None else _pieces(text, 4):
                     add("response.output_text.delta", item_id=item_id, output_index=idx, content_index=0, delta=piece, logprobs=[])
                 add("response.output_text.done", item_id=item_id, output_index=idx, content_index=0, text=text, logprobs=[])
@@ -357,16 +476,45 @@ class Turn:
                 name, tool_input, call_id, n = spec
                 item_id = f"ctc_{idx:04d}"
                 call_id = call_id or f"call_{idx:04d}ctc"
-                add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "custom_tool_call", "status": "in_progress", "input": "", "call_id": call_id, "name": name})
+                add(
+                    "response.output_item.added",
+                    output_index=idx,
+                    item={
+                        "id": item_id,
+                        "type": "custom_tool_call",
+                        "status": "in_progress",
+                        "input": "",
+                        "call_id": call_id,
+                        "name": name,
+                    },
+                )
                 for piece in _pieces(tool_input, n):
                     add("response.custom_tool_call_input.delta", item_id=item_id, output_index=idx, delta=piece)
                 add("response.custom_tool_call_input.done", item_id=item_id, output_index=idx, input=tool_input)
-                item = {"id": item_id, "type": "custom_tool_call", "status": "completed", "input": tool_input, "call_id": call_id, "name": name}
+                item = {
+                    "id": item_id,
+                    "type": "custom_tool_call",
+                    "status": "completed",
+                    "input": tool_input,
+                    "call_id": call_id,
+                    "name": name,
+                }
             else:
                 name, args, call_id, n = spec
                 item_id = f"fc_{tag}{idx:02d}"
                 call_id = call_id or f"call_{idx:04d}abc"
-                add("response.output_item.added", output_index=idx, item={"id": item_id, "type": "function_call", "status": "in_progress", "arguments": "", "call_id": call_id, "name": name})
+                add(
+                    "response.output_item.added",
+                    output_index=idx,
+                    item={
+                        "id": item_id,
+                        "type": "function_call",
+                        "status": "in_progress",
+                        "arguments": "",
+                        "call_id": call_id,
+                        "name": name,
+                    },
+                )
                 for piece in _pieces(args, n):
                     add("response.function_call_arguments.delta", item_id=item_id, output_index=idx, delta=piece)
                 add("response.function_call_arguments.done", item_id=item_id, output_index=idx, arguments=args)
@@ -423,8 +571,11 @@ def form_problem(req: Received, lite: Callable[[str], bool]) -> JSONReply | None
         return None
     for key in ("instructions", "tools"):
         if key in body:
-            return detail(400, f"Unsupported parameter for Responses Lite model '{model}': '{key}'. "
-                               "Send instructions as a developer message and tools in an additional_tools input item.")
+            return detail(
+                400,
+                f"Unsupported parameter for Responses Lite model '{model}': '{key}'. "
+                "Send instructions as a developer message and tools in an additional_tools input item.",
+            )
     if req.headers.get(LITE_HEADER, "").lower() != "true":
         return detail(400, f"The '{model}' model requires Responses Lite: send the header '{LITE_HEADER}: true'.")
     for item in body.get("input") or []:
@@ -443,7 +594,10 @@ def default_responder(req: Received) -> Reply:
     for problem, message in (
         (body.get("store") is not False, "Store must be set to false"),
         (body.get("stream") is not True, "Stream must be set to true"),
-        (body.get("instructions") is not None and not isinstance(body.get("instructions"), str), "Invalid 'instructions': expected a string"),
+        (
+            body.get("instructions") is not None and not isinstance(body.get("instructions"), str),
+            "Invalid 'instructions': expected a string",
+        ),
     ):
         if problem:
             return detail(400, message)
@@ -457,14 +611,25 @@ def default_responder(req: Received) -> Reply:
     items = body.get("input", [])
     if isinstance(items, list) and items and isinstance(items[-1], dict) and items[-1].get("type") == "compaction_trigger":
         # remote compaction (v2): exactly one `compaction` item, no message
-        return sse(turn(body.get("model", "gpt-5.5")).reasoning("Compacting.").compaction().tier(served).events(), headers=dict(QUOTA_HEADERS))
+        return sse(
+            turn(body.get("model", "gpt-5.5")).reasoning("Compacting.").compaction().tier(served).events(), headers=dict(QUOTA_HEADERS)
+        )
     last = ""
     for item in body.get("input", []):
         if not isinstance(item, dict):
             return detail(400, "Invalid 'input': expected an array of objects")
         if item.get("type") == "item_reference":  # with store=false the backend keeps no item to refer to
-            return JSONReply(404, {"error": {"message": f"Item with id '{item.get('id')}' not found. Items are not persisted when "
-                                             "`store` is set to false.", "type": "invalid_request_error", "param": "input", "code": None}})
+            return JSONReply(
+                404,
+                {
+                    "error": {
+                        "message": f"Item with id '{item.get('id')}' not found. Items are not persisted when `store` is set to false.",
+                        "type": "invalid_request_error",
+                        "param": "input",
+                        "code": None,
+                    }
+                },
+            )
         if item.get("role") == "user":
             content = item.get("content")
             if isinstance(content, str):
@@ -473,8 +638,10 @@ def default_responder(req: Received) -> Reply:
                 last = "".join(p.get("text", "") for p in content)
             else:
                 return detail(400, "Invalid 'input[].content': expected a string or content parts")
-    return sse(turn(body.get("model", "gpt-5.5")).reasoning("Thinking about it.").text(f"You said: {last}").tier(served).events(),
-               headers=dict(QUOTA_HEADERS))
+    return sse(
+        turn(body.get("model", "gpt-5.5")).reasoning("Thinking about it.").text(f"You said: {last}").tier(served).events(),
+        headers=dict(QUOTA_HEADERS),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,9 +649,14 @@ def default_responder(req: Received) -> Reply:
 
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-RATE_LIMITS_EVENT = {"type": "codex.rate_limits", "plan_type": "plus",
-                     "rate_limits": {"primary": {"used_percent": 7.5, "window_minutes": 300, "reset_after_seconds": 9000},
-                                     "secondary": {"used_percent": 40.0, "window_minutes": 10080, "reset_after_seconds": 300000}}}
+RATE_LIMITS_EVENT = {
+    "type": "codex.rate_limits",
+    "plan_type": "plus",
+    "rate_limits": {
+        "primary": {"used_percent": 7.5, "window_minutes": 300, "reset_after_seconds": 9000},
+        "secondary": {"used_percent": 40.0, "window_minutes": 10080, "reset_after_seconds": 300000},
+    },
+}
 
 
 @dataclass
@@ -518,15 +690,29 @@ WSReply = list | WSError | WSClose
 
 
 def ws_usage_limit(resets_in: int = 3600) -> WSError:
-    return WSError(429, {"type": "usage_limit_reached", "message": "The usage limit has been reached", "plan_type": "plus",
-                         "resets_at": int(time.time()) + resets_in, "resets_in_seconds": resets_in},
-                   {"x-codex-primary-used-percent": "100", "x-codex-primary-window-minutes": "300"})
+    return WSError(
+        429,
+        {
+            "type": "usage_limit_reached",
+            "message": "The usage limit has been reached",
+            "plan_type": "plus",
+            "resets_at": int(time.time()) + resets_in,
+            "resets_in_seconds": resets_in,
+        },
+        {"x-codex-primary-used-percent": "100", "x-codex-primary-window-minutes": "300"},
+    )
 
 
 def ws_connection_limit() -> WSError:
-    return WSError(400, {"type": "invalid_request_error", "code": "websocket_connection_limit_reached",
-                         "message": "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue."},
-                   close=True)
+    return WSError(
+        400,
+        {
+            "type": "invalid_request_error",
+            "code": "websocket_connection_limit_reached",
+            "message": "Responses websocket connection limit reached (60 minutes). Create a new websocket connection to continue.",
+        },
+        close=True,
+    )
 
 
 def _ws_echo(body: dict[str, Any], response_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -544,8 +730,9 @@ def _ws_echo(body: dict[str, Any], response_id: str) -> list[tuple[str, dict[str
 class CodexBackend:
     """Start with `with CodexBackend() as backend:` (or `.start()` / `.stop()`)."""
 
-    def __init__(self, responder: Callable[[Received], Reply] = default_responder,
-                 lite: Callable[[str], bool] | Collection[str] = default_lite) -> None:
+    def __init__(
+        self, responder: Callable[[Received], Reply] = default_responder, lite: Callable[[str], bool] | Collection[str] = default_lite
+    ) -> None:
         self.responder = responder
         self.lite = lite  # which models speak only Responses Lite: a predicate or a set of slugs
         self.replies: list[Reply] = []  # answered first, in order, before the responder
@@ -569,8 +756,7 @@ class CodexBackend:
 
     def start(self) -> CodexBackend:
         self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(5)
+        self._server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._handle, "127.0.0.1", 0), self._loop).result(5)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -581,6 +767,7 @@ class CodexBackend:
             for task in pending:  # handlers still streaming or stalling
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+
         asyncio.run_coroutine_threadsafe(_close(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
@@ -663,8 +850,15 @@ class CodexBackend:
         self.ws_sockets += 1
         number = self.ws_sockets
         accept = base64.b64encode(hashlib.sha1(req.headers.get("sec-websocket-key", "").encode() + WS_GUID).digest()).decode()
-        head = ["HTTP/1.1 101 Switching Protocols", "upgrade: websocket", "connection: Upgrade", f"sec-websocket-accept: {accept}",
-                f"x-codex-turn-state: ts-{number}", "x-models-etag: etag-fake-1", "openai-model: gpt-5.5"]
+        head = [
+            "HTTP/1.1 101 Switching Protocols",
+            "upgrade: websocket",
+            "connection: Upgrade",
+            f"sec-websocket-accept: {accept}",
+            f"x-codex-turn-state: ts-{number}",
+            "x-models-etag: etag-fake-1",
+            "openai-model: gpt-5.5",
+        ]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
         conn = wsproto.connection.Connection(wsproto.connection.ConnectionType.SERVER)
         history: dict[str, list[Any]] = {}  # response id -> the socket's whole context after it
@@ -743,8 +937,14 @@ class CodexBackend:
         """Stream the reply; False when the connection was closed (cut, or client gone)."""
         if reply.stall:
             await asyncio.sleep(reply.stall)
-        head = ["HTTP/1.1 200 OK", "content-type: text/event-stream; charset=utf-8", "transfer-encoding: chunked",
-                "cache-control: no-cache", "x-request-id: req_fake", f"x-models-etag: {models_etag}"]
+        head = [
+            "HTTP/1.1 200 OK",
+            "content-type: text/event-stream; charset=utf-8",
+            "transfer-encoding: chunked",
+            "cache-control: no-cache",
+            "x-request-id: req_fake",
+            f"x-models-etag: {models_etag}",
+        ]
         if reply.gzip:
             head.append("content-encoding: gzip")
         head += [f"{k}: {v}" for k, v in reply.headers.items()]
@@ -793,14 +993,30 @@ def _ws_refusal(frame: dict[str, Any], history: dict[str, list[Any]]) -> dict[st
     if previous is None:
         return None
     if previous not in history:
-        return {"type": "error", "status": 400, "error": {"type": "invalid_request_error", "code": "previous_response_not_found",
-                                                          "message": f"Previous response with id '{previous}' not found.", "param": "previous_response_id"}}
+        return {
+            "type": "error",
+            "status": 400,
+            "error": {
+                "type": "invalid_request_error",
+                "code": "previous_response_not_found",
+                "message": f"Previous response with id '{previous}' not found.",
+                "param": "previous_response_id",
+            },
+        }
     held = history[previous]
     ids = {item.get("id") for item in held if isinstance(item, dict) and item.get("id")}
     for item in frame.get("input") or []:
         if isinstance(item, dict) and (item.get("id") in ids or item in held):
-            return {"type": "error", "status": 400, "error": {"type": "invalid_request_error", "code": None, "param": "input",
-                                                              "message": f"Duplicate item found with id {item.get('id') or 'msg'}."}}
+            return {
+                "type": "error",
+                "status": 400,
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": None,
+                    "param": "input",
+                    "message": f"Duplicate item found with id {item.get('id') or 'msg'}.",
+                },
+            }
     return None
 
 
@@ -848,8 +1064,17 @@ async def _read_request(reader: asyncio.StreamReader) -> Received | None:
 
 async def _write_json(writer: asyncio.StreamWriter, reply: JSONReply) -> None:
     body = json.dumps(reply.body).encode() if reply.status != 304 else b""
-    reason = {200: "OK", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
-              500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}.get(reply.status, "Error")
+    reason = {
+        200: "OK",
+        304: "Not Modified",
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        429: "Too Many Requests",
+        500: "Internal Server Error",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+    }.get(reply.status, "Error")
     head = [f"HTTP/1.1 {reply.status} {reason}", "content-type: application/json", f"content-length: {len(body)}"]
     head += [f"{k}: {v}" for k, v in reply.headers.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)

@@ -37,12 +37,22 @@ CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
 SIGNING_KEY = "fake-oauth-server-signing-key-not-a-secret"  # HS256; nobody verifies signatures
 AUTH_NS = "https://api.openai.com/auth"
 PROFILE_NS = "https://api.openai.com/profile"
-REUSED_BODY = {"error": {
-    "message": "Your refresh token has already been used to generate a new access token. Please try signing in again.",
-    "type": "invalid_request_error", "param": None, "code": "refresh_token_reused"}}
-INVALIDATED_BODY = {"error": {
-    "message": "Your refresh token has been invalidated. Please try signing in again.",
-    "type": "invalid_request_error", "param": None, "code": "refresh_token_invalidated"}}
+REUSED_BODY = {
+    "error": {
+        "message": "Your refresh token has already been used to generate a new access token. Please try signing in again.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "refresh_token_reused",
+    }
+}
+INVALIDATED_BODY = {
+    "error": {
+        "message": "Your refresh token has been invalidated. Please try signing in again.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "refresh_token_invalidated",
+    }
+}
 
 
 def _b64url(data: bytes) -> str:
@@ -124,11 +134,21 @@ class FakeOAuthServer:
     strict_redirect_ports   accept only localhost:1455/1457 redirect URIs (default: any localhost port)
     """
 
-    def __init__(self, *, access_ttl: int = 3600, id_ttl: int = 3600, latency: float = 0.0,
-                 login_identity: Identity | None = None, device_interval: str = "1",
-                 device_approve_after: int | None = None, device_slow_down: int = 0,
-                 device_expires_in: float = 900, pending_status: int = 403,
-                 authorize_error: str | None = None, strict_redirect_ports: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        access_ttl: int = 3600,
+        id_ttl: int = 3600,
+        latency: float = 0.0,
+        login_identity: Identity | None = None,
+        device_interval: str = "1",
+        device_approve_after: int | None = None,
+        device_slow_down: int = 0,
+        device_expires_in: float = 900,
+        pending_status: int = 403,
+        authorize_error: str | None = None,
+        strict_redirect_ports: bool = False,
+    ) -> None:
         self.access_ttl = access_ttl
         self.id_ttl = id_ttl
         self.latency = latency
@@ -220,26 +240,53 @@ class FakeOAuthServer:
             return next(ln.current for ln in self.lineages.values() if ln.identity.email == email)
 
     # -- minting -----------------------------------------------------------------------------------
-    def issue(self, identity: Identity, expires_in: int | None = None, lineage: str | None = None,
-              age: int = 0) -> dict[str, Any]:
+    def issue(self, identity: Identity, expires_in: int | None = None, lineage: str | None = None, age: int = 0) -> dict[str, Any]:
         """A token answer for `identity`; starts a new refresh-token lineage unless one is given.
         The access token expires in `expires_in` s (default `access_ttl`) and was issued `age` s ago."""
         with self._lock:
             now = int(time.time())
             ttl = self.access_ttl if expires_in is None else expires_in
-            auth = {"chatgpt_account_id": identity.account_id, "chatgpt_plan_type": identity.plan,
-                    "chatgpt_user_id": identity.user_id, "user_id": identity.user_id}
-            access = jwt.encode({
-                "iss": self.url, "aud": ["https://api.openai.com/v1"], "client_id": CLIENT_ID, "sub": identity.user_id,
-                "iat": now - age, "exp": now + ttl, "jti": secrets.token_hex(8), AUTH_NS: auth,
-                PROFILE_NS: {"email": identity.email, "email_verified": True},
-            }, SIGNING_KEY, algorithm="HS256")
-            id_token = jwt.encode({
-                "iss": self.url, "aud": [CLIENT_ID], "sub": identity.user_id, "email": identity.email,
-                "email_verified": True, "iat": now, "exp": now + self.id_ttl, "jti": secrets.token_hex(8),
-                AUTH_NS: {**auth, "organizations": [{"id": "org-" + identity.account_id[:8], "is_default": True,
-                                                     "role": "owner", "title": "Personal"}]},
-            }, SIGNING_KEY, algorithm="HS256")
+            auth = {
+                "chatgpt_account_id": identity.account_id,
+                "chatgpt_plan_type": identity.plan,
+                "chatgpt_user_id": identity.user_id,
+                "user_id": identity.user_id,
+            }
+            access = jwt.encode(
+                {
+                    "iss": self.url,
+                    "aud": ["https://api.openai.com/v1"],
+                    "client_id": CLIENT_ID,
+                    "sub": identity.user_id,
+                    "iat": now - age,
+                    "exp": now + ttl,
+                    "jti": secrets.token_hex(8),
+                    AUTH_NS: auth,
+                    PROFILE_NS: {"email": identity.email, "email_verified": True},
+                },
+                SIGNING_KEY,
+                algorithm="HS256",
+            )
+            id_token = jwt.encode(
+                {
+                    "iss": self.url,
+                    "aud": [CLIENT_ID],
+                    "sub": identity.user_id,
+                    "email": identity.email,
+                    "email_verified": True,
+                    "iat": now,
+                    "exp": now + self.id_ttl,
+                    "jti": secrets.token_hex(8),
+                    AUTH_NS: {
+                        **auth,
+                        "organizations": [
+                            {"id": "org-" + identity.account_id[:8], "is_default": True, "role": "owner", "title": "Personal"}
+                        ],
+                    },
+                },
+                SIGNING_KEY,
+                algorithm="HS256",
+            )
             refresh = "rt_" + secrets.token_urlsafe(32)
             if lineage is None:
                 lineage = uuid.uuid4().hex
@@ -247,12 +294,20 @@ class FakeOAuthServer:
             else:
                 self.lineages[lineage].current = refresh
             self.refresh_tokens[refresh] = lineage
-            return {"access_token": access, "refresh_token": refresh, "id_token": id_token,
-                    "token_type": "Bearer", "expires_in": ttl}
+            return {"access_token": access, "refresh_token": refresh, "id_token": id_token, "token_type": "Bearer", "expires_in": ttl}
 
-    def make_account(self, auth_dir: Path, *, email: str = "user@example.com", plan: str = "plus",
-                     account_id: str | None = None, expires_in: int | None = None, age: int = 0,
-                     name: str | None = None, **extra: Any) -> Path:
+    def make_account(
+        self,
+        auth_dir: Path,
+        *,
+        email: str = "user@example.com",
+        plan: str = "plus",
+        account_id: str | None = None,
+        expires_in: int | None = None,
+        age: int = 0,
+        name: str | None = None,
+        **extra: Any,
+    ) -> Path:
         """Write an account file (like `cliproxy login` does) holding tokens this server knows: the access
         token expires in `expires_in` s (default `access_ttl`) and was issued `age` s ago (so a token can be
         "10 days old, 5 minutes left"). Extra keyword arguments become extra keys of the file."""
@@ -260,10 +315,18 @@ class FakeOAuthServer:
         tokens = self.issue(identity, expires_in, age=age)
         now = time.time()
         ttl = self.access_ttl if expires_in is None else expires_in
-        data = {"type": "codex", "email": email, "account_id": identity.account_id,
-                "id_token": tokens["id_token"], "access_token": tokens["access_token"],
-                "refresh_token": tokens["refresh_token"], "last_refresh": _rfc3339(now - age),
-                "expired": _rfc3339(now + ttl), "disabled": False, **extra}
+        data = {
+            "type": "codex",
+            "email": email,
+            "account_id": identity.account_id,
+            "id_token": tokens["id_token"],
+            "access_token": tokens["access_token"],
+            "refresh_token": tokens["refresh_token"],
+            "last_refresh": _rfc3339(now - age),
+            "expired": _rfc3339(now + ttl),
+            "disabled": False,
+            **extra,
+        }
         auth_dir = Path(auth_dir)
         auth_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = auth_dir / (name or f"codex-{email}-{plan}.json")
@@ -314,8 +377,12 @@ class FakeOAuthServer:
         else:
             code = "ac_" + secrets.token_urlsafe(24)
             with self._lock:
-                self.codes[code] = {"challenge": q["code_challenge"], "redirect_uri": target,
-                                    "identity": self.login_identity, "used": False}
+                self.codes[code] = {
+                    "challenge": q["code_challenge"],
+                    "redirect_uri": target,
+                    "identity": self.login_identity,
+                    "used": False,
+                }
             params = {"code": code, "scope": q["scope"], "state": q["state"]}
         return 302, {"Location": f"{target}?{urlencode(params)}"}, None
 
@@ -350,8 +417,18 @@ class FakeOAuthServer:
                 return status, {}, body
             token = f.get("refresh_token", "")
             if not token:
-                return 400, {}, {"error": {"message": "Invalid 'refresh_token': empty string.", "type": "invalid_request_error",
-                                           "param": "refresh_token", "code": "empty_string"}}
+                return (
+                    400,
+                    {},
+                    {
+                        "error": {
+                            "message": "Invalid 'refresh_token': empty string.",
+                            "type": "invalid_request_error",
+                            "param": "refresh_token",
+                            "code": "empty_string",
+                        }
+                    },
+                )
             lineage_id = self.refresh_tokens.get(token)
             if lineage_id is None:
                 return 400, {}, {"error": "invalid_grant", "error_description": "Unknown refresh token"}
@@ -380,12 +457,14 @@ class FakeOAuthServer:
         if req.form.get("client_id") != CLIENT_ID:
             return 400, {}, {"error": "invalid_client"}
         with self._lock:
-            session = DeviceSession("dev_" + secrets.token_urlsafe(16),
-                                    f"{secrets.token_hex(2).upper()}-{secrets.token_hex(3).upper()}",
-                                    time.monotonic(), self.login_identity)
+            session = DeviceSession(
+                "dev_" + secrets.token_urlsafe(16),
+                f"{secrets.token_hex(2).upper()}-{secrets.token_hex(3).upper()}",
+                time.monotonic(),
+                self.login_identity,
+            )
             self.devices[session.device_auth_id] = session
-        return 200, {}, {"device_auth_id": session.device_auth_id, "user_code": session.user_code,
-                         "interval": self.device_interval}
+        return 200, {}, {"device_auth_id": session.device_auth_id, "user_code": session.user_code, "interval": self.device_interval}
 
     def _device_poll(self, req: Recorded) -> tuple[int, dict[str, str], Any]:
         with self._lock:
@@ -401,13 +480,16 @@ class FakeOAuthServer:
                 return 403, {}, {"error": "access_denied", "error_description": "The user denied the request"}
             auto = self.device_approve_after is not None and session.polls >= self.device_approve_after
             if not (session.approved or auto):
-                return self.pending_status, {}, {"error": {"code": "deviceauth_authorization_pending",
-                                                           "message": "Authorization pending"}}
+                return self.pending_status, {}, {"error": {"code": "deviceauth_authorization_pending", "message": "Authorization pending"}}
             session.done = True
             verifier = _b64url(secrets.token_bytes(64))
             code = "ac_" + secrets.token_urlsafe(24)
-            self.codes[code] = {"challenge": _challenge(verifier), "redirect_uri": self.url + "/deviceauth/callback",
-                                "identity": session.identity, "used": False}
+            self.codes[code] = {
+                "challenge": _challenge(verifier),
+                "redirect_uri": self.url + "/deviceauth/callback",
+                "identity": session.identity,
+                "used": False,
+            }
             return 200, {}, {"authorization_code": code, "code_verifier": verifier, "code_challenge": _challenge(verifier)}
 
 
@@ -436,8 +518,9 @@ class _Handler(BaseHTTPRequestHandler):
                 form = {}
         elif raw:
             form = {k: v[0] for k, v in parse_qs(raw.decode(), keep_blank_values=True).items()}
-        req = Recorded(self.command, url.path, {k: v[0] for k, v in parse_qs(url.query).items()},
-                       {k.lower(): v for k, v in self.headers.items()}, form)
+        req = Recorded(
+            self.command, url.path, {k: v[0] for k, v in parse_qs(url.query).items()}, {k.lower(): v for k, v in self.headers.items()}, form
+        )
         with fake._lock:
             fake.requests.append(req)
         status, headers, body = fake._handle(req)

@@ -22,8 +22,7 @@ from cliproxy.auth.store import load_account
 async def run(issuer: str, path: Path, calls: int, force: bool) -> dict:
     refresher = TokenRefresher(issuer)
     account = load_account(path)
-    results = await asyncio.gather(*[refresher.ensure_fresh(account, force=force) for _ in range(calls)],
-                                   return_exceptions=True)
+    results = await asyncio.gather(*[refresher.ensure_fresh(account, force=force) for _ in range(calls)], return_exceptions=True)
     tokens = sorted({hashlib.sha256(r.access_token.encode()).hexdigest()[:12] for r in results if not isinstance(r, BaseException)})
     errors = [str(r) for r in results if isinstance(r, RefreshError | Exception)]
     return {"tokens": tokens, "errors": errors}

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.client_access import ClientAccess
@@ -11,9 +14,6 @@ from cliproxy.addons.hooks.codex_upstream import CodexUpstream
 from cliproxy.addons.hooks.guard import Guard
 from cliproxy.addons.hooks.router import Router
 from cliproxy.addons.mitm.flowstate import state
-from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
-
 from tests.conftest import mint_account
 from tests.fakes.codex_backend import turn
 from tests.unit.hooks import run_hooks
@@ -29,9 +29,17 @@ def runtime(tmp_path):
 
 
 def chat_flow(body, host="api.openai.com", path="/v1/chat/completions"):
-    f = tflow.tflow(req=tutils.treq(method=b"POST", host=host, port=443, scheme=b"https", path=path.encode(),
-                                    headers=http.Headers(host=host, content_type="application/json", authorization="Bearer sk-user"),
-                                    content=json.dumps(body).encode()))
+    f = tflow.tflow(
+        req=tutils.treq(
+            method=b"POST",
+            host=host,
+            port=443,
+            scheme=b"https",
+            path=path.encode(),
+            headers=http.Headers(host=host, content_type="application/json", authorization="Bearer sk-user"),
+            content=json.dumps(body).encode(),
+        )
+    )
     f.client_conn.peername = ("127.0.0.1", 5555)
     return f
 
@@ -54,8 +62,14 @@ async def test_chat_request_is_rewritten_onto_codex(runtime):
 async def test_models_answered_locally_in_both_shapes(runtime):
     f = await run_request(runtime, tflow.tflow(req=tutils.treq(method=b"GET", host="api.openai.com", path=b"/v1/models")))
     assert f.response.status_code == 200 and f.response.json()["object"] == "list"
-    g = tflow.tflow(req=tutils.treq(method=b"GET", host="api.anthropic.com", path=b"/v1/models",
-                                    headers=http.Headers(host="api.anthropic.com", anthropic_version="2023-06-01")))
+    g = tflow.tflow(
+        req=tutils.treq(
+            method=b"GET",
+            host="api.anthropic.com",
+            path=b"/v1/models",
+            headers=http.Headers(host="api.anthropic.com", anthropic_version="2023-06-01"),
+        )
+    )
     g = await run_request(runtime, g)
     assert g.response.json()["data"][0]["type"] == "model"
 
@@ -99,8 +113,9 @@ async def test_non_loopback_peer_needs_a_client_key(runtime):
     f.client_conn.peername = ("192.0.2.7", 5555)
     f = await run_hooks(chain(), f)
     assert f.response.status_code == 407 and "api-keys" in f.response.json()["error"]["message"]
-    runtime.config = configfile.parse({"api-keys": ["sk-user"], "auth-dir": str(runtime.config.auth_dir),
-                                       "codex-base-url": runtime.config.codex_base_url})
+    runtime.config = configfile.parse(
+        {"api-keys": ["sk-user"], "auth-dir": str(runtime.config.auth_dir), "codex-base-url": runtime.config.codex_base_url}
+    )
     g = chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     g.client_conn.peername = ("192.0.2.7", 5555)
     g.request.headers["proxy-authorization"] = "Bearer sk-user"
@@ -118,7 +133,7 @@ async def test_stream_callable_translates_and_never_returns_empty_bytes(runtime)
         assert f.response.headers["transfer-encoding"] == "chunked"
         cb = f.response.stream
         data = wire(turn().text("Hi there").events())
-        outs = [cb(data[i:i + 5]) for i in range(0, len(data), 5)] + [cb(b"")]
+        outs = [cb(data[i : i + 5]) for i in range(0, len(data), 5)] + [cb(b"")]
     assert all(isinstance(o, list) and b"" not in o for o in outs)
     body = b"".join(b"".join(o) for o in outs)
     assert body.endswith(b"data: [DONE]\n\n") and b"Hi there"[:2] in body
@@ -126,8 +141,9 @@ async def test_stream_callable_translates_and_never_returns_empty_bytes(runtime)
 
 async def test_upstream_error_is_mapped_in_response(runtime):
     f = await run_request(runtime, chat_flow({"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "hi"}]}))
-    f.response = tutils.tresp(status_code=400, headers=http.Headers(content_type="application/json"),
-                              content=b'{"detail":"Unsupported parameter: foo"}')
+    f.response = tutils.tresp(
+        status_code=400, headers=http.Headers(content_type="application/json"), content=b'{"detail":"Unsupported parameter: foo"}'
+    )
     up = CodexUpstream(runtime)
     with taddons.context(up):
         up.responseheaders(f)
@@ -137,10 +153,11 @@ async def test_upstream_error_is_mapped_in_response(runtime):
 
 
 def test_listener_passes_through_tls_to_other_hosts():
-    from cliproxy.addons.hooks.listener import Listener
     from mitmproxy import ctx
     from mitmproxy.proxy import context
     from mitmproxy.tls import ClientHelloData
+
+    from cliproxy.addons.hooks.listener import Listener
 
     listener = Listener()
     with taddons.context(listener):

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.amp import Amp, AmpAnswers
@@ -13,9 +16,6 @@ from cliproxy.addons.hooks.notes import FlowNotes
 from cliproxy.addons.hooks.router import Router
 from cliproxy.addons.mitm.flowstate import state
 from cliproxy.addons.mitm.upstream_failures import FAILURE_HEADER
-from mitmproxy import http
-from mitmproxy.test import taddons, tflow, tutils
-
 from tests.conftest import mint_account
 from tests.unit.hooks import run_hooks
 
@@ -28,9 +28,16 @@ def runtime(tmp_path):
     rt = Runtime()
 
     def apply(**ampcode):
-        rt.apply_config(configfile.parse({
-            "auth-dir": str(tmp_path / "auth"), "codex-base-url": "http://127.0.0.1:9/backend-api/codex", "api-keys": [KEY],
-            "ampcode": {"upstream-url": "http://127.0.0.1:7/", "upstream-api-key": "sgamp_k", **ampcode}}))
+        rt.apply_config(
+            configfile.parse(
+                {
+                    "auth-dir": str(tmp_path / "auth"),
+                    "codex-base-url": "http://127.0.0.1:9/backend-api/codex",
+                    "api-keys": [KEY],
+                    "ampcode": {"upstream-url": "http://127.0.0.1:7/", "upstream-api-key": "sgamp_k", **ampcode},
+                }
+            )
+        )
 
     apply()
     rt.reconfigure = apply
@@ -38,11 +45,24 @@ def runtime(tmp_path):
 
 
 def amp_flow(path: str, body=None, peer=("127.0.0.1", 5555), method=b"POST", headers=()):
-    f = tflow.tflow(req=tutils.treq(method=method, host="ampcode.com", port=443, scheme=b"https", path=path.encode(),
-                                    headers=http.Headers([(b"host", b"ampcode.com"), (b"content-type", b"application/json"),
-                                                          (b"authorization", f"Bearer {KEY}".encode()),
-                                                          *[(k.encode(), v.encode()) for k, v in headers]]),
-                                    content=json.dumps(body or {}).encode()))
+    f = tflow.tflow(
+        req=tutils.treq(
+            method=method,
+            host="ampcode.com",
+            port=443,
+            scheme=b"https",
+            path=path.encode(),
+            headers=http.Headers(
+                [
+                    (b"host", b"ampcode.com"),
+                    (b"content-type", b"application/json"),
+                    (b"authorization", f"Bearer {KEY}".encode()),
+                    *[(k.encode(), v.encode()) for k, v in headers],
+                ]
+            ),
+            content=json.dumps(body or {}).encode(),
+        )
+    )
     f.client_conn.peername = peer
     return f
 
@@ -56,8 +76,15 @@ REMOTE = ("192.168.1.100", 40000)
 
 async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
     runtime.reconfigure(**{"restrict-management-to-localhost": True})
-    f = await run(runtime, amp_flow("/api/internal?getUserInfo", {"method": "getUserInfo"}, peer=REMOTE,
-                                    headers=[("x-forwarded-for", "127.0.0.1"), ("x-real-ip", "127.0.0.1")]))
+    f = await run(
+        runtime,
+        amp_flow(
+            "/api/internal?getUserInfo",
+            {"method": "getUserInfo"},
+            peer=REMOTE,
+            headers=[("x-forwarded-for", "127.0.0.1"), ("x-real-ip", "127.0.0.1")],
+        ),
+    )
     assert f.response.status_code == 403
     assert json.loads(f.response.content) == {"error": "Access denied: management routes restricted to localhost"}
 
@@ -65,7 +92,14 @@ async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
     assert f.response is None and state(f)["passthrough"] and f.request.url == "http://127.0.0.1:7/api/internal?getUserInfo"
 
     # provider aliases are not management routes: served locally for a remote client with a key
-    f = await run(runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "x"}]}, peer=REMOTE))
+    f = await run(
+        runtime,
+        amp_flow(
+            "/api/provider/openai/v1/chat/completions",
+            {"model": "gpt-5.5", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+            peer=REMOTE,
+        ),
+    )
     assert f.response is None and state(f)["upstream"] and state(f)["amp"] == "local"
 
     runtime.reconfigure(**{"restrict-management-to-localhost": False})  # hot reload: the next request sees it
@@ -74,9 +108,10 @@ async def test_management_restricted_to_localhost_by_tcp_peer(runtime):
 
 
 async def test_remote_peer_without_key_is_refused_before_anything_else(runtime):
+    from mitmproxy.proxy.mode_specs import ProxyMode
+
     from cliproxy.addons.hooks.client_access import ClientAccess
     from cliproxy.addons.mitm.modes import listen_spec
-    from mitmproxy.proxy.mode_specs import ProxyMode
 
     def chain():
         return [ClientAccess(runtime), Router(runtime), Amp(runtime), ClientApis(runtime), CodexUpstream(runtime), Guard()]
@@ -92,7 +127,9 @@ async def test_remote_peer_without_key_is_refused_before_anything_else(runtime):
 
 
 async def test_upstream_request_is_rewritten(runtime):
-    f = await run(runtime, amp_flow("/api/threads/T-1?key=" + KEY + "&x=1", method=b"GET", headers=[("x-api-key", KEY), ("accept-encoding", "br")]))
+    f = await run(
+        runtime, amp_flow("/api/threads/T-1?key=" + KEY + "&x=1", method=b"GET", headers=[("x-api-key", KEY), ("accept-encoding", "br")])
+    )
     req = f.request
     assert req.url == "http://127.0.0.1:7/api/threads/T-1?x=1" and req.headers["host"] == "127.0.0.1:7"
     assert req.headers["authorization"] == "Bearer sgamp_k" and req.headers["x-api-key"] == "sgamp_k"
@@ -100,10 +137,14 @@ async def test_upstream_request_is_rewritten(runtime):
 
 
 async def test_flow_notes_say_which_way_it_went(runtime):
-    mapped = await run(runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]}))
+    mapped = await run(
+        runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]})
+    )
     assert state(mapped)["amp"] == "upstream"  # not mapped yet
     runtime.reconfigure(**{"model-mappings": [{"from": "claude-x", "to": "gpt-5.5"}]})
-    mapped = await run(runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]}))
+    mapped = await run(
+        runtime, amp_flow("/api/provider/openai/v1/chat/completions", {"model": "claude-x", "messages": [{"role": "user", "content": "x"}]})
+    )
     assert state(mapped)["amp"] == "mapped" and state(mapped)["route"] == "chat" and state(mapped)["upstream"]
     assert json.loads(mapped.request.content)["model"] == "gpt-5.5"
     credits = await run(runtime, amp_flow("/api/provider/anthropic/v1/messages", {"model": "claude-y", "messages": []}))

@@ -5,25 +5,32 @@ import json
 import time
 
 import pytest
+
 from cliproxy.addons.core import amp_wire as amp
 
 # -- request side -------------------------------------------------------------------------------
 
 
 def test_sanitize_drops_unsigned_thinking_and_tool_use_signatures():
-    body = {"model": "m", "messages": [
-        {"role": "user", "content": [{"type": "thinking", "thinking": "user side is left alone"}]},
-        {"role": "assistant", "content": [
-            {"type": "thinking", "thinking": "a", "signature": ""},
-            {"type": "thinking", "thinking": "b", "signature": "   "},
-            {"type": "thinking", "thinking": "c"},
-            {"type": "thinking", "thinking": "d", "signature": 5},
-            {"type": "thinking", "thinking": "e", "signature": "sig-ok"},
-            {"type": "text", "text": "hi", "signature": ""},
-            {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"n": 12345678901234567890}, "signature": ""},
-        ]},
-        {"role": "assistant", "content": "plain"},
-    ]}
+    body = {
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": [{"type": "thinking", "thinking": "user side is left alone"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "a", "signature": ""},
+                    {"type": "thinking", "thinking": "b", "signature": "   "},
+                    {"type": "thinking", "thinking": "c"},
+                    {"type": "thinking", "thinking": "d", "signature": 5},
+                    {"type": "thinking", "thinking": "e", "signature": "sig-ok"},
+                    {"type": "text", "text": "hi", "signature": ""},
+                    {"type": "tool_use", "id": "t1", "name": "Bash", "input": {"n": 12345678901234567890}, "signature": ""},
+                ],
+            },
+            {"role": "assistant", "content": "plain"},
+        ],
+    }
     assert amp.sanitize_body(body) is True
     assert body["messages"][0]["content"] == [{"type": "thinking", "thinking": "user side is left alone"}]
     assert body["messages"][1]["content"] == [
@@ -35,11 +42,14 @@ def test_sanitize_drops_unsigned_thinking_and_tool_use_signatures():
     assert amp.sanitize_body({"input": []}) is False and amp.sanitize_body(None) is False
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("context-1m-2025-08-07", ""),
-    ("a, context-1m-2025-08-07 ,b", "a,b"),
-    ("interleaved-thinking-2025-05-14", "interleaved-thinking-2025-05-14"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("context-1m-2025-08-07", ""),
+        ("a, context-1m-2025-08-07 ,b", "a,b"),
+        ("interleaved-thinking-2025-05-14", "interleaved-thinking-2025-05-14"),
+    ],
+)
 def test_strip_beta(value, expected):
     assert amp.strip_beta(value) == expected
 
@@ -51,21 +61,39 @@ def test_scrub_query_only_removes_client_keys():
 
 
 def test_upstream_headers_drop_client_identity_and_inject_the_amp_key():
-    client = [("Authorization", "Bearer sk-client"), ("X-Api-Key", "sk-client"), ("x-goog-api-key", "g"),
-              ("X-Forwarded-For", "1.2.3.4"), ("Via", "1.1 x"), ("X-Stainless-Os", "Linux"), ("Referer", "r"),
-              ("Sec-Ch-Ua", "x"), ("Accept-Encoding", "gzip, br"), ("X-Amp-Thread-Id", "T-1"), ("Content-Type", "application/json")]
+    client = [
+        ("Authorization", "Bearer sk-client"),
+        ("X-Api-Key", "sk-client"),
+        ("x-goog-api-key", "g"),
+        ("X-Forwarded-For", "1.2.3.4"),
+        ("Via", "1.1 x"),
+        ("X-Stainless-Os", "Linux"),
+        ("Referer", "r"),
+        ("Sec-Ch-Ua", "x"),
+        ("Accept-Encoding", "gzip, br"),
+        ("X-Amp-Thread-Id", "T-1"),
+        ("Content-Type", "application/json"),
+    ]
     out = amp.upstream_headers(client, "sgamp_key")
-    assert out == [("X-Amp-Thread-Id", "T-1"), ("Content-Type", "application/json"), ("accept-encoding", "identity"),
-                   ("x-api-key", "sgamp_key"), ("authorization", "Bearer sgamp_key")]
+    assert out == [
+        ("X-Amp-Thread-Id", "T-1"),
+        ("Content-Type", "application/json"),
+        ("accept-encoding", "identity"),
+        ("x-api-key", "sgamp_key"),
+        ("authorization", "Bearer sgamp_key"),
+    ]
     assert ("authorization", "Bearer ") not in amp.upstream_headers(client, "")
     assert not any(k.lower() in ("authorization", "x-api-key") for k, _ in amp.upstream_headers(client, ""))
 
 
-@pytest.mark.parametrize("upstream,path,query,expected", [
-    ("https://ampcode.com", "/api/internal", "getUserInfo", "https://ampcode.com/api/internal?getUserInfo"),
-    ("http://127.0.0.1:9/base/", "/api/threads/T-1", "", "http://127.0.0.1:9/base/api/threads/T-1"),
-    ("http://h/p?tenant=a", "/x", "b=1", "http://h/p/x?tenant=a&b=1"),
-])
+@pytest.mark.parametrize(
+    "upstream,path,query,expected",
+    [
+        ("https://ampcode.com", "/api/internal", "getUserInfo", "https://ampcode.com/api/internal?getUserInfo"),
+        ("http://127.0.0.1:9/base/", "/api/threads/T-1", "", "http://127.0.0.1:9/base/api/threads/T-1"),
+        ("http://h/p?tenant=a", "/x", "b=1", "http://h/p/x?tenant=a&b=1"),
+    ],
+)
 def test_join_url(upstream, path, query, expected):
     assert amp.join_url(upstream, path, query) == expected
 
@@ -79,36 +107,45 @@ def test_forwarded_query_is_byte_for_byte_unless_a_key_goes():
 PAYLOAD = json.dumps({"ok": True, "n": list(range(50))}).encode()
 
 
-@pytest.mark.parametrize("body,expected", [
-    (gzip.compress(PAYLOAD), PAYLOAD),  # hidden gzip
-    (gzip.compress(PAYLOAD)[:-12], None),  # truncated: passed on unchanged
-    (b"\x1f\x8b" + b"garbage" * 5, None),  # corrupt
-    (b"", None),
-    (b"\x1f", None),  # one byte
-    (PAYLOAD, None),  # plain JSON
-    (gzip.compress(b'{"error":"not found"}'), b'{"error":"not found"}'),  # error bodies too
-])
+@pytest.mark.parametrize(
+    "body,expected",
+    [
+        (gzip.compress(PAYLOAD), PAYLOAD),  # hidden gzip
+        (gzip.compress(PAYLOAD)[:-12], None),  # truncated: passed on unchanged
+        (b"\x1f\x8b" + b"garbage" * 5, None),  # corrupt
+        (b"", None),
+        (b"\x1f", None),  # one byte
+        (PAYLOAD, None),  # plain JSON
+        (gzip.compress(b'{"error":"not found"}'), b'{"error":"not found"}'),  # error bodies too
+    ],
+)
 def test_hidden_gzip_repair(body, expected):
     assert amp.repair_hidden_gzip(body) == expected
 
 
-@pytest.mark.parametrize("path,method,expected", [
-    ("/api/provider/anthropic/v1/messages", "POST", ("anthropic", "messages", None)),
-    ("/api/provider/anthropic/v1/messages?beta=true", "POST", ("anthropic", "messages", None)),
-    ("/api/provider/anthropic/v1/messages/count_tokens", "POST", ("anthropic", "count_tokens", None)),
-    ("/api/provider/openai/v1/responses", "POST", ("openai", "responses", None)),
-    ("/api/provider/groq/chat/completions", "POST", ("groq", "chat", None)),
-    ("/api/provider/openai/v1/completions", "POST", ("openai", "completions", None)),
-    ("/api/provider/openai/models", "GET", ("openai", "models", None)),
-    ("/api/provider/anthropic/v1/models", "GET", ("anthropic", "models", None)),
-    ("/api/provider/google/v1beta/models", "GET", ("google", "gemini_models", None)),
-    ("/api/provider/google/v1beta/models/gemini-2.5-pro:streamGenerateContent", "POST", ("google", "gemini", "gemini-2.5-pro")),
-    ("/api/provider/google/v1beta1/publishers/google/models/gemini-3-pro-preview:generateContent", "POST",
-     ("google", "gemini", "gemini-3-pro-preview")),
-    ("/api/provider/google/v1beta1/publishers/google/models", "GET", ("google", "passthrough", None)),
-    ("/api/provider/openai/v1/chat/completions", "GET", ("openai", "unknown", None)),
-    ("/api/provider/openai/v1/embeddings", "POST", ("openai", "unknown", None)),
-])
+@pytest.mark.parametrize(
+    "path,method,expected",
+    [
+        ("/api/provider/anthropic/v1/messages", "POST", ("anthropic", "messages", None)),
+        ("/api/provider/anthropic/v1/messages?beta=true", "POST", ("anthropic", "messages", None)),
+        ("/api/provider/anthropic/v1/messages/count_tokens", "POST", ("anthropic", "count_tokens", None)),
+        ("/api/provider/openai/v1/responses", "POST", ("openai", "responses", None)),
+        ("/api/provider/groq/chat/completions", "POST", ("groq", "chat", None)),
+        ("/api/provider/openai/v1/completions", "POST", ("openai", "completions", None)),
+        ("/api/provider/openai/models", "GET", ("openai", "models", None)),
+        ("/api/provider/anthropic/v1/models", "GET", ("anthropic", "models", None)),
+        ("/api/provider/google/v1beta/models", "GET", ("google", "gemini_models", None)),
+        ("/api/provider/google/v1beta/models/gemini-2.5-pro:streamGenerateContent", "POST", ("google", "gemini", "gemini-2.5-pro")),
+        (
+            "/api/provider/google/v1beta1/publishers/google/models/gemini-3-pro-preview:generateContent",
+            "POST",
+            ("google", "gemini", "gemini-3-pro-preview"),
+        ),
+        ("/api/provider/google/v1beta1/publishers/google/models", "GET", ("google", "passthrough", None)),
+        ("/api/provider/openai/v1/chat/completions", "GET", ("openai", "unknown", None)),
+        ("/api/provider/openai/v1/embeddings", "POST", ("openai", "unknown", None)),
+    ],
+)
 def test_provider_kind(path, method, expected):
     assert amp.provider_kind(path, method) == expected
 
@@ -117,8 +154,10 @@ def test_provider_kind(path, method, expected):
 
 
 def test_tool_casing_from_the_request():
-    req = {"tools": [{"name": "Bash"}, {"name": "my_tool"}, {"name": "Grep"}, {"name": "grep"}],
-           "tool_choice": {"type": "tool", "name": "READ"}}
+    req = {
+        "tools": [{"name": "Bash"}, {"name": "my_tool"}, {"name": "Grep"}, {"name": "grep"}],
+        "tool_choice": {"type": "tool", "name": "READ"},
+    }
     assert amp.tool_casing(req) == {"bash": "Bash", "my_tool": "my_tool", "grep": None, "read": "READ"}
 
 
@@ -128,15 +167,20 @@ def rewriter(casing=None, model="claude-sonnet-4-5(high)"):
 
 def test_whole_message_rewrite():
     casing = amp.tool_casing({"tools": [{"name": "Edit_File"}, {"name": "grep"}, {"name": "Grep"}]})
-    body = {"id": "msg_1", "type": "message", "model": "gpt-5.5", "content": [
-        {"type": "thinking", "thinking": "hmm"},
-        {"type": "text", "text": "hi"},
-        {"type": "tool_use", "id": "t1", "name": "bash", "input": {}},
-        {"type": "tool_use", "id": "t2", "name": "edit_file", "input": {}},
-        {"type": "tool_use", "id": "t3", "name": "grep", "input": {}},  # ambiguous in the request: untouched
-        {"type": "tool_use", "id": "t4", "name": "GLOB", "input": {}},
-        {"type": "tool_use", "id": "t5", "name": "custom", "input": {}},
-    ]}
+    body = {
+        "id": "msg_1",
+        "type": "message",
+        "model": "gpt-5.5",
+        "content": [
+            {"type": "thinking", "thinking": "hmm"},
+            {"type": "text", "text": "hi"},
+            {"type": "tool_use", "id": "t1", "name": "bash", "input": {}},
+            {"type": "tool_use", "id": "t2", "name": "edit_file", "input": {}},
+            {"type": "tool_use", "id": "t3", "name": "grep", "input": {}},  # ambiguous in the request: untouched
+            {"type": "tool_use", "id": "t4", "name": "GLOB", "input": {}},
+            {"type": "tool_use", "id": "t5", "name": "custom", "input": {}},
+        ],
+    }
     out = json.loads(rewriter(casing).rewrite_body(json.dumps(body).encode()))
     assert out["model"] == "claude-sonnet-4-5(high)"
     assert [b["type"] for b in out["content"]] == ["text"] + ["tool_use"] * 5  # thinking dropped beside tool_use
@@ -145,19 +189,28 @@ def test_whole_message_rewrite():
 
 
 def test_thinking_kept_without_tool_use_and_signature_injected():
-    body = {"model": "gpt-5.5", "content": [{"type": "thinking", "thinking": "x"}, {"type": "thinking", "thinking": "y", "signature": "s"},
-                                            {"type": "text", "text": "t"}]}
+    body = {
+        "model": "gpt-5.5",
+        "content": [
+            {"type": "thinking", "thinking": "x"},
+            {"type": "thinking", "thinking": "y", "signature": "s"},
+            {"type": "text", "text": "t"},
+        ],
+    }
     out = rewriter().rewrite_json(body)
     assert [b.get("signature") for b in out["content"]] == ["", "s", None]
 
 
-@pytest.mark.parametrize("obj,path", [
-    ({"model": "gpt-5.5", "choices": []}, ("model",)),
-    ({"type": "message_start", "message": {"model": "gpt-5.5", "content": []}}, ("message", "model")),
-    ({"type": "response.completed", "response": {"model": "gpt-5.5"}}, ("response", "model")),
-    ({"modelVersion": "gpt-5.5", "candidates": []}, ("modelVersion",)),
-    ({"response": {"modelVersion": "gpt-5.5"}}, ("response", "modelVersion")),
-])
+@pytest.mark.parametrize(
+    "obj,path",
+    [
+        ({"model": "gpt-5.5", "choices": []}, ("model",)),
+        ({"type": "message_start", "message": {"model": "gpt-5.5", "content": []}}, ("message", "model")),
+        ({"type": "response.completed", "response": {"model": "gpt-5.5"}}, ("response", "model")),
+        ({"modelVersion": "gpt-5.5", "candidates": []}, ("modelVersion",)),
+        ({"response": {"modelVersion": "gpt-5.5"}}, ("response", "modelVersion")),
+    ],
+)
 def test_model_name_restored_wherever_it_is(obj, path):
     out = rewriter(model="gpt-5.2(xhigh)").rewrite_json(obj)
     for key in path:
@@ -171,12 +224,21 @@ def test_no_client_model_leaves_model_alone():
 
 def anthropic_stream() -> bytes:
     events = [
-        ("message_start", {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "model": "gpt-5.5", "content": []}}),
+        (
+            "message_start",
+            {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "model": "gpt-5.5", "content": []}},
+        ),
         ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}}),
         ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "plan"}}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("content_block_start", {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "bash", "input": {}}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"cmd\":\"ls\"}"}}),
+        (
+            "content_block_start",
+            {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "bash", "input": {}}},
+        ),
+        (
+            "content_block_delta",
+            {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"cmd":"ls"}'}},
+        ),
         ("content_block_stop", {"type": "content_block_stop", "index": 1}),
         ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}}),
         ("message_stop", {"type": "message_stop"}),

@@ -5,6 +5,7 @@ import logging
 import os
 
 import pytest
+
 from cliproxy.addons.core import amp_settings as amp
 from cliproxy.addons.core.config import ConfigError, parse
 
@@ -29,15 +30,24 @@ def test_default_is_disabled():
 
 
 def test_full_block():
-    settings = parse({"ampcode": {
-        "upstream-url": "  https://ampcode.com/  ",
-        "upstream-api-key": " sgamp_cfg ",
-        "upstream-api-keys": [{"upstream-api-key": "sgamp_team", "api-keys": ["k1", " ", "k2"]},
-                              {"upstream-api-key": "sgamp_other", "api-keys": ["k2", "k3"]}],
-        "restrict-management-to-localhost": True,
-        "force-model-mappings": True,
-        "model-mappings": [{"from": "claude-sonnet-4-5", "to": "gpt-5.5"}, {"from": "^claude-.*", "to": "gpt-6-luna", "regex": True}],
-    }}).ampcode
+    settings = parse(
+        {
+            "ampcode": {
+                "upstream-url": "  https://ampcode.com/  ",
+                "upstream-api-key": " sgamp_cfg ",
+                "upstream-api-keys": [
+                    {"upstream-api-key": "sgamp_team", "api-keys": ["k1", " ", "k2"]},
+                    {"upstream-api-key": "sgamp_other", "api-keys": ["k2", "k3"]},
+                ],
+                "restrict-management-to-localhost": True,
+                "force-model-mappings": True,
+                "model-mappings": [
+                    {"from": "claude-sonnet-4-5", "to": "gpt-5.5"},
+                    {"from": "^claude-.*", "to": "gpt-6-luna", "regex": True},
+                ],
+            }
+        }
+    ).ampcode
     assert settings.enabled and settings.upstream_url == "https://ampcode.com"
     assert settings.restrict_management_to_localhost and settings.force_model_mappings
     assert dict(settings.client_keys) == {"k1": "sgamp_team", "k2": "sgamp_team", "k3": "sgamp_other"}  # first entry wins
@@ -46,7 +56,14 @@ def test_full_block():
 
 
 def test_secrets_stay_out_of_repr_and_errors():
-    settings = parse({"ampcode": {"upstream-api-key": "sgamp_SECRET", "upstream-api-keys": [{"upstream-api-key": "sgamp_TEAM", "api-keys": ["sk-CLIENT"]}]}}).ampcode
+    settings = parse(
+        {
+            "ampcode": {
+                "upstream-api-key": "sgamp_SECRET",
+                "upstream-api-keys": [{"upstream-api-key": "sgamp_TEAM", "api-keys": ["sk-CLIENT"]}],
+            }
+        }
+    ).ampcode
     text = repr(settings) + repr(parse({"ampcode": {"upstream-api-key": "sgamp_SECRET"}}))
     assert "SECRET" not in text and "TEAM" not in text and "CLIENT" not in text
     with pytest.raises(ConfigError) as e:
@@ -54,25 +71,31 @@ def test_secrets_stay_out_of_repr_and_errors():
     assert "12345" not in str(e.value)
 
 
-@pytest.mark.parametrize("block,needle", [
-    ("yes", "ampcode: expected a mapping"),
-    ({"upstream-url": "ftp://ampcode.com"}, "ampcode.upstream-url: expected an http:// or https:// URL"),
-    ({"upstream-url": "https://"}, "ampcode.upstream-url: expected an http:// or https:// URL"),
-    ({"upstream-url": "http://x:99999"}, "ampcode.upstream-url: invalid port"),
-    ({"upstream-url": 5}, "ampcode.upstream-url: expected a URL string"),
-    ({"upstream-api-key": ["a"]}, "ampcode.upstream-api-key: expected a string"),
-    ({"upstream-api-keys": {"a": 1}}, "ampcode.upstream-api-keys: expected a list"),
-    ({"upstream-api-keys": [{"upstream-api-key": "x", "api-keys": "k"}]}, "ampcode.upstream-api-keys[0].api-keys: expected a list"),
-    ({"upstream-api-keys": [{"key": "x"}]}, "ampcode.upstream-api-keys[0]: unknown key(s) key"),
-    ({"restrict-management-to-localhost": "yes"}, "ampcode.restrict-management-to-localhost: expected true or false"),
-    ({"force-model-mappings": 1}, "ampcode.force-model-mappings: expected true or false"),
-    ({"model-mappings": {"from": "a"}}, "ampcode.model-mappings: expected a list"),
-    ({"model-mappings": ["a->b"]}, "ampcode.model-mappings[0]: expected a mapping"),
-    ({"model-mappings": [{"from": "a", "to": 3}]}, "ampcode.model-mappings[0].to: expected a model id"),
-    ({"model-mappings": [{"from": "a", "to": "b", "regex": "yes"}]}, "ampcode.model-mappings[0].regex: expected true or false"),
-    ({"model-mappings": [{"from": "a", "to": "b"}, {"from": "(", "to": "b", "regex": True}]}, "ampcode.model-mappings[1].from: invalid regular expression '('"),
-    ({"model-mappings": [{"from": "a", "target": "b"}]}, "ampcode.model-mappings[0]: unknown key(s) target"),
-])
+@pytest.mark.parametrize(
+    "block,needle",
+    [
+        ("yes", "ampcode: expected a mapping"),
+        ({"upstream-url": "ftp://ampcode.com"}, "ampcode.upstream-url: expected an http:// or https:// URL"),
+        ({"upstream-url": "https://"}, "ampcode.upstream-url: expected an http:// or https:// URL"),
+        ({"upstream-url": "http://x:99999"}, "ampcode.upstream-url: invalid port"),
+        ({"upstream-url": 5}, "ampcode.upstream-url: expected a URL string"),
+        ({"upstream-api-key": ["a"]}, "ampcode.upstream-api-key: expected a string"),
+        ({"upstream-api-keys": {"a": 1}}, "ampcode.upstream-api-keys: expected a list"),
+        ({"upstream-api-keys": [{"upstream-api-key": "x", "api-keys": "k"}]}, "ampcode.upstream-api-keys[0].api-keys: expected a list"),
+        ({"upstream-api-keys": [{"key": "x"}]}, "ampcode.upstream-api-keys[0]: unknown key(s) key"),
+        ({"restrict-management-to-localhost": "yes"}, "ampcode.restrict-management-to-localhost: expected true or false"),
+        ({"force-model-mappings": 1}, "ampcode.force-model-mappings: expected true or false"),
+        ({"model-mappings": {"from": "a"}}, "ampcode.model-mappings: expected a list"),
+        ({"model-mappings": ["a->b"]}, "ampcode.model-mappings[0]: expected a mapping"),
+        ({"model-mappings": [{"from": "a", "to": 3}]}, "ampcode.model-mappings[0].to: expected a model id"),
+        ({"model-mappings": [{"from": "a", "to": "b", "regex": "yes"}]}, "ampcode.model-mappings[0].regex: expected true or false"),
+        (
+            {"model-mappings": [{"from": "a", "to": "b"}, {"from": "(", "to": "b", "regex": True}]},
+            "ampcode.model-mappings[1].from: invalid regular expression '('",
+        ),
+        ({"model-mappings": [{"from": "a", "target": "b"}]}, "ampcode.model-mappings[0]: unknown key(s) target"),
+    ],
+)
 def test_errors_name_the_key(block, needle):
     with pytest.raises(ConfigError) as e:
         parse({"ampcode": block})
@@ -81,8 +104,13 @@ def test_errors_name_the_key(block, needle):
 
 def test_blank_entries_are_skipped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING):
-        settings = amp.parse({"model-mappings": [{"from": " ", "to": "gpt-5.5"}, {"from": "a", "to": ""}, {"from": "b", "to": "gpt-5.5"}],
-                              "upstream-api-keys": [{"upstream-api-key": " ", "api-keys": ["k"]}], "extra": 1})
+        settings = amp.parse(
+            {
+                "model-mappings": [{"from": " ", "to": "gpt-5.5"}, {"from": "a", "to": ""}, {"from": "b", "to": "gpt-5.5"}],
+                "upstream-api-keys": [{"upstream-api-key": " ", "api-keys": ["k"]}],
+                "extra": 1,
+            }
+        )
     assert [m.source for m in settings.mappings] == ["b"] and settings.client_keys == {}
     assert len(settings.warnings) == 4 and "ampcode.extra: unknown key ignored" in caplog.text
 
@@ -90,10 +118,17 @@ def test_blank_entries_are_skipped_with_a_warning(caplog):
 # -- mapping ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model,base,suffix", [
-    ("gpt-5.2(xhigh)", "gpt-5.2", "xhigh"), ("g25p(8192)", "g25p", "8192"), ("g25p()", "g25p", None),
-    ("g25p(high", "g25p(high", None), ("plain", "plain", None), ("(x)", "(x)", None),
-])
+@pytest.mark.parametrize(
+    "model,base,suffix",
+    [
+        ("gpt-5.2(xhigh)", "gpt-5.2", "xhigh"),
+        ("g25p(8192)", "g25p", "8192"),
+        ("g25p()", "g25p", None),
+        ("g25p(high", "g25p(high", None),
+        ("plain", "plain", None),
+        ("(x)", "(x)", None),
+    ],
+)
 def test_split_suffix(model, base, suffix):
     assert amp.split_suffix(model) == (base, suffix)
 
@@ -117,16 +152,19 @@ def test_regex_file_order_unanchored_case_insensitive_no_fall_through():
     assert mapper({"from": "^sonnet$", "to": "gpt-5.5", "regex": True}).map("claude-sonnet", served) is None
 
 
-@pytest.mark.parametrize("requested,target,expected", [
-    ("g25p(8192)", "gemini-2.5-pro", "gemini-2.5-pro(8192)"),
-    ("g25p(high)", "gemini-2.5-pro", "gemini-2.5-pro(high)"),
-    ("g25p(auto)", "gemini-2.5-pro", "gemini-2.5-pro(auto)"),
-    ("g25p(none)", "gemini-2.5-pro", "gemini-2.5-pro(none)"),
-    ("g25p(high)", "gemini-2.5-pro(medium)", "gemini-2.5-pro(medium)"),  # the target's suffix wins
-    ("g25p()", "gemini-2.5-pro", "gemini-2.5-pro"),  # an empty suffix is none
-    ("g25p", "gemini-2.5-pro(low)", "gemini-2.5-pro(low)"),
-    ("gpt-5.2(xhigh)", "test/gpt-5.2", "test/gpt-5.2(xhigh)"),
-])
+@pytest.mark.parametrize(
+    "requested,target,expected",
+    [
+        ("g25p(8192)", "gemini-2.5-pro", "gemini-2.5-pro(8192)"),
+        ("g25p(high)", "gemini-2.5-pro", "gemini-2.5-pro(high)"),
+        ("g25p(auto)", "gemini-2.5-pro", "gemini-2.5-pro(auto)"),
+        ("g25p(none)", "gemini-2.5-pro", "gemini-2.5-pro(none)"),
+        ("g25p(high)", "gemini-2.5-pro(medium)", "gemini-2.5-pro(medium)"),  # the target's suffix wins
+        ("g25p()", "gemini-2.5-pro", "gemini-2.5-pro"),  # an empty suffix is none
+        ("g25p", "gemini-2.5-pro(low)", "gemini-2.5-pro(low)"),
+        ("gpt-5.2(xhigh)", "test/gpt-5.2", "test/gpt-5.2(xhigh)"),
+    ],
+)
 def test_thinking_suffix(requested, target, expected):
     assert mapper({"from": amp.split_suffix(requested)[0], "to": target}).map(requested, served) == expected
 

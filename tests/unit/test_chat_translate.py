@@ -3,13 +3,13 @@
 import json
 
 import pytest
-from cliproxy.addons.translate import chat, errors
-from cliproxy.addons.translate.codex_body import Settings
-from cliproxy.addons.translate.stream import collect
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from cliproxy.addons.translate import chat, errors
+from cliproxy.addons.translate.codex_body import Settings
+from cliproxy.addons.translate.stream import collect
 from tests.fakes.codex_backend import turn
 
 S = Settings()
@@ -30,12 +30,16 @@ def run(stream, data, cuts=()):
 
 def frames(out):
     body = b"".join(out).decode()
-    return [f[len("data: "):] for f in body.split("\n\n") if f]
+    return [f[len("data: ") :] for f in body.split("\n\n") if f]
 
 
 TOOL_TURN = (
-    turn().reasoning("First I look.", "Then I answer.").text("Sure, checking both.")
-    .tool_call("get_weather", {"city": "Paris"}).tool_call("get_time", {"tz": "CET"}).events()
+    turn()
+    .reasoning("First I look.", "Then I answer.")
+    .text("Sure, checking both.")
+    .tool_call("get_weather", {"city": "Paris"})
+    .tool_call("get_time", {"tz": "CET"})
+    .events()
 )
 
 
@@ -44,16 +48,27 @@ def test_request_mapping_covers_roles_tools_images_and_format():
         "model": "gpt-5.5(high)",
         "messages": [
             {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": [{"type": "text", "text": "What is this?"},
-                                         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}}]},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\":1}"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBOR"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q":1}'}}],
+            },
             {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
         ],
         "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}],
         "tool_choice": {"type": "function", "function": {"name": "lookup"}},
         "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": True}},
-        "temperature": 0.2, "max_tokens": 100, "stream": True, "stream_options": {"include_usage": True},
+        "temperature": 0.2,
+        "max_tokens": 100,
+        "stream": True,
+        "stream_options": {"include_usage": True},
     }
     call = chat.request_to_codex(body, S)
     b = call.body
@@ -63,7 +78,7 @@ def test_request_mapping_covers_roles_tools_images_and_format():
     assert b["reasoning"] == {"effort": "high", "summary": "auto"}
     assert [i.get("role") or i["type"] for i in b["input"]] == ["developer", "user", "function_call", "function_call_output"]
     assert b["input"][1]["content"][1] == {"type": "input_image", "image_url": "data:image/png;base64,iVBOR"}
-    assert b["input"][2] == {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": "{\"q\":1}"}
+    assert b["input"][2] == {"type": "function_call", "call_id": "call_1", "name": "lookup", "arguments": '{"q":1}'}
     assert b["tools"][0]["name"] == "lookup" and b["tool_choice"] == {"type": "function", "name": "lookup"}
     assert b["text"]["format"] == {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": True}
     for gone in ("temperature", "max_tokens", "stream_options", "messages"):
@@ -71,17 +86,23 @@ def test_request_mapping_covers_roles_tools_images_and_format():
     assert b["prompt_cache_key"]
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"messages": [{"role": "user", "content": "x"}]}, "model"),
-    ({"model": "gpt-5.5", "messages": []}, "messages"),
-    ({"model": "gpt-5.5", "messages": [{"role": "wizard", "content": "x"}]}, "messages"),
-    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
-    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "turbo"}, "reasoning_effort"),
-    # custom tools without a usable name: once a 500 (unhashable name, `custom` not an object) or `name: null` upstream
-    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": ["x"]}}]}, "tools"),
-    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": "x"}]}, "tools"),
-    ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {}}]}, "tools"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "gpt-5.5", "messages": []}, "messages"),
+        ({"model": "gpt-5.5", "messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+        ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "turbo"}, "reasoning_effort"),
+        # custom tools without a usable name: once a 500 (unhashable name, `custom` not an object) or `name: null` upstream
+        (
+            {"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {"name": ["x"]}}]},
+            "tools",
+        ),
+        ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": "x"}]}, "tools"),
+        ({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "custom", "custom": {}}]}, "tools"),
+    ],
+)
 def test_bad_requests_name_the_parameter(body, param):
     with pytest.raises(errors.ProxyError) as e:
         chat.request_to_codex(body, S)
@@ -89,21 +110,30 @@ def test_bad_requests_name_the_parameter(body, param):
 
 
 def test_effort_is_clamped_to_model_levels():
-    assert chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "minimal"}, S).effort == "low"
+    assert (
+        chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "minimal"}, S).effort
+        == "low"
+    )
     assert chat.request_to_codex({"model": "gpt-5.5(max)", "messages": [{"role": "user", "content": "x"}]}, S).effort == "xhigh"
     assert chat.request_to_codex({"model": "gpt-5.6-sol-max", "messages": [{"role": "user", "content": "x"}]}, S).effort == "max"
 
 
 def test_long_tool_names_round_trip():
     name = "mcp__server__" + "x" * 80
-    call = chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}],
-                                  "tools": [{"type": "function", "function": {"name": name}}]}, S)
+    call = chat.request_to_codex(
+        {"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": name}}]}, S
+    )
     short = call.body["tools"][0]["name"]
     assert len(short) <= 64 and call.options["tool_names"][short] == name
     stream = chat.ChatStream("gpt-5.5", tool_names=call.options["tool_names"])
     out = run(stream, wire(turn().tool_call(short, {"a": 1}).events()))
-    names = [tc["function"].get("name") for f in frames(out) if f != "[DONE]"
-             for tc in json.loads(f)["choices"][0]["delta"].get("tool_calls", []) if json.loads(f)["choices"]]
+    names = [
+        tc["function"].get("name")
+        for f in frames(out)
+        if f != "[DONE]"
+        for tc in json.loads(f)["choices"][0]["delta"].get("tool_calls", [])
+        if json.loads(f)["choices"]
+    ]
     assert name in names
 
 
@@ -126,8 +156,10 @@ def test_stream_is_valid_openai_chunks_with_one_finish_reason_and_usage():
             entry["id"] = tc.id or entry["id"]
             entry["name"] += tc.function.name or ""
             entry["args"] += tc.function.arguments or ""
-    assert calls == {0: {"id": "call_0002abc", "name": "get_weather", "args": '{"city": "Paris"}'},
-                     1: {"id": "call_0003abc", "name": "get_time", "args": '{"tz": "CET"}'}}
+    assert calls == {
+        0: {"id": "call_0002abc", "name": "get_weather", "args": '{"city": "Paris"}'},
+        1: {"id": "call_0003abc", "name": "get_time", "args": '{"tz": "CET"}'},
+    }
 
 
 @settings(max_examples=150, deadline=None)

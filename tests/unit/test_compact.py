@@ -4,29 +4,34 @@
 import json
 
 import pytest
+from openai.types.responses import ResponseCompactionItem
+
 from cliproxy.addons.translate import anthropic_stream as AS
 from cliproxy.addons.translate import chat, compact, errors, registry, responses
 from cliproxy.addons.translate.codex_body import Settings, service_tier
 from cliproxy.addons.translate.stream import collect
-from openai.types.responses import ResponseCompactionItem
-
 from tests.fakes.codex_backend import turn
 from tests.unit.test_anthropic_translate import events as anthropic_events
 from tests.unit.test_chat_translate import frames, run, wire
 
 S = Settings()
-HISTORY = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
-           {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]}]
+HISTORY = [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]},
+]
 TRIGGER = {"type": "compaction_trigger"}
 COMPACTED = turn(response_id="resp_fake0001").reasoning("Compacting.").compaction("gAAAAencrypted").events()
 
 
-@pytest.mark.parametrize("body,trailing", [
-    ({"model": "gpt-5.5", "input": HISTORY}, HISTORY[-1]),  # the CLI's v1 body: no stream field
-    ({"model": "gpt-5.5", "input": HISTORY, "stream": True}, HISTORY[-1]),  # a stream request still gets JSON
-    ({"model": "gpt-5.5", "input": [*HISTORY, TRIGGER]}, HISTORY[-1]),  # a trigger sent already: kept once
-    ({"model": "gpt-5.5", "input": "summarise this"}, None),  # string input becomes a message
-])
+@pytest.mark.parametrize(
+    "body,trailing",
+    [
+        ({"model": "gpt-5.5", "input": HISTORY}, HISTORY[-1]),  # the CLI's v1 body: no stream field
+        ({"model": "gpt-5.5", "input": HISTORY, "stream": True}, HISTORY[-1]),  # a stream request still gets JSON
+        ({"model": "gpt-5.5", "input": [*HISTORY, TRIGGER]}, HISTORY[-1]),  # a trigger sent already: kept once
+        ({"model": "gpt-5.5", "input": "summarise this"}, None),  # string input becomes a message
+    ],
+)
 def test_compact_request_is_a_stream_ending_in_one_trigger(body, trailing):
     call = registry.APIS["compact"].to_codex(body, S, {})
     b = call.body
@@ -38,20 +43,30 @@ def test_compact_request_is_a_stream_ending_in_one_trigger(body, trailing):
 
 
 def test_codex_cli_compact_body_passes_as_it_is_with_the_trigger():
-    body = {"model": "gpt-6.1-sol", "input": HISTORY, "instructions": "You are Codex.", "tools": [], "parallel_tool_calls": False,
-            "reasoning": {"effort": "high", "context": "all_turns"}, "text": {"verbosity": "low"}}
+    body = {
+        "model": "gpt-6.1-sol",
+        "input": HISTORY,
+        "instructions": "You are Codex.",
+        "tools": [],
+        "parallel_tool_calls": False,
+        "reasoning": {"effort": "high", "context": "all_turns"},
+        "text": {"verbosity": "low"},
+    }
     call = registry.APIS["codex_compact"].to_codex(body, S, {})
     assert call.stream is False and call.model == "gpt-6.1-sol" and call.effort == "high"
     assert call.body == {**body, "input": [*HISTORY, TRIGGER], "store": False, "stream": True}
 
 
-@pytest.mark.parametrize("route,body,param", [
-    ("compact", [], None),
-    ("compact", {"model": "gpt-5.5"}, "input"),
-    ("compact", {"input": HISTORY}, "model"),
-    ("codex_compact", {"input": HISTORY}, "model"),
-    ("codex_compact", {"model": "gpt-5.5", "input": "text"}, "input"),
-])
+@pytest.mark.parametrize(
+    "route,body,param",
+    [
+        ("compact", [], None),
+        ("compact", {"model": "gpt-5.5"}, "input"),
+        ("compact", {"input": HISTORY}, "model"),
+        ("codex_compact", {"input": HISTORY}, "model"),
+        ("codex_compact", {"model": "gpt-5.5", "input": "text"}, "input"),
+    ],
+)
 def test_bad_compact_requests_are_400(route, body, param):
     with pytest.raises(errors.ProxyError) as exc:
         registry.APIS[route].to_codex(body, S, {})
@@ -66,10 +81,13 @@ def test_compact_answer_holds_the_one_compaction_item():
     ResponseCompactionItem.model_validate(ans["output"][0])  # the OpenAI SDK's own type for the item
 
 
-@pytest.mark.parametrize("events,count", [
-    (turn().text("I will not compact.").events(), 0),
-    (turn().compaction("a").compaction("b").events(), 2),
-])
+@pytest.mark.parametrize(
+    "events,count",
+    [
+        (turn().text("I will not compact.").events(), 0),
+        (turn().compaction("a").compaction("b").events(), 2),
+    ],
+)
 def test_compact_answer_without_exactly_one_item_is_a_502(events, count):
     with pytest.raises(errors.ProxyError) as exc:
         compact.answer(collect(wire(events)))
@@ -84,7 +102,10 @@ def test_responses_route_keeps_the_compaction_item_in_stream_and_json():
     assert done[1]["item"]["encrypted_content"] == "gAAAAencrypted"
     final = json.loads(out.split("event: response.completed\ndata: ", 1)[1].split("\n\n")[0])
     assert [i["type"] for i in final["response"]["output"]] == ["reasoning", "compaction"]
-    assert [i["type"] for i in registry.aggregate("responses", collect(wire(COMPACTED)), "gpt-5.5", {})["output"]] == ["reasoning", "compaction"]
+    assert [i["type"] for i in registry.aggregate("responses", collect(wire(COMPACTED)), "gpt-5.5", {})["output"]] == [
+        "reasoning",
+        "compaction",
+    ]
 
 
 def test_chat_and_anthropic_answers_leave_a_compaction_item_out():
@@ -99,12 +120,27 @@ def test_chat_and_anthropic_answers_leave_a_compaction_item_out():
     assert [b["type"] for b in AS.message_from(collect(wire(events)), "gpt-5.5")["content"]] == ["text"]
 
 
-@pytest.mark.parametrize("asked,sent", [
-    ("fast", "priority"), ("priority", "priority"), ("FAST", "priority"), ("ultrafast", "ultrafast"),
-    ("auto", None), ("default", None), ("flex", None), (None, None), (3, None),
-])
+@pytest.mark.parametrize(
+    "asked,sent",
+    [
+        ("fast", "priority"),
+        ("priority", "priority"),
+        ("FAST", "priority"),
+        ("ultrafast", "ultrafast"),
+        ("auto", None),
+        ("default", None),
+        ("flex", None),
+        (None, None),
+        (3, None),
+    ],
+)
 def test_service_tiers(asked, sent):
     assert service_tier(asked) == sent
     body = {"model": "gpt-5.5", "input": "hi", **({"service_tier": asked} if asked is not None else {})}
     assert responses.request_to_codex(body, S).body.get("service_tier") == sent
-    assert chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "service_tier": asked}, S).body.get("service_tier") == sent
+    assert (
+        chat.request_to_codex({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "service_tier": asked}, S).body.get(
+            "service_tier"
+        )
+        == sent
+    )

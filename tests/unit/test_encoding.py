@@ -6,6 +6,7 @@ import zlib
 import brotli
 import pytest
 from backports import zstd
+
 from cliproxy.addons.translate.encoding import TooLarge, decode
 
 BODY = b'{"model": "gpt-5.5", "input": "hi"}'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from cliproxy.addons.store import expand
 from cliproxy.addons.store.responses import Conversation, StoredResponse, owner_of
 from cliproxy.addons.store.sqlite import FILE_NAME, SQLiteStore
@@ -26,8 +27,9 @@ OUTPUT = {"type": "function_call_output", "call_id": "call_1", "output": "sunny"
 def store(tmp_path):
     s = SQLiteStore(tmp_path / FILE_NAME)
     s.put_response(StoredResponse("resp_text", A, instructions="Be brief.", input=[FIRST], new_input=1, output=[REASONING, ANSWER]))
-    s.put_response(StoredResponse("resp_tool", A, instructions="Use tools.", input=[user("weather?", id="msg_u2")], new_input=1,
-                                  output=[CALL]))
+    s.put_response(
+        StoredResponse("resp_tool", A, instructions="Use tools.", input=[user("weather?", id="msg_u2")], new_input=1, output=[CALL])
+    )
     s.put_response(StoredResponse("resp_private", A, store=False))
     s.create_conversation(Conversation("conv_1", A), [user("in conv", id="msg_c1")])
     yield s
@@ -37,23 +39,64 @@ def store(tmp_path):
 CASES = [
     # (name, body, owner, expected input (item ids or texts) or error code, expected instructions)
     ("plain request is left as it is", {"input": "hi"}, A, ["hi"], None),
-    ("previous: stored input + output + new", {"previous_response_id": "resp_text", "input": "next"}, A,
-     ["first", "rs_1", "msg_1", "next"], "Be brief."),
-    ("previous: own instructions win", {"previous_response_id": "resp_text", "input": "next", "instructions": "Other."}, A,
-     ["first", "rs_1", "msg_1", "next"], "Other."),
-    ("previous: history resent as well is not repeated", {"previous_response_id": "resp_text", "input": [FIRST, REASONING, ANSWER, user("next")]}, A,
-     ["first", "rs_1", "msg_1", "next"], "Be brief."),
-    ("previous: items already in the context (by id) are dropped", {"previous_response_id": "resp_text", "input": [ANSWER, user("next")]}, A,
-     ["first", "rs_1", "msg_1", "next"], "Be brief."),
-    ("previous: tool output alone follows its call", {"previous_response_id": "resp_tool", "input": [OUTPUT]}, A,
-     ["weather?", "fc_1", "call_1"], "Use tools."),
+    (
+        "previous: stored input + output + new",
+        {"previous_response_id": "resp_text", "input": "next"},
+        A,
+        ["first", "rs_1", "msg_1", "next"],
+        "Be brief.",
+    ),
+    (
+        "previous: own instructions win",
+        {"previous_response_id": "resp_text", "input": "next", "instructions": "Other."},
+        A,
+        ["first", "rs_1", "msg_1", "next"],
+        "Other.",
+    ),
+    (
+        "previous: history resent as well is not repeated",
+        {"previous_response_id": "resp_text", "input": [FIRST, REASONING, ANSWER, user("next")]},
+        A,
+        ["first", "rs_1", "msg_1", "next"],
+        "Be brief.",
+    ),
+    (
+        "previous: items already in the context (by id) are dropped",
+        {"previous_response_id": "resp_text", "input": [ANSWER, user("next")]},
+        A,
+        ["first", "rs_1", "msg_1", "next"],
+        "Be brief.",
+    ),
+    (
+        "previous: tool output alone follows its call",
+        {"previous_response_id": "resp_tool", "input": [OUTPUT]},
+        A,
+        ["weather?", "fc_1", "call_1"],
+        "Use tools.",
+    ),
     ("orphan tool output gets its stored call back", {"input": [user("weather?"), OUTPUT]}, A, ["weather?", "fc_1", "call_1"], None),
     ("orphan of another key stays orphan", {"input": [user("weather?"), OUTPUT]}, B, ["weather?", "call_1"], None),
-    ("item reference resolved", {"input": [{"type": "item_reference", "id": "rs_1"}, {"type": "item_reference", "id": "msg_1"}, user("go")]}, A,
-     ["rs_1", "msg_1", "go"], None),
-    ("reasoning by id alone gets its content", {"input": [{"type": "reasoning", "id": "rs_1", "summary": []}, user("go")]}, A,
-     ["rs_1", "go"], None),
-    ("unknown reasoning by id alone is left out", {"input": [{"type": "reasoning", "id": "rs_x", "summary": []}, user("go")]}, A, ["go"], None),
+    (
+        "item reference resolved",
+        {"input": [{"type": "item_reference", "id": "rs_1"}, {"type": "item_reference", "id": "msg_1"}, user("go")]},
+        A,
+        ["rs_1", "msg_1", "go"],
+        None,
+    ),
+    (
+        "reasoning by id alone gets its content",
+        {"input": [{"type": "reasoning", "id": "rs_1", "summary": []}, user("go")]},
+        A,
+        ["rs_1", "go"],
+        None,
+    ),
+    (
+        "unknown reasoning by id alone is left out",
+        {"input": [{"type": "reasoning", "id": "rs_x", "summary": []}, user("go")]},
+        A,
+        ["go"],
+        None,
+    ),
     ("conversation items first", {"conversation": "conv_1", "input": "more"}, A, ["in conv", "more"], None),
     ("conversation as an object", {"conversation": {"id": "conv_1"}, "input": "more"}, A, ["in conv", "more"], None),
     ("unknown previous", {"previous_response_id": "resp_nope", "input": "x"}, A, "previous_response_not_found", None),
@@ -97,14 +140,17 @@ def test_context_length_marks_the_new_items(store):
     assert [ident(i) for i in out["input"][context:]] == ["next"]
 
 
-@pytest.mark.parametrize("body,param", [
-    ({"store": "yes"}, "store"),
-    ({"previous_response_id": 5}, "previous_response_id"),
-    ({"previous_response_id": ""}, "previous_response_id"),
-    ({"conversation": 5}, "conversation"),
-    ({"conversation": {"name": "x"}}, "conversation"),
-    ({"conversation": "conv_1", "previous_response_id": "resp_1"}, "previous_response_id"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        ({"store": "yes"}, "store"),
+        ({"previous_response_id": 5}, "previous_response_id"),
+        ({"previous_response_id": ""}, "previous_response_id"),
+        ({"conversation": 5}, "conversation"),
+        ({"conversation": {"name": "x"}}, "conversation"),
+        ({"conversation": "conv_1", "previous_response_id": "resp_1"}, "previous_response_id"),
+    ],
+)
 def test_bad_state_fields(body, param):
     with pytest.raises(ProxyError) as err:
         expand.state_of(body)

@@ -9,9 +9,6 @@ import ssl
 
 import h11
 import pytest
-from cliproxy.addons.hooks.listener import Listener
-from cliproxy.addons.mitm import http_framing
-from cliproxy.addons.mitm.modes import PlainHttpOnly
 from h11._receivebuffer import ReceiveBuffer
 from mitmproxy import version
 from mitmproxy.proxy import commands, context, events, layer
@@ -20,6 +17,10 @@ from mitmproxy.proxy.layers.http import ErrorCode, HttpStream, RequestHeaders, R
 from mitmproxy.proxy.layers.http._base import ReceiveHttp
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
+
+from cliproxy.addons.hooks.listener import Listener
+from cliproxy.addons.mitm import http_framing
+from cliproxy.addons.mitm.modes import PlainHttpOnly
 
 BASE = "reverse:http://cliproxy.invalid@127.0.0.1:8317"
 
@@ -115,7 +116,9 @@ def test_unpatched_mitmproxy_still_cannot_take_trailers():
 
 
 def test_a_validation_refusal_is_json_in_the_clients_format(server):
-    anthropic = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+    anthropic = (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     feed(server, anthropic)
     message = "Received message with both transfer-encoding and content-length headers from client, refusing to prevent request smuggling attacks. Disable the validate_inbound_headers option to skip this security check."
     cmds = list(server.handle_event(ResponseProtocolError(server.stream_id, message, ErrorCode.REQUEST_VALIDATION_FAILED)))
@@ -130,15 +133,18 @@ def test_the_unpatched_protocol_error_answer_is_html(server):
     assert b"413" in cmds[0].data.split(b"\r\n")[0] and b"text/html" in cmds[0].data
 
 
-@pytest.mark.parametrize("spec,host,path,method,anthropic,expected", [
-    (BASE, "127.0.0.1", "/v1/chat/completions", "POST", False, "openai"),
-    (BASE, "127.0.0.1", "/v1/messages", "POST", False, "anthropic"),
-    (BASE, "127.0.0.1", "/anything", "GET", True, "anthropic"),
-    ("regular", "api.openai.com", "/v1/responses", "POST", False, "openai"),
-    ("regular", "api.anthropic.com", "/v1/messages", "POST", False, "anthropic"),
-    ("regular", "example.com", "/v1/chat/completions", "POST", False, None),
-    ("regular", "chatgpt.com", "/", "GET", False, None),
-])
+@pytest.mark.parametrize(
+    "spec,host,path,method,anthropic,expected",
+    [
+        (BASE, "127.0.0.1", "/v1/chat/completions", "POST", False, "openai"),
+        (BASE, "127.0.0.1", "/v1/messages", "POST", False, "anthropic"),
+        (BASE, "127.0.0.1", "/anything", "GET", True, "anthropic"),
+        ("regular", "api.openai.com", "/v1/responses", "POST", False, "openai"),
+        ("regular", "api.anthropic.com", "/v1/messages", "POST", False, "anthropic"),
+        ("regular", "example.com", "/v1/chat/completions", "POST", False, None),
+        ("regular", "chatgpt.com", "/", "GET", False, None),
+    ],
+)
 def test_client_format(spec, host, path, method, anthropic, expected):
     assert http_framing.client_format(ProxyMode.parse(spec), host, path, method, anthropic) == expected
 
@@ -151,11 +157,14 @@ def client_hello() -> bytes:
     return out.read()
 
 
-@pytest.mark.parametrize("spec,data,refused", [
-    (BASE, "hello", True),
-    (BASE, b"GET / HTTP/1.1\r\n\r\n", False),
-    ("regular", "hello", False),
-])
+@pytest.mark.parametrize(
+    "spec,data,refused",
+    [
+        (BASE, "hello", True),
+        (BASE, b"GET / HTTP/1.1\r\n\r\n", False),
+        ("regular", "hello", False),
+    ],
+)
 def test_tls_on_the_base_url_is_refused_by_a_plain_400(spec, data, refused):
     with taddons.context() as tctx:
         client = tflow.tclient_conn()

@@ -33,8 +33,12 @@ def test_hooks_folder_holds_addon_classes_only():
         if path.name == "__init__.py":
             continue
         tree = ast.parse(path.read_text())
-        addons = [n for n in tree.body if isinstance(n, ast.ClassDef)
-                  and any(isinstance(s, ast.Assign) and any(getattr(t, "id", "") == "name" for t in s.targets) for s in n.body)]
+        addons = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.ClassDef)
+            and any(isinstance(s, ast.Assign) and any(getattr(t, "id", "") == "name" for t in s.targets) for s in n.body)
+        ]
         assert addons, f"{path.name} defines no addon class (a class with a `name`); pure code belongs in addons/core or addons/translate"
 
 

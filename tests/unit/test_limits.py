@@ -5,15 +5,15 @@ import json
 
 import pytest
 from anthropic.types import Message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
 from cliproxy.addons.translate import anthropic as A
 from cliproxy.addons.translate import chat, errors, registry, responses
 from cliproxy.addons.translate.codex_body import Settings
 from cliproxy.addons.translate.limits import Limiter
 from cliproxy.addons.translate.stream import collect
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
 from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import frames, run, wire
 
@@ -29,18 +29,21 @@ def feed(limiter: Limiter, deltas: list[str]) -> str:
     return sent + limiter.flush()
 
 
-@pytest.mark.parametrize("stop, deltas, sent, ended, seq", [
-    (["END"], ["Hello ", "world"], "Hello world", None, None),
-    (["END"], ["Hello E", "ND more"], "Hello ", "stop", "END"),
-    (["END"], ["Hello E", "N", "D"], "Hello ", "stop", "END"),
-    (["END"], ["Hello EN", "ough"], "Hello ENough", None, None),  # a false start is released
-    (["END"], ["Hello EN"], "Hello EN", None, None),  # held text is flushed at the end of the item
-    (["END"], ["END"], "", "stop", "END"),
-    (["\n\n", "Human:"], ["a\n", "\nb"], "a", "stop", "\n\n"),
-    (["\n\n", "Human:"], ["hi Hu", "man: x"], "hi ", "stop", "Human:"),
-    (["ab", "b"], ["xab"], "x", "stop", "ab"),  # the earliest match wins
-    (["é!"], ["caf", "é", "!"], "caf", "stop", "é!"),
-])
+@pytest.mark.parametrize(
+    "stop, deltas, sent, ended, seq",
+    [
+        (["END"], ["Hello ", "world"], "Hello world", None, None),
+        (["END"], ["Hello E", "ND more"], "Hello ", "stop", "END"),
+        (["END"], ["Hello E", "N", "D"], "Hello ", "stop", "END"),
+        (["END"], ["Hello EN", "ough"], "Hello ENough", None, None),  # a false start is released
+        (["END"], ["Hello EN"], "Hello EN", None, None),  # held text is flushed at the end of the item
+        (["END"], ["END"], "", "stop", "END"),
+        (["\n\n", "Human:"], ["a\n", "\nb"], "a", "stop", "\n\n"),
+        (["\n\n", "Human:"], ["hi Hu", "man: x"], "hi ", "stop", "Human:"),
+        (["ab", "b"], ["xab"], "x", "stop", "ab"),  # the earliest match wins
+        (["é!"], ["caf", "é", "!"], "caf", "stop", "é!"),
+    ],
+)
 def test_stop_sequences_across_delta_boundaries(stop, deltas, sent, ended, seq):
     lim = Limiter(stop)
     assert feed(lim, deltas) == sent
@@ -58,11 +61,14 @@ def test_stop_sequence_found_however_the_text_is_cut(text, cuts):
     assert lim.ended == ("stop" if "END" in text or "\n\n" in text else None)
 
 
-@pytest.mark.parametrize("max_tokens, deltas", [
-    (1, ["Hello world, this is long"]),
-    (3, ["Hello ", "world, ", "this is ", "a longer answer than three tokens."]),
-    (10, ["word " * 30]),
-])
+@pytest.mark.parametrize(
+    "max_tokens, deltas",
+    [
+        (1, ["Hello world, this is long"]),
+        (3, ["Hello ", "world, ", "this is ", "a longer answer than three tokens."]),
+        (10, ["word " * 30]),
+    ],
+)
 def test_token_limit_cuts_at_the_estimate(max_tokens, deltas):
     lim = Limiter([], max_tokens)
     sent = feed(lim, deltas)
@@ -86,17 +92,21 @@ def test_the_limit_beats_a_later_stop_sequence():
 
 # -- requests --------------------------------------------------------------------------------
 
+
 def chat_req(**kw):
     return {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], **kw}
 
 
-@pytest.mark.parametrize("kw, limits_", [
-    ({}, None),
-    ({"stop": "END"}, {"stop": ["END"], "max_tokens": None}),
-    ({"stop": ["a", "b", ""], "max_tokens": 5}, {"stop": ["a", "b"], "max_tokens": 5}),
-    ({"max_tokens": 9, "max_completion_tokens": 7}, {"stop": [], "max_tokens": 7}),
-    ({"stop": None, "max_tokens": None}, None),
-])
+@pytest.mark.parametrize(
+    "kw, limits_",
+    [
+        ({}, None),
+        ({"stop": "END"}, {"stop": ["END"], "max_tokens": None}),
+        ({"stop": ["a", "b", ""], "max_tokens": 5}, {"stop": ["a", "b"], "max_tokens": 5}),
+        ({"max_tokens": 9, "max_completion_tokens": 7}, {"stop": [], "max_tokens": 7}),
+        ({"stop": None, "max_tokens": None}, None),
+    ],
+)
 def test_chat_limits_travel_in_options_not_upstream(kw, limits_):
     call = chat.request_to_codex(chat_req(**kw), S)
     got = call.options.get("limits")
@@ -107,18 +117,25 @@ def test_chat_limits_travel_in_options_not_upstream(kw, limits_):
         assert gone not in call.body
 
 
-@pytest.mark.parametrize("translate, body, param", [
-    (chat.request_to_codex, chat_req(stop=["1", "2", "3", "4", "5"]), "stop"),
-    (chat.request_to_codex, chat_req(stop=[1]), "stop"),
-    (chat.request_to_codex, chat_req(max_tokens=0), "max_tokens"),
-    (chat.request_to_codex, chat_req(max_completion_tokens="9"), "max_completion_tokens"),
-    (chat.request_to_codex, chat_req(logprobs=True), "logprobs"),
-    (chat.request_to_codex, chat_req(top_logprobs=3), "top_logprobs"),
-    (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "top_logprobs": 3}, "top_logprobs"),
-    (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "include": ["message.output_text.logprobs"]}, "include"),
-    (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "max_output_tokens": -1}, "max_output_tokens"),
-    (A.request_to_codex, {"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stop_sequences": "x"}, "stop_sequences"),
-])
+@pytest.mark.parametrize(
+    "translate, body, param",
+    [
+        (chat.request_to_codex, chat_req(stop=["1", "2", "3", "4", "5"]), "stop"),
+        (chat.request_to_codex, chat_req(stop=[1]), "stop"),
+        (chat.request_to_codex, chat_req(max_tokens=0), "max_tokens"),
+        (chat.request_to_codex, chat_req(max_completion_tokens="9"), "max_completion_tokens"),
+        (chat.request_to_codex, chat_req(logprobs=True), "logprobs"),
+        (chat.request_to_codex, chat_req(top_logprobs=3), "top_logprobs"),
+        (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "top_logprobs": 3}, "top_logprobs"),
+        (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "include": ["message.output_text.logprobs"]}, "include"),
+        (responses.request_to_codex, {"model": "gpt-5.5", "input": "hi", "max_output_tokens": -1}, "max_output_tokens"),
+        (
+            A.request_to_codex,
+            {"model": "gpt-5.5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}], "stop_sequences": "x"},
+            "stop_sequences",
+        ),
+    ],
+)
 def test_bad_limits_and_logprobs_are_400_naming_the_param(translate, body, param):
     with pytest.raises(errors.ProxyError) as exc:
         translate(body, S)
@@ -135,8 +152,14 @@ def test_unset_logprobs_and_limits_are_dropped_on_responses():
 # -- answers ---------------------------------------------------------------------------------
 
 STOP_TURN = turn().reasoning("Hmm.").text("Roses are red.\nEND\nViolets", deltas=["Roses are ", "red.\nE", "N", "D\nViol", "ets"]).events()
-LONG_TURN = turn().text("one two three four five six seven eight nine ten eleven twelve", deltas=[
-    "one two ", "three four ", "five six ", "seven eight ", "nine ten ", "eleven twelve"]).events()
+LONG_TURN = (
+    turn()
+    .text(
+        "one two three four five six seven eight nine ten eleven twelve",
+        deltas=["one two ", "three four ", "five six ", "seven eight ", "nine ten ", "eleven twelve"],
+    )
+    .events()
+)
 
 
 def opts(route, body):
@@ -227,11 +250,15 @@ def test_answers_under_the_limits_are_untouched():
 
 # -- ids and errors --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("upstream, expected", [
-    ("resp_abc123", "chatcmpl-abc123"),
-    ("chatcmpl-xyz", "chatcmpl-xyz"),
-    ("other", "chatcmpl-other"),
-])
+
+@pytest.mark.parametrize(
+    "upstream, expected",
+    [
+        ("resp_abc123", "chatcmpl-abc123"),
+        ("chatcmpl-xyz", "chatcmpl-xyz"),
+        ("other", "chatcmpl-other"),
+    ],
+)
 def test_completion_ids(upstream, expected):
     assert chat.completion_id(upstream) == expected
 
@@ -241,12 +268,24 @@ def test_completion_id_without_upstream_id():
     assert a.startswith("chatcmpl-") and b.startswith("chatcmpl-") and a != b
 
 
-@pytest.mark.parametrize("status, body, param, code", [
-    (400, {"detail": "Unsupported parameter: max_output_tokens"}, "max_output_tokens", "unsupported_parameter"),
-    (400, {"error": {"message": "Invalid value", "type": "invalid_request_error", "param": "input[3].content", "code": "invalid_value"}},
-     "input[3].content", "invalid_value"),
-    (400, {"error": {"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}}, None, "context_length_exceeded"),
-])
+@pytest.mark.parametrize(
+    "status, body, param, code",
+    [
+        (400, {"detail": "Unsupported parameter: max_output_tokens"}, "max_output_tokens", "unsupported_parameter"),
+        (
+            400,
+            {"error": {"message": "Invalid value", "type": "invalid_request_error", "param": "input[3].content", "code": "invalid_value"}},
+            "input[3].content",
+            "invalid_value",
+        ),
+        (
+            400,
+            {"error": {"message": "too long", "type": "invalid_request_error", "code": "context_length_exceeded"}},
+            None,
+            "context_length_exceeded",
+        ),
+    ],
+)
 def test_upstream_errors_keep_param_and_code(status, body, param, code):
     err = errors.from_upstream_response(status, json.dumps(body).encode())
     assert (err.param, err.code) == (param, code)
@@ -270,23 +309,29 @@ from cliproxy.addons.core.routes import classify  # noqa: E402
 from cliproxy.addons.core.validate import ConfigError  # noqa: E402
 
 
-@pytest.mark.parametrize("value, expected", [
-    (None, ()),
-    ([], ()),
-    (["http://localhost:3000", "https://App.example.com/"], ("http://localhost:3000", "https://app.example.com")),
-    (["chrome-extension://abcdef", "http://[::1]:5173"], ("chrome-extension://abcdef", "http://[::1]:5173")),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, ()),
+        ([], ()),
+        (["http://localhost:3000", "https://App.example.com/"], ("http://localhost:3000", "https://app.example.com")),
+        (["chrome-extension://abcdef", "http://[::1]:5173"], ("chrome-extension://abcdef", "http://[::1]:5173")),
+    ],
+)
 def test_cors_origins_config(value, expected):
     assert configfile.parse({"cors-origins": value} if value is not None else {}).cors_origins == expected
 
 
-@pytest.mark.parametrize("value, says", [
-    (["*"], "every web page"),
-    (["null"], "expected an origin"),
-    (["http://localhost:3000/app"], "no path"),
-    ("http://localhost:3000", "a list of origins"),
-    ([3000], "an origin string"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        (["*"], "every web page"),
+        (["null"], "expected an origin"),
+        (["http://localhost:3000/app"], "no path"),
+        ("http://localhost:3000", "a list of origins"),
+        ([3000], "an origin string"),
+    ],
+)
 def test_bad_cors_origins_are_refused_naming_the_key(value, says):
     with pytest.raises(ConfigError) as exc:
         configfile.parse({"cors-origins": value})
@@ -296,16 +341,37 @@ def test_bad_cors_origins_are_refused_naming_the_key(value, says):
 LISTED = ("http://localhost:3000",)
 
 
-@pytest.mark.parametrize("origin, asked, expected", [
-    (None, None, {"allow": "GET, POST, OPTIONS"}),
-    ("https://evil.example", "authorization", {"allow": "GET, POST, OPTIONS"}),
-    ("http://localhost:3000", "authorization, content-type, x-stainless-os",
-     {"allow": "GET, POST, OPTIONS", "access-control-allow-origin": "http://localhost:3000", "access-control-allow-methods": "GET, POST, OPTIONS",
-      "access-control-allow-headers": "authorization, content-type, x-stainless-os", "access-control-max-age": "7200", "vary": "origin"}),
-    ("http://localhost:3000", "bad header\r\nx: y", {"allow": "GET, POST, OPTIONS", "access-control-allow-origin": "http://localhost:3000",
-     "access-control-allow-methods": "GET, POST, OPTIONS", "access-control-allow-headers": cors.DEFAULT_HEADERS,
-     "access-control-max-age": "7200", "vary": "origin"}),
-])
+@pytest.mark.parametrize(
+    "origin, asked, expected",
+    [
+        (None, None, {"allow": "GET, POST, OPTIONS"}),
+        ("https://evil.example", "authorization", {"allow": "GET, POST, OPTIONS"}),
+        (
+            "http://localhost:3000",
+            "authorization, content-type, x-stainless-os",
+            {
+                "allow": "GET, POST, OPTIONS",
+                "access-control-allow-origin": "http://localhost:3000",
+                "access-control-allow-methods": "GET, POST, OPTIONS",
+                "access-control-allow-headers": "authorization, content-type, x-stainless-os",
+                "access-control-max-age": "7200",
+                "vary": "origin",
+            },
+        ),
+        (
+            "http://localhost:3000",
+            "bad header\r\nx: y",
+            {
+                "allow": "GET, POST, OPTIONS",
+                "access-control-allow-origin": "http://localhost:3000",
+                "access-control-allow-methods": "GET, POST, OPTIONS",
+                "access-control-allow-headers": cors.DEFAULT_HEADERS,
+                "access-control-max-age": "7200",
+                "vary": "origin",
+            },
+        ),
+    ],
+)
 def test_preflight_headers(origin, asked, expected):
     assert cors.preflight_headers(origin, asked, LISTED) == expected
 
@@ -316,12 +382,15 @@ def test_answer_headers_only_for_listed_origins():
     assert cors.request_id().startswith("req_") and cors.request_id() != cors.request_id()
 
 
-@pytest.mark.parametrize("host, path, reverse, expected", [
-    ("cliproxy.invalid", "/v1/chat/completions", True, "options"),
-    ("cliproxy.invalid", "/v1/messages", True, "options"),
-    ("api.openai.com", "/v1/responses", False, "options"),
-    ("cliproxy.invalid", "/api/provider/openai/v1/chat/completions", True, "amp_provider"),
-    ("cliproxy.invalid", "/threads/T-1", True, "amp_proxy"),
-])
+@pytest.mark.parametrize(
+    "host, path, reverse, expected",
+    [
+        ("cliproxy.invalid", "/v1/chat/completions", True, "options"),
+        ("cliproxy.invalid", "/v1/messages", True, "options"),
+        ("api.openai.com", "/v1/responses", False, "options"),
+        ("cliproxy.invalid", "/api/provider/openai/v1/chat/completions", True, "amp_provider"),
+        ("cliproxy.invalid", "/threads/T-1", True, "amp_proxy"),
+    ],
+)
 def test_options_route(host, path, reverse, expected):
     assert classify(host, path, "OPTIONS", reverse_listener=reverse, anthropic_client=False).name == expected

@@ -5,6 +5,8 @@ import copy
 import json
 
 import pytest
+from mitmproxy import http
+
 from cliproxy.addons.core.config import ConfigError, parse
 from cliproxy.addons.core.runtime import Credential
 from cliproxy.addons.hooks.codex_upstream import forwarded_headers, upstream_headers
@@ -13,8 +15,6 @@ from cliproxy.addons.translate.codex_body import LITE_HEADER, Settings
 from cliproxy.addons.translate.headers import codex_client, codex_user_agent
 from cliproxy.addons.translate.stream import collect
 from cliproxy.auth.pool import Member
-from mitmproxy import http
-
 from tests.fakes.codex_backend import Received, default_lite, form_problem, turn
 
 S = Settings()
@@ -33,17 +33,29 @@ def accepted(call, lite=default_lite) -> bool:
 
 
 def chat_call(model, **extra):
-    body = {"model": model, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"}],
-            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}], **extra}
+    body = {
+        "model": model,
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}],
+        **extra,
+    }
     return chat.request_to_codex(body, S)
 
 
 def messages_call(model, **extra):
-    body = {"model": model, "max_tokens": 100, "system": "Be brief.", "thinking": {"type": "enabled", "budget_tokens": 2048},
-            "messages": [{"role": "user", "content": "Weather?"},
-                         {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
-                         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}],
-            "tools": [{"name": "get_weather", "input_schema": WEATHER}], **extra}
+    body = {
+        "model": model,
+        "max_tokens": 100,
+        "system": "Be brief.",
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]},
+        ],
+        "tools": [{"name": "get_weather", "input_schema": WEATHER}],
+        **extra,
+    }
     return anthropic.request_to_codex(body, S)
 
 
@@ -90,19 +102,30 @@ def test_lite_without_tools_has_no_tool_fields_and_the_fake_wants_the_header():
     assert accepted(call) and not accepted(codex_body.CodexCall(call.body, True, LITE, "medium"))
 
 
-@pytest.mark.parametrize("choice,expected", [
-    (None, "auto"), ("auto", "auto"), ("required", "required"), ("none", "none"),
-    ({"type": "function", "function": {"name": "get_weather"}}, {"type": "function", "name": "get_weather"}),
-])
+@pytest.mark.parametrize(
+    "choice,expected",
+    [
+        (None, "auto"),
+        ("auto", "auto"),
+        ("required", "required"),
+        ("none", "none"),
+        ({"type": "function", "function": {"name": "get_weather"}}, {"type": "function", "name": "get_weather"}),
+    ],
+)
 def test_lite_keeps_the_clients_tool_choice(choice, expected):
     assert chat_call(LITE, **({"tool_choice": choice} if choice else {})).body["tool_choice"] == expected
 
 
 def test_lite_puts_custom_tools_in_the_namespace_and_builtins_beside_it():
-    body = {"model": LITE, "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"type": "custom", "custom": {"name": "apply_patch", "format": {"type": "text"}}},
-                      {"type": "web_search_preview"},
-                      {"type": "function", "function": {"name": "f", "parameters": WEATHER}}]}
+    body = {
+        "model": LITE,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {"type": "custom", "custom": {"name": "apply_patch", "format": {"type": "text"}}},
+            {"type": "web_search_preview"},
+            {"type": "function", "function": {"name": "f", "parameters": WEATHER}},
+        ],
+    }
     tools = chat.request_to_codex(body, S).body["input"][0]["tools"]
     assert [(t["type"], t.get("name")) for t in tools] == [("namespace", "functions"), ("web_search", None)]
     assert [(t["type"], t["name"]) for t in tools[0]["tools"]] == [("custom", "apply_patch"), ("function", "f")]
@@ -138,14 +161,19 @@ def test_chat_answer_with_tool_call_is_the_same_for_lite_and_classic():
         answer = chat.completion_from(collect(wire(events)), model, **{k: call.options[k] for k in ("reasoning", "tool_names")})
         msg = answer["choices"][0]["message"]
         assert answer["choices"][0]["finish_reason"] == "tool_calls"
-        assert msg["tool_calls"] == [{"id": "call_w", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]
+        assert msg["tool_calls"] == [
+            {"id": "call_w", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+        ]
         assert msg["reasoning_content"] == "Looking."
 
 
 def test_chat_lite_shortened_tool_names_map_back():
     long = "mcp__server__" + "x" * 70
-    body = {"model": LITE, "messages": [{"role": "user", "content": "hi"}],
-            "tools": [{"type": "function", "function": {"name": long, "parameters": WEATHER}}]}
+    body = {
+        "model": LITE,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": long, "parameters": WEATHER}}],
+    }
     call = chat.request_to_codex(body, S)
     [short] = [t["name"] for t in call.body["input"][0]["tools"][0]["tools"]]
     assert len(short) <= 64 and short != long
@@ -176,18 +204,33 @@ def test_anthropic_token_estimate_does_not_depend_on_the_form():
 # Faithful pass-through of Codex-format bodies
 
 CLI_LITE_BODY = {
-    "model": "gpt-6.1-sol", "stream": True,
+    "model": "gpt-6.1-sol",
+    "stream": True,
     "input": [
-        {"type": "additional_tools", "id": "at_1", "role": "developer",
-         "tools": [{"type": "namespace", "name": "functions", "description": "", "tools": [{"type": "custom", "name": "exec"}]}]},
-        {"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}],
-         "internal_chat_message_metadata_passthrough": {"k": "v"}},
+        {
+            "type": "additional_tools",
+            "id": "at_1",
+            "role": "developer",
+            "tools": [{"type": "namespace", "name": "functions", "description": "", "tools": [{"type": "custom", "name": "exec"}]}],
+        },
+        {
+            "type": "message",
+            "id": "msg_1",
+            "role": "developer",
+            "content": [{"type": "input_text", "text": "You are Codex."}],
+            "internal_chat_message_metadata_passthrough": {"k": "v"},
+        },
         {"type": "message", "id": "msg_2", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
         {"type": "custom_tool_call", "id": "ctc_1", "call_id": "c1", "name": "exec", "input": "text(1)"},
         {"type": "custom_tool_call_output", "id": "ctco_1", "call_id": "c1", "output": "1"},
     ],
-    "tool_choice": "auto", "parallel_tool_calls": False, "reasoning": {"effort": "low", "context": "all_turns"},
-    "store": False, "include": ["reasoning.encrypted_content"], "prompt_cache_key": "thread-1", "text": {"verbosity": "low"},
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+    "reasoning": {"effort": "low", "context": "all_turns"},
+    "store": False,
+    "include": ["reasoning.encrypted_content"],
+    "prompt_cache_key": "thread-1",
+    "text": {"verbosity": "low"},
     "client_metadata": {"thread_id": "thread-1", "turn_id": "t1"},
 }
 
@@ -201,19 +244,26 @@ def test_codex_cli_lite_body_passes_unchanged(route):
     assert accepted(call)
 
 
-@pytest.mark.parametrize("change,expected", [
-    # the effort is merged into the client's reasoning object (never rebuilt): context kept, no summary added
-    ({"model": "gpt-6.1-sol(high)"}, {"model": "gpt-6.1-sol", "reasoning": {"effort": "high", "context": "all_turns"}}),
-    ({"reasoning": {"effort": "low", "summary": "detailed", "context": "all_turns"}},
-     {"reasoning": {"effort": "low", "summary": "detailed", "context": "all_turns"}}),
-    ({"reasoning": {"context": "all_turns"}}, {"reasoning": {"context": "all_turns", "effort": "medium"}}),
-    # include is merged, not replaced
-    ({"include": ["web_search_call.action.sources"]}, {"include": ["web_search_call.action.sources", "reasoning.encrypted_content"]}),
-    ({"include": []}, {"include": ["reasoning.encrypted_content"]}),
-    # forced values and rejected fields
-    ({"store": True, "stream": False, "temperature": 0.3, "max_output_tokens": 9, "previous_response_id": "r1"},
-     {"store": False, "stream": True}),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        # the effort is merged into the client's reasoning object (never rebuilt): context kept, no summary added
+        ({"model": "gpt-6.1-sol(high)"}, {"model": "gpt-6.1-sol", "reasoning": {"effort": "high", "context": "all_turns"}}),
+        (
+            {"reasoning": {"effort": "low", "summary": "detailed", "context": "all_turns"}},
+            {"reasoning": {"effort": "low", "summary": "detailed", "context": "all_turns"}},
+        ),
+        ({"reasoning": {"context": "all_turns"}}, {"reasoning": {"context": "all_turns", "effort": "medium"}}),
+        # include is merged, not replaced
+        ({"include": ["web_search_call.action.sources"]}, {"include": ["web_search_call.action.sources", "reasoning.encrypted_content"]}),
+        ({"include": []}, {"include": ["reasoning.encrypted_content"]}),
+        # forced values and rejected fields
+        (
+            {"store": True, "stream": False, "temperature": 0.3, "max_output_tokens": 9, "previous_response_id": "r1"},
+            {"store": False, "stream": True},
+        ),
+    ],
+)
 def test_pass_through_changes_only_what_it_must(change, expected):
     body = {**copy.deepcopy(CLI_LITE_BODY), **change}
     call = responses.request_to_codex(body, S, {LITE_HEADER: "true"})
@@ -223,9 +273,18 @@ def test_pass_through_changes_only_what_it_must(change, expected):
 
 
 def test_pass_through_of_a_classic_body_keeps_every_client_field():
-    body = {"model": "gpt-5.5", "input": [{"type": "message", "id": "msg_9", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
-            "tools": [], "tool_choice": "auto", "parallel_tool_calls": True, "text": {"verbosity": "high"},
-            "client_metadata": {"a": "b"}, "reasoning": {"effort": "xhigh"}, "prompt_cache_key": "k", "stream": True}
+    body = {
+        "model": "gpt-5.5",
+        "input": [{"type": "message", "id": "msg_9", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        "tools": [],
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "text": {"verbosity": "high"},
+        "client_metadata": {"a": "b"},
+        "reasoning": {"effort": "xhigh"},
+        "prompt_cache_key": "k",
+        "stream": True,
+    }
     call = responses.request_to_codex(copy.deepcopy(body), S)
     assert call.headers == {} and "instructions" not in call.body
     assert {k: call.body[k] for k in body} == {**body, "reasoning": {"effort": "xhigh"}}
@@ -233,8 +292,13 @@ def test_pass_through_of_a_classic_body_keeps_every_client_field():
 
 
 def test_a_classic_body_for_a_lite_model_is_converted():
-    body = {"model": LITE, "instructions": "Be kind.", "input": "hi",
-            "tools": [{"type": "function", "name": "f", "parameters": WEATHER}], "reasoning": {"effort": "high", "summary": "auto"}}
+    body = {
+        "model": LITE,
+        "instructions": "Be kind.",
+        "input": "hi",
+        "tools": [{"type": "function", "name": "f", "parameters": WEATHER}],
+        "reasoning": {"effort": "high", "summary": "auto"},
+    }
     call = responses.request_to_codex(body, S)
     b = call.body
     assert call.headers == {LITE_HEADER: "true"} and "instructions" not in b and "tools" not in b
@@ -254,12 +318,24 @@ def test_a_plain_body_for_a_lite_model_only_gains_the_header():
 # ---------------------------------------------------------------------------------------------
 # Headers
 
-CRED = Credential(Member("acct", "acct@example.com", None), "https://chatgpt.com/backend-api/codex/responses",
-                  (("authorization", "Bearer tok"), ("chatgpt-account-id", "acct-1")))
-CLI_HEADERS = [("originator", "codex_exec"), ("user-agent", "codex_exec/0.169.0 (Debian 12.0.0; x86_64) unknown (codex_exec; 0.169.0)"),
-               ("version", "0.169.0"), ("session-id", "th"), ("thread-id", "th"), ("x-client-request-id", "th"),
-               ("x-codex-window-id", "th:0"), ("x-codex-beta-features", "remote_compaction_v2"), (LITE_HEADER, "true"),
-               ("authorization", "Bearer sk-local"), ("accept-language", "en")]
+CRED = Credential(
+    Member("acct", "acct@example.com", None),
+    "https://chatgpt.com/backend-api/codex/responses",
+    (("authorization", "Bearer tok"), ("chatgpt-account-id", "acct-1")),
+)
+CLI_HEADERS = [
+    ("originator", "codex_exec"),
+    ("user-agent", "codex_exec/0.169.0 (Debian 12.0.0; x86_64) unknown (codex_exec; 0.169.0)"),
+    ("version", "0.169.0"),
+    ("session-id", "th"),
+    ("thread-id", "th"),
+    ("x-client-request-id", "th"),
+    ("x-codex-window-id", "th:0"),
+    ("x-codex-beta-features", "remote_compaction_v2"),
+    (LITE_HEADER, "true"),
+    ("authorization", "Bearer sk-local"),
+    ("accept-language", "en"),
+]
 
 
 def headers_for(client, extra=(), version="0.169.0"):
@@ -283,8 +359,18 @@ def test_other_clients_get_the_official_clis_identity():
     assert h["session-id"] == "cache-key" and LITE_HEADER not in h
 
 
-@pytest.mark.parametrize("originator,codex", [("codex_exec", True), ("codex_cli_rs", True), ("codex_vscode", True),
-                                               ("codex", False), ("my-app", False), ("", False), ("codex_exec\r\nx", False)])
+@pytest.mark.parametrize(
+    "originator,codex",
+    [
+        ("codex_exec", True),
+        ("codex_cli_rs", True),
+        ("codex_vscode", True),
+        ("codex", False),
+        ("my-app", False),
+        ("", False),
+        ("codex_exec\r\nx", False),
+    ],
+)
 def test_codex_client(originator, codex):
     assert codex_client(originator) is codex
 

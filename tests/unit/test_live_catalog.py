@@ -5,10 +5,10 @@ import json
 import logging
 
 import pytest
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core import live_catalog
 from cliproxy.addons.core.runtime import Runtime
-
 from tests.fakes.accounts import mint_account
 from tests.fakes.codex_backend import CodexBackend, model_entry
 
@@ -28,7 +28,9 @@ def backend(fake):
 
 def runtime_for(backend, auth, **extra) -> Runtime:
     rt = Runtime()
-    rt.apply_config(configfile.parse({"auth-dir": str(auth), "codex-base-url": backend.base_url, "oauth-issuer": "http://127.0.0.1:9", **extra}))
+    rt.apply_config(
+        configfile.parse({"auth-dir": str(auth), "codex-base-url": backend.base_url, "oauth-issuer": "http://127.0.0.1:9", **extra})
+    )
     return rt
 
 
@@ -89,10 +91,16 @@ async def test_etag_makes_the_next_read_a_304_and_a_moved_etag_reads_again(backe
         await rt.close()
 
 
-@pytest.mark.parametrize("fail,logged", [
-    ("401", "answered 401"), ("500", "answered 500"), ("html", "not a catalog (not JSON; text/html)"),
-    ("garbage", 'not a {"models": [...]} object'), ("hang", "no answer within 0.3s"),
-])
+@pytest.mark.parametrize(
+    "fail,logged",
+    [
+        ("401", "answered 401"),
+        ("500", "answered 500"),
+        ("html", "not a catalog (not JSON; text/html)"),
+        ("garbage", 'not a {"models": [...]} object'),
+        ("hang", "no answer within 0.3s"),
+    ],
+)
 async def test_a_failed_read_keeps_the_last_good_list_and_says_so_once(backend, tmp_path, monkeypatch, caplog, fail, logged):
     monkeypatch.setattr(live_catalog, "FETCH_TIMEOUT", 0.3)
     mint_account(tmp_path, "plus@example.com", "acct-plus", name="plus.json")
@@ -122,8 +130,11 @@ async def test_a_failed_read_keeps_the_last_good_list_and_says_so_once(backend, 
 async def test_unreachable_backend_and_no_account_are_not_errors(backend, tmp_path, caplog):
     mint_account(tmp_path, "plus@example.com", "acct-plus", name="plus.json")
     rt = Runtime()
-    rt.apply_config(configfile.parse({"auth-dir": str(tmp_path), "codex-base-url": "http://127.0.0.1:9/backend-api/codex",
-                                      "oauth-issuer": "http://127.0.0.1:9"}))
+    rt.apply_config(
+        configfile.parse(
+            {"auth-dir": str(tmp_path), "codex-base-url": "http://127.0.0.1:9/backend-api/codex", "oauth-issuer": "http://127.0.0.1:9"}
+        )
+    )
     try:
         with caplog.at_level(logging.WARNING):
             assert await rt.catalog.refresh(rt.pool.get("plus.json")) is False
@@ -178,7 +189,9 @@ async def test_the_last_good_list_survives_a_restart_on_disk(backend, tmp_path):
 
 async def test_config_models_are_laid_over_and_survive_a_read(backend, tmp_path):
     mint_account(tmp_path, "plus@example.com", "acct-plus", name="plus.json")
-    rt = runtime_for(backend, tmp_path, models=[{"id": "gpt-6.2-sol", "levels": ["low", "high"]}], **{"model-aliases": {"fast": "gpt-6-luna"}})
+    rt = runtime_for(
+        backend, tmp_path, models=[{"id": "gpt-6.2-sol", "levels": ["low", "high"]}], **{"model-aliases": {"fast": "gpt-6-luna"}}
+    )
     try:
         await read_all(rt)
         catalog = rt.config.settings.catalog
@@ -190,8 +203,9 @@ async def test_config_models_are_laid_over_and_survive_a_read(backend, tmp_path)
 
 
 def cli_models(*argv: str) -> tuple[int, str]:
-    from cliproxy.scripts import cli
     from rich.console import Console
+
+    from cliproxy.scripts import cli
 
     console = Console(record=True, width=200, force_terminal=False, color_system=None)
     code = cli.main(["models", *argv], console=console)
@@ -201,8 +215,16 @@ def cli_models(*argv: str) -> tuple[int, str]:
 def test_cliproxy_models_prints_the_merged_catalog(backend, tmp_path):
     auth = two_accounts(tmp_path / "auth")
     config = tmp_path / "config.yaml"
-    config.write_text(json.dumps({"auth-dir": str(auth), "codex-base-url": backend.base_url, "oauth-issuer": "http://127.0.0.1:9",
-                                  "models": [{"id": "gpt-6.2-sol", "levels": ["low", "high"]}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "auth-dir": str(auth),
+                "codex-base-url": backend.base_url,
+                "oauth-issuer": "http://127.0.0.1:9",
+                "models": [{"id": "gpt-6.2-sol", "levels": ["low", "high"]}],
+            }
+        )
+    )
     code, out = cli_models("--config", str(config))
     assert code == 0
     lines = {line.strip("│ ").split()[0]: line.strip("│ ") for line in out.splitlines() if line.strip("│ ").startswith(("gpt", "codex"))}

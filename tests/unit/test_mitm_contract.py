@@ -6,10 +6,11 @@ before the version fence in `check_version` is widened."""
 import inspect
 
 import pytest
-from cliproxy.addons.mitm import upstream_failures
 from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 from mitmproxy.proxy.server import ConnectionHandler
+
+from cliproxy.addons.mitm import upstream_failures
 
 
 def test_the_installed_mitmproxy_passes_the_fence():
@@ -48,6 +49,7 @@ def test_install_is_idempotent_and_patches_the_stream():
 
 # -- addons/mitm/websocket_close.py ----------------------------------------------------------------
 
+
 def test_websocket_fence():
     from cliproxy.addons.mitm import websocket_close
 
@@ -60,14 +62,22 @@ def test_websocket_layer_internals():
     """The relay keeps the shape the patch wraps: a generator method of (self, event) that reaches the
     layer through `_handle_event`, wsproto connections `client_ws`/`server_ws` with `send2`, and the
     close branch that sets `timestamp_end`, `closed_by_client` and `close_code` before sending."""
-    from cliproxy.addons.mitm import websocket_close
     from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer, WebSocketMessageInjected
+
+    from cliproxy.addons.mitm import websocket_close
 
     assert list(inspect.signature(websocket_close._original).parameters) == ["self", "event"]
     assert callable(WebsocketConnection.send2) and {"flow", "message"} <= set(inspect.signature(WebSocketMessageInjected).parameters)
     source = inspect.getsource(WebsocketLayer)
-    for needle in ("self._handle_event = self.relay_messages", "self.client_ws", "self.server_ws", "self.flow.websocket.timestamp_end = ",
-                   "self.flow.websocket.closed_by_client = from_client", "yield ws.send2(ws_event)", "self._handle_event = self.done"):
+    for needle in (
+        "self._handle_event = self.relay_messages",
+        "self.client_ws",
+        "self.server_ws",
+        "self.flow.websocket.timestamp_end = ",
+        "self.flow.websocket.closed_by_client = from_client",
+        "yield ws.send2(ws_event)",
+        "self._handle_event = self.done",
+    ):
         assert needle in source, needle
     assert "def inject_event" in inspect.getsource(Proxyserver)
 
@@ -76,6 +86,7 @@ def test_websocket_layer_internals():
 def test_close_frames_parse_as_wsproto_reads_them(code, reason):
     import wsproto.connection
     import wsproto.events
+
     from cliproxy.addons.mitm import websocket_close
 
     client = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
@@ -85,8 +96,9 @@ def test_close_frames_parse_as_wsproto_reads_them(code, reason):
 
 
 def test_websocket_install_is_idempotent():
-    from cliproxy.addons.mitm import websocket_close
     from mitmproxy.proxy.layers.websocket import WebsocketLayer
+
+    from cliproxy.addons.mitm import websocket_close
 
     websocket_close.install()
     websocket_close.install()

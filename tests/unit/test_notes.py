@@ -2,11 +2,11 @@
 
 import json
 
-from cliproxy.addons.hooks.notes import FlowNotes, SSEConversation, comment, mask_headers
-from cliproxy.addons.translate.conversation import render
 from mitmproxy import contentviews, http
 from mitmproxy.test import taddons, tflow, tutils
 
+from cliproxy.addons.hooks.notes import FlowNotes, SSEConversation, comment, mask_headers
+from cliproxy.addons.translate.conversation import render
 from tests.fakes.codex_backend import turn
 from tests.unit.test_chat_translate import wire
 
@@ -29,9 +29,11 @@ def test_chat_and_anthropic_streams_render():
     text = render(chat)
     assert "[reasoning] Plan it." in text and "[assistant] Hello there." in text
     assert "[finish] tool_calls" in text and "[done] [DONE]" in text
-    anthropic = (b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
-                 b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n'
-                 b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}\n\n')
+    anthropic = (
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":3}}\n\n'
+    )
     assert render(anthropic).splitlines()[:2] == ["[assistant] Hi", "[usage] in None · out 3"]
 
 
@@ -47,8 +49,16 @@ def test_secrets_are_masked_and_comment_names_no_token():
     h = http.Headers(authorization="Bearer eyJhbGciOi.secret.token", x_api_key="sk-ant-secret", accept="x")
     mask_headers(h)
     assert h["authorization"] == "Bearer …(redacted)" and h["x-api-key"] == "…(redacted)" and h["accept"] == "x"
-    st = {"route": "chat", "client_model": "gpt-5.5(high)", "model": "gpt-5.5", "effort": "high", "account": "dev@example.com",
-          "usage": {"input_tokens": 5, "output_tokens": 7}, "failover": 1, "tried_labels": ["a@x", "b@x"]}
+    st = {
+        "route": "chat",
+        "client_model": "gpt-5.5(high)",
+        "model": "gpt-5.5",
+        "effort": "high",
+        "account": "dev@example.com",
+        "usage": {"input_tokens": 5, "output_tokens": 7},
+        "failover": 1,
+        "tried_labels": ["a@x", "b@x"],
+    }
     text = comment(st)
     assert text.startswith("chat · gpt-5.5(high) → gpt-5.5 · high · dev@example.com · 5→7 tok")
     assert "failover ×1 (a@x → b@x)" in text
@@ -68,7 +78,6 @@ def test_notes_addon_masks_after_the_request_went_upstream():
 
 def test_comment_shows_the_accounts_quota():
     from cliproxy.auth.quota import parse_quota, quota_summary
-
     from tests.fakes.codex_backend import QUOTA_HEADERS
 
     summary = quota_summary(parse_quota(QUOTA_HEADERS))
@@ -91,10 +100,21 @@ def test_comment_says_when_cliproxy_ended_the_answer():
 
 
 def test_a_websocket_comment_has_one_line_per_turn():
-    st = {"route": "responses_websocket", "account": "dev@example.com", "turns": [
-        {"model": "gpt-5.5", "client_model": "gpt-5.5(high)", "effort": "high", "usage": {"input_tokens": 42, "output_tokens": 17}, "ttfe": 0.125, "seconds": 1.5},
-        {"model": "gpt-5.5", "effort": "medium", "seconds": 0.2, "error": "429 The usage limit has been reached"},
-    ]}
+    st = {
+        "route": "responses_websocket",
+        "account": "dev@example.com",
+        "turns": [
+            {
+                "model": "gpt-5.5",
+                "client_model": "gpt-5.5(high)",
+                "effort": "high",
+                "usage": {"input_tokens": 42, "output_tokens": 17},
+                "ttfe": 0.125,
+                "seconds": 1.5,
+            },
+            {"model": "gpt-5.5", "effort": "medium", "seconds": 0.2, "error": "429 The usage limit has been reached"},
+        ],
+    }
     lines = comment(st).splitlines()
     assert lines[0].startswith("responses_websocket · dev@example.com")
     assert lines[1] == "turn 1 · gpt-5.5(high) → gpt-5.5 · high · 42→17 tok · ttfe 0.12s · 1.50s"

@@ -1,13 +1,14 @@
 """The incremental SSE parser: any chunking gives the same events."""
 
-from cliproxy.addons.translate.sse import COMMENT, SSEParser, encode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cliproxy.addons.translate.sse import COMMENT, SSEParser, encode
+
 STREAM = (
-    b"event: response.created\r\ndata: {\"a\":1}\r\n\r\n"
+    b'event: response.created\r\ndata: {"a":1}\r\n\r\n'
     + b": keep-alive\n\n"
-    + "event: response.output_text.delta\ndata: {\"delta\":\"h\u00e9llo \u4e16\u754c\"}\n\n".encode()
+    + 'event: response.output_text.delta\ndata: {"delta":"h\u00e9llo \u4e16\u754c"}\n\n'.encode()
     + b"data: line1\ndata: line2\n\n"
     + b"id: 7\nretry: 10\nevent: x\ndata:nospace\n\n"
 )

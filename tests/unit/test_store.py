@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from cliproxy.addons.store.responses import (
     LOOPBACK,
     Conversation,
@@ -48,9 +49,23 @@ def msg(text: str, role: str = "user", **kw) -> dict:
 
 def response(rid: str, owner: str = A, *, new: list[dict] | None = None, context: list[dict] | None = None, **kw) -> StoredResponse:
     new = [item_with_id(i) for i in (new if new is not None else [msg("hi")])]
-    output = kw.pop("output", [{"id": f"msg_out_{rid}", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "yo"}]}])
-    return StoredResponse(rid, owner, kw.pop("created_at", time.time()), kw.pop("store", True), "gpt-5.5", kw.pop("instructions", "Be brief."),
-                          [*(context or []), *new], len(new), output, {"total_tokens": 3}, {"id": rid, "status": "completed"}, **kw)
+    output = kw.pop(
+        "output", [{"id": f"msg_out_{rid}", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "yo"}]}]
+    )
+    return StoredResponse(
+        rid,
+        owner,
+        kw.pop("created_at", time.time()),
+        kw.pop("store", True),
+        "gpt-5.5",
+        kw.pop("instructions", "Be brief."),
+        [*(context or []), *new],
+        len(new),
+        output,
+        {"total_tokens": 3},
+        {"id": rid, "status": "completed"},
+        **kw,
+    )
 
 
 def test_owner_identity():

@@ -1,14 +1,14 @@
 """The usage endpoint through the hooks (chatgpt.com with pooling): which account it shows, and its errors."""
 
 import pytest
+from mitmproxy import http
+from mitmproxy.test import tflow, tutils
+
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.codex_cli import CodexCliPooling
 from cliproxy.addons.hooks.guard import Guard
 from cliproxy.addons.hooks.router import Router
-from mitmproxy import http
-from mitmproxy.test import tflow, tutils
-
 from tests.conftest import mint_account
 from tests.unit.hooks import run_hooks
 
@@ -20,8 +20,17 @@ def runtime(auth_dir, pooling=True):
 
 
 async def ask(rt, **headers):
-    f = tflow.tflow(req=tutils.treq(method=b"GET", host="chatgpt.com", port=443, scheme=b"https", path=b"/backend-api/wham/usage",
-                                    headers=http.Headers(host="chatgpt.com", authorization="Bearer cli-own", **headers), content=b""))
+    f = tflow.tflow(
+        req=tutils.treq(
+            method=b"GET",
+            host="chatgpt.com",
+            port=443,
+            scheme=b"https",
+            path=b"/backend-api/wham/usage",
+            headers=http.Headers(host="chatgpt.com", authorization="Bearer cli-own", **headers),
+            content=b"",
+        )
+    )
     f.client_conn.peername = ("127.0.0.1", 5555)
     return await run_hooks([Router(rt), CodexCliPooling(rt), Guard()], f)
 

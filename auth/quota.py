@@ -103,7 +103,9 @@ def parse_rate_limit_event(event: Mapping[str, Any], now: datetime | None = None
         return out
     for window in WINDOWS:
         entry = limits.get(window)
-        used = entry.get("used_percent") if isinstance(entry, Mapping) else None
+        if not isinstance(entry, Mapping):
+            continue
+        used = entry.get("used_percent")
         if not isinstance(used, int | float) or isinstance(used, bool):
             continue
         parsed: dict[str, Any] = {"used_percent": float(used)}

@@ -111,16 +111,19 @@ class ResponsesWebsocket:
             *identity,
             *forwarded,
         ]
-        if session is None and st.get("cache_key"):
-            fields.append(("session-id", session_token(st["cache_key"])))
+        cache_key = st.get("cache_key")
+        if session is None and cache_key:
+            fields.append(("session-id", session_token(cache_key)))
         req.headers = http.Headers([(k.encode(), v.encode()) for k, v in fields])
         st.update(
-            upstream=True,
-            websocket=True,
-            account=cred.member.label,
-            account_key=cred.member.key,
-            ws_close_as=[wire.REPLAY_CODE, wire.REPLAY_REASON],
-            turns=[],
+            {
+                "upstream": True,
+                "websocket": True,
+                "account": cred.member.label,
+                "account_key": cred.member.key,
+                "ws_close_as": [wire.REPLAY_CODE, wire.REPLAY_REASON],
+                "turns": [],
+            }
         )
         if session:
             st["cache_key"] = session
@@ -130,9 +133,9 @@ class ResponsesWebsocket:
     @on_claimed(*ROUTES, answered=True)
     async def response(self, flow: http.HTTPFlow, st: FlowState) -> None:
         """A refused upgrade: judge the account as for an HTTP answer, and say why in OpenAI's format."""
-        if not st.get("websocket") or flow.websocket is not None or st.get("error"):
-            return
         resp = flow.response
+        if resp is None or not st.get("websocket") or flow.websocket is not None or st.get("error"):
+            return
         if resp.headers.get("x-cliproxy-upstream-failure"):
             return  # the proxy's own answer for an unreachable upstream, already in the client's format
         member = self.runtime.pool.get(st.get("account_key", ""))
@@ -166,23 +169,23 @@ class ResponsesWebsocket:
         self._sockets[flow.id] = sock
 
     def _idle(self, flow: http.HTTPFlow, limit: int) -> None:
-        sock = self._sockets.get(flow.id)
-        if sock is not None and not sock.created:
-            state(flow)["error"] = f"no response.create within {limit}s"
+        sock, st = self._sockets.get(flow.id), state(flow)
+        if sock is not None and st is not None and not sock.created:
+            st["error"] = f"no response.create within {limit}s"
             websocket_close.close(flow, 1008, f"no response.create within {limit}s (request-timeout-seconds)")
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
-        sock = self._sockets.get(flow.id)
-        if sock is None:
+        sock, st = self._sockets.get(flow.id), state(flow)
+        if sock is None or st is None or flow.websocket is None:
             return
         msg = flow.websocket.messages[-1]
         if msg.injected:
             return
         try:
             if msg.from_client:
-                self._client_frame(flow, state(flow), sock, msg)
+                self._client_frame(flow, st, sock, msg)
             else:
-                self._server_frame(flow, state(flow), sock, msg)
+                self._server_frame(flow, st, sock, msg)
         except Exception:
             logger.exception("cliproxy: WebSocket frame handling failed")
             msg.drop()
@@ -198,9 +201,12 @@ class ResponsesWebsocket:
         if sock.timer is not None:
             sock.timer.cancel()
         st = state(flow)
+        if st is None:
+            return
         if sock.turn is not None:
             ws = flow.websocket
-            self._end_turn(flow, st, sock, f"socket closed mid-turn ({ws.close_code} {ws.close_reason})".strip())
+            how = f"({ws.close_code} {ws.close_reason})" if ws is not None else ""
+            self._end_turn(flow, st, sock, f"socket closed mid-turn {how}".strip())
         flow.comment = comment(st)
 
     # -- client frames -----------------------------------------------------------------------------
@@ -249,7 +255,7 @@ class ResponsesWebsocket:
             "cache_key": turn.cache_key,
             "t0": time.time(),
         }
-        st.update(model=turn.model, effort=turn.effort, client_model=turn.client_model)
+        st.update({"model": turn.model, "effort": turn.effort, "client_model": turn.client_model})
 
     def _another(self, model: str, member_key: str) -> bool:
         """Whether another account could serve `model` now (then a fresh socket is worth it)."""
@@ -288,7 +294,8 @@ class ResponsesWebsocket:
                 self._end_turn(flow, st, sock, f"{err.status} {err.message[:150]}")
             return
         if kind in wire.TERMINAL and turn is not None:
-            response = event.get("response") if isinstance(event.get("response"), dict) else {}
+            response = event.get("response")
+            response = response if isinstance(response, dict) else {}
             usage = response.get("usage")
             if isinstance(usage, dict):
                 turn["usage"] = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}

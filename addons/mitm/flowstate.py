@@ -42,7 +42,7 @@ class FlowState(TypedDict, total=False):
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream
-    client_model: str  # the model name the client sent
+    client_model: str | None  # the model name the client sent (None: a WebSocket turn that named none)
     model: str  # the upstream model slug
     effort: str
     effort_clamped: str  # the effort asked for, when the model's levels did not hold it (the comment says so)

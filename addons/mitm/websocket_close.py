@@ -56,6 +56,7 @@ def _state(flow: http.HTTPFlow) -> dict[str, Any]:
 
 def _close(self: WebsocketLayer, code: int, reason: str):
     ws = self.flow.websocket
+    assert ws is not None  # the layer exists only for flows that upgraded (mitmproxy's relay asserts the same)
     ws.timestamp_end = time.time()
     ws.closed_by_client = False
     ws.close_code, ws.close_reason = code, reason
@@ -76,8 +77,9 @@ def _relay_messages(self: WebsocketLayer, event):
         yield from _close(self, event.message.close_code, event.message.close_reason)
         return
     ws = self.flow.websocket
+    assert ws is not None  # the layer exists only for flows that upgraded (mitmproxy's relay asserts the same)
     replace = _state(self.flow).get("ws_close_as")
-    was_open = ws is not None and ws.timestamp_end is None
+    was_open = ws.timestamp_end is None
     for command in _original(self, event):
         if (
             replace
@@ -118,4 +120,4 @@ def install() -> None:
     """Idempotent: the script may be reloaded. Refuses a mitmproxy whose internals may differ."""
     check_version()
     if WebsocketLayer.relay_messages is not _relay_messages:
-        WebsocketLayer.relay_messages = _relay_messages
+        WebsocketLayer.relay_messages = _relay_messages  # type: ignore[method-assign]  # the fenced patch

@@ -106,7 +106,8 @@ def error_of(event: dict[str, Any]) -> errors.ProxyError | None:
     """A backend `error` frame (or `response.failed`) as the error it carries."""
     kind = event.get("type")
     if kind == "error":
-        inner = event.get("error") if isinstance(event.get("error"), dict) else event
+        inner = event.get("error")
+        inner = inner if isinstance(inner, dict) else event
         status = event.get("status", event.get("status_code"))
         status = status if isinstance(status, int) and not isinstance(status, bool) else 400
         resets = inner.get("resets_in_seconds")
@@ -118,8 +119,10 @@ def error_of(event: dict[str, Any]) -> errors.ProxyError | None:
             retry_after=int(resets) if isinstance(resets, int | float) and not isinstance(resets, bool) else None,
         )
     if kind == "response.failed":
-        response = event.get("response") if isinstance(event.get("response"), dict) else {}
-        err = response.get("error") if isinstance(response.get("error"), dict) else {}
+        response = event.get("response")
+        response = response if isinstance(response, dict) else {}
+        err = response.get("error")
+        err = err if isinstance(err, dict) else {}
         return errors.ProxyError(500, str(err.get("message") or "the response failed"), "server_error", err.get("code"))
     return None
 

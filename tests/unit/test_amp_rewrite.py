@@ -301,14 +301,30 @@ def test_wrapper_never_raises():
     assert amp.SSERewriter(broken, rewriter())(b"data: x\n\n") == []
 
 
-def test_stream_rewrite_is_linear():
+def _stream(scale: int) -> bytes:
+    """Many small delta events and one large one (a long line is where a rescan from the start would show)."""
     chunk = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","delta":"' + b"x" * 40 + b'"}\n\n'
-    raw = chunk * 20_000 + b'data: {"type":"response.completed","response":{"model":"gpt-5.5"}}\n\n'  # ~1.9 MB
+    big = b'data: {"type":"response.output_text.delta","delta":"' + b"y" * (16_000 * scale) + b'"}\n\n'
+    return chunk * (1_000 * scale) + big + b'data: {"type":"response.completed","response":{"model":"gpt-5.5"}}\n\n'
+
+
+def _rewrite_cpu_seconds(raw: bytes, step: int = 8) -> float:
+    """CPU time (not wall time: other processes' load does not count) to rewrite `raw` fed in tiny chunks."""
     wrapped = amp.SSERewriter(lambda d: [d] if d else [], rewriter(model="m"))
-    t = time.perf_counter()
+    t = time.process_time()
     out = []
-    for i in range(0, len(raw), 5):  # many tiny chunks, events split everywhere
-        out += wrapped(raw[i : i + 5])
+    for i in range(0, len(raw), step):  # events split everywhere
+        out += wrapped(raw[i : i + step])
     out += wrapped(b"")
-    assert time.perf_counter() - t < 5
+    seconds = time.process_time() - t
     assert b"".join(out).endswith(b'"model":"m"}}\n\n') and len(b"".join(out)) == len(raw) - len(b"gpt-5.5") + 1
+    return seconds
+
+
+def test_stream_rewrite_is_linear():
+    """Four times the stream costs about four times the CPU (a rescan of the buffer per chunk would cost ~16x).
+    Best of three runs per size, compared within this run, so a slow or busy machine moves both alike."""
+    small, large = _stream(1), _stream(4)
+    t1 = min(_rewrite_cpu_seconds(small) for _ in range(3))
+    t4 = min(_rewrite_cpu_seconds(large) for _ in range(3))
+    assert t4 / max(t1, 1e-3) < 8, f"{len(small)} bytes took {t1:.3f}s, {len(large)} bytes {t4:.3f}s: not linear"

@@ -5,6 +5,13 @@ CORS is off by default on purpose: the base URL spends a subscription, and a bro
 call `http://127.0.0.1:8317` unless the answer names the page's origin. Only listed origins are named
 (no `*`): an OPTIONS preflight from another origin gets a 204 without CORS headers, so the browser
 refuses the call, which is the point.
+
+CORS only stops a page from reading answers: a "simple" request (a `text/plain` POST, a form post, a
+WebSocket handshake) runs without a preflight. So a request that a browser marks as coming from a web
+page, by an `Origin` or by `Sec-Fetch-Site: cross-site`/`same-site`, is refused unless its origin is
+listed (`refusal`). Browsers send `Origin` on every cross-origin POST and WebSocket handshake; SDKs and
+CLIs send neither header. `Origin: null` (sandboxed frames, file:// pages, any site can produce it) is
+refused and cannot be listed.
 """
 
 from __future__ import annotations
@@ -36,6 +43,11 @@ def origins(value: Any, key: str = "cors-origins") -> tuple[str, ...]:
         expect(item, str, f"{key}[{i}]", "an origin string such as http://localhost:3000")
         if item.strip() == "*":
             raise ConfigError(f"{key}[{i}]: '*' would let every web page spend the subscription; list the origins of your tools")
+        if item.strip().lower() == "null":
+            raise ConfigError(
+                f"{key}[{i}]: 'null' is the origin of every sandboxed frame and file:// page, which any web page can create; "
+                "expected an origin such as http://localhost:3000"
+            )
         if not _ORIGIN.fullmatch(item.rstrip("/")):
             raise ConfigError(f"{key}[{i}]: expected an origin (scheme://host[:port], no path), got {item!r}")
         out.append(item.rstrip("/").lower())
@@ -44,6 +56,40 @@ def origins(value: Any, key: str = "cors-origins") -> tuple[str, ...]:
 
 def allowed(origin: str | None, listed: tuple[str, ...]) -> TypeGuard[str]:
     return origin is not None and origin.rstrip("/").lower() in listed
+
+
+#: `Sec-Fetch-Site` values of requests a page on another site started (`same-origin` and `none`, a
+#: typed URL or a bookmark, are the user's own).
+CROSS_SITE = ("cross-site", "same-site")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(scheme: str, host: str, port: int) -> str:
+    """The origin (`scheme://host[:port]`) of a URL, as a browser would write it in `Origin`."""
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    default = DEFAULT_PORTS.get(scheme.lower())
+    return f"{scheme.lower()}://{host.lower()}" + ("" if port == default else f":{port}")
+
+
+def refusal(origin: str | None, fetch_site: str | None, listed: tuple[str, ...], own_origin: str | None = None) -> str | None:
+    """Why a request from a web page is refused, or None to serve it.
+
+    `own_origin` is the origin of the host the request is for, on intercepted hosts only: a page of that
+    site (chatgpt.com calling chatgpt.com) is the site's own. The base-URL listener passes None, since a
+    DNS-rebinding page would have the listener's own origin too.
+    """
+    if origin is not None:
+        if allowed(origin, listed) or (own_origin is not None and origin.rstrip("/").lower() == own_origin):
+            return None
+        shown = origin[:100].encode("ascii", "backslashreplace").decode()
+        return (
+            f"requests from web pages are refused: the origin {shown!r} is not listed in cors-origins "
+            "(tools that are not browsers send no Origin header)"
+        )
+    site = (fetch_site or "").strip().lower()
+    if site in CROSS_SITE:
+        return f"requests started by another web site are refused (Sec-Fetch-Site: {site}); list the page's origin in cors-origins"
+    return None
 
 
 def preflight_headers(origin: str | None, requested_headers: str | None, listed: tuple[str, ...]) -> dict[str, str]:

@@ -5,15 +5,24 @@
 - `OPTIONS` (a browser's CORS preflight) is answered 204; the CORS headers, and
   `access-control-allow-origin` on the actual answers, only for origins listed in `cors-origins`
   (rules and reasons in `core.cors`).
+- A request from a web page whose origin is not listed gets a 403 `origin_not_allowed` before
+  anything runs: any request on the base-URL listener, and the requests cliproxy serves on intercepted
+  hosts (except the site's own pages). Checked at `requestheaders`, after the Router claimed the flow.
 """
 
 from __future__ import annotations
+
+import logging
 
 from mitmproxy import http
 
 from cliproxy.addons.core import cors
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, state
+from cliproxy.addons.mitm.flowstate import FlowState, claim, on_claimed, reply_error, state
+from cliproxy.addons.mitm.modes import is_base_url_listener
+from cliproxy.addons.translate import errors
+
+logger = logging.getLogger(__name__)
 
 
 class HttpConventions:
@@ -27,6 +36,25 @@ class HttpConventions:
         origin = flow.request.headers.get("origin")
         if st is not None and cors.allowed(origin, self.runtime.config.cors_origins):
             st["cors_origin"] = origin  # kept: the request's headers are replaced when it goes upstream
+        self._refuse_web_pages(flow, st)
+
+    def _refuse_web_pages(self, flow: http.HTTPFlow, st: FlowState | None) -> None:
+        """403 for a request a web page sent from an unlisted origin: CORS hides the answer from the page,
+        but a simple request (text/plain POST, WebSocket handshake) would still run and spend the pool."""
+        req = flow.request
+        if flow.response is not None or flow.error or not flow.live or flow.is_replay or req.method == "OPTIONS":
+            return  # a preflight spends nothing and already gets no CORS headers for an unlisted origin
+        base_url = is_base_url_listener(flow.client_conn.proxy_mode)
+        if st is None and not base_url:
+            return  # traffic cliproxy does not serve goes where it was going
+        own = None if base_url else cors.origin_of(req.scheme, req.pretty_host, req.port)
+        reason = cors.refusal(req.headers.get("origin"), req.headers.get("sec-fetch-site"), self.runtime.config.cors_origins, own)
+        if reason is None:
+            return
+        logger.warning("cliproxy: refused %s %s from a web page: %s", req.method, req.path.split("?")[0][:200], reason)
+        if st is None:
+            claim(flow, "refused", "openai")
+        reply_error(flow, errors.ProxyError(403, reason, "permission_error", "origin_not_allowed"))
 
     @on_claimed("options")
     def request(self, flow: http.HTTPFlow, st: FlowState) -> None:

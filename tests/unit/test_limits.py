@@ -326,7 +326,7 @@ def test_cors_origins_config(value, expected):
     "value, says",
     [
         (["*"], "every web page"),
-        (["null"], "expected an origin"),
+        (["null"], "every sandboxed frame"),
         (["http://localhost:3000/app"], "no path"),
         ("http://localhost:3000", "a list of origins"),
         ([3000], "an origin string"),
@@ -374,6 +374,44 @@ LISTED = ("http://localhost:3000",)
 )
 def test_preflight_headers(origin, asked, expected):
     assert cors.preflight_headers(origin, asked, LISTED) == expected
+
+
+@pytest.mark.parametrize(
+    "origin, fetch_site, own, refused",
+    [
+        (None, None, None, False),  # SDKs and CLIs
+        (None, "none", None, False),  # a typed URL
+        (None, "same-origin", None, False),
+        (None, "cross-site", None, True),
+        (None, "Same-Site", None, True),
+        ("http://localhost:3000", "cross-site", None, False),  # listed
+        ("http://LOCALHOST:3000/", None, None, False),
+        ("http://localhost:3001", None, None, True),
+        ("https://evil.example", "cross-site", None, True),
+        ("null", None, None, True),  # sandboxed frames, file:// pages: never listed
+        ("", None, None, True),
+        ("http://127.0.0.1:8317", "same-origin", None, True),  # the base URL's own origin: a DNS-rebinding page
+        ("https://chatgpt.com", "same-origin", "https://chatgpt.com", False),  # an intercepted site's own page
+        ("https://evil.example", "cross-site", "https://chatgpt.com", True),
+    ],
+)
+def test_web_page_refusal(origin, fetch_site, own, refused):
+    reason = cors.refusal(origin, fetch_site, LISTED, own)
+    assert (reason is not None) == refused
+    if refused:
+        assert "cors-origins" in reason
+
+
+@pytest.mark.parametrize(
+    "scheme, host, port, expected",
+    [
+        ("https", "api.openai.com", 443, "https://api.openai.com"),
+        ("http", "Example.com", 8080, "http://example.com:8080"),
+        ("http", "::1", 80, "http://[::1]"),
+    ],
+)
+def test_origin_of(scheme, host, port, expected):
+    assert cors.origin_of(scheme, host, port) == expected
 
 
 def test_answer_headers_only_for_listed_origins():

@@ -14,8 +14,10 @@ CACHE = Path(os.environ.get("CLIPROXY_NPM_CACHE", Path.home() / ".cache" / "clip
 PINS = {
     "@openai/codex": "0.169.0",
     "@anthropic-ai/claude-code": "2.1.197",
-    "@ampcode/cli": "0.0.1790142911-g7618fb",
-}  # the newest with a linux-x64 binary
+    "@ampcode/cli": "0.0.1790142911-g7618fb",  # the newest with a linux-x64 binary
+    "ai": "7.0.173",  # the Vercel AI SDK and its OpenAI provider, for scripts run by node
+    "@ai-sdk/openai": "4.0.118",
+}
 
 
 def npm_tool(package: str, binary: str) -> Path:
@@ -37,3 +39,32 @@ def npm_tool(package: str, binary: str) -> Path:
             timeout=600,
         )
     return path
+
+
+def npm_modules(*packages: str) -> Path:
+    """The cache's node_modules with `packages` (pinned) installed, for node scripts that import them.
+
+    Node resolves an ES module's imports from the script's own folder, so a test links this folder
+    beside its copy of the script. Skips and fails as `npm_tool` does.
+    """
+    if shutil.which("npm") is None:
+        pytest.skip(f"npm is not installed, so {', '.join(packages)} cannot be run end to end")
+    modules = CACHE / "node_modules"
+    missing = [p for p in packages if _installed(modules / p) != PINS[p]]
+    if missing:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), *(f"{p}@{PINS[p]}" for p in missing)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return modules
+
+
+def _installed(package_dir: Path) -> str | None:
+    """The installed version of the package in `package_dir`, or None."""
+    try:
+        return json.loads((package_dir / "package.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None

@@ -6,7 +6,9 @@
 Everything runs on 127.0.0.1: the fake Codex backend from tests/fakes, a bare `mitmdump` reverse
 proxy, and `mitmdump -s addons/cliproxy.py`. Reported: time to first byte (p50/p99), full-stream
 time of a 5,000-event stream, requests/s and p99 at several concurrencies, errors, the proxies'
-peak RSS and RSS growth, and the pure translators' events/second.
+peak RSS and RSS growth, the pure translators' events/second, and cliproxy's Responses API over
+HTTP against over a WebSocket (time to first event, events/second), turns interleaved, with a socket
+straight to the fake as the baseline.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 if not (REPO / "tests" / "fakes").is_dir():
@@ -33,8 +36,9 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tests.fakes.accounts import mint_account  # noqa: E402
-from tests.fakes.codex_backend import CodexBackend, Received, sse, turn  # noqa: E402
+from tests.fakes.codex_backend import PATH, CodexBackend, Received, sse, turn  # noqa: E402
 from tests.proxyproc import MITMDUMP, Proxy, free_port, start_proxy  # noqa: E402
+from tests.wsclient import TERMINAL, Closed, WSClient, create  # noqa: E402
 
 CODEX_BODY = {
     "model": "gpt-5.5",
@@ -148,6 +152,85 @@ async def concurrent(t: Target, concurrency: int, requests: int) -> dict:
     return {"rps": requests / elapsed, "p99_ms": pct(totals, 0.99), "errors": sum(not r[2] for r in results)}
 
 
+async def http_turn(client: httpx.AsyncClient, url: str, events: int) -> tuple[float, float, int, bool]:
+    """(time to first event, total time, events, ok) of one streamed `POST /v1/responses`."""
+    body = {"model": "gpt-5.5", "stream": True, "input": f"events:{events}" if events else "bench"}
+    start = time.perf_counter()
+    first, n, ok = None, 0, False
+    try:
+        async with client.stream("POST", url, json=body) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    n += 1
+                    first = first if first is not None else time.perf_counter() - start
+                    ok = ok or (r.status_code == 200 and '"response.completed"' in line)
+    except httpx.HTTPError:
+        ok = False
+    total = time.perf_counter() - start
+    return (first if first is not None else total), total, n, ok
+
+
+def ws_turn(ws: WSClient, backend: CodexBackend, events: int) -> tuple[float, float, int, bool]:
+    """(time to first event, total time, events, ok) of one `response.create` on an open socket.
+
+    The fake answers socket turns from `ws_replies`, not from the HTTP responder, so the same
+    events are queued for it here (outside the timed part)."""
+    backend.ws_replies.append(events_for(events or 20))
+    start = time.perf_counter()
+    ws.send_json(create("bench"))
+    first, n = None, 0
+    while True:
+        ev = ws.recv()
+        if isinstance(ev, Closed):
+            total = time.perf_counter() - start
+            return (first if first is not None else total), total, n, False
+        n += 1
+        first = first if first is not None else time.perf_counter() - start
+        if ev.get("type") in TERMINAL:
+            return first, time.perf_counter() - start, n, ev["type"] == "response.completed"
+
+
+async def ws_vs_http(cli: Proxy, backend: CodexBackend, short: int, long: int, events: int) -> dict[str, dict]:
+    """cliproxy's Responses API over HTTP (keep-alive) and over one WebSocket, turn for turn, with a
+    socket straight to the fake backend as the baseline of what the relay costs.
+
+    The three alternate, so load from other processes falls on all alike: `short` default turns
+    each for the time to first event, then `long` turns of `events` deltas each for events per
+    second (the median turn)."""
+    url = f"{cli.base_url}/v1/responses"
+    kinds = ("http", "websocket", "websocket direct")
+    ttfe: dict[str, list[float]] = {k: [] for k in kinds}
+    rate: dict[str, list[float]] = {k: [] for k in kinds}
+    errors = dict.fromkeys(kinds, 0)
+    upstream = SimpleNamespace(base_port=backend.port)  # what WSClient needs of a proxy
+    account = {"authorization": "Bearer bench", "chatgpt-account-id": "bench"}
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        with WSClient(cli, "base_url", timeout=120) as ws, WSClient(upstream, "base_url", PATH, headers=account, timeout=120) as direct:
+
+            async def one(kind: str, n: int) -> tuple[float, float, int, bool]:
+                if kind == "http":
+                    r = await http_turn(client, url, n)
+                else:
+                    r = ws_turn(ws if kind == "websocket" else direct, backend, n)
+                errors[kind] += not r[3]
+                return r
+
+            for kind in kinds:
+                await one(kind, 0)  # warm-up: connection, account, caches
+            for _ in range(short):
+                for kind in kinds:
+                    ttfe[kind].append((await one(kind, 0))[0] * 1000)
+            for _ in range(long):
+                for kind in kinds:
+                    r = await one(kind, events)
+                    rate[kind].append(r[2] / r[1])
+    return {
+        k: {"ttfe_p50": pct(ttfe[k], 0.5), "ttfe_p99": pct(ttfe[k], 0.99), "events_s": pct(rate[k], 0.5), "errors": errors[k]}
+        for k in kinds
+    }
+
+
 def translator_speed(events: int) -> dict[str, float]:
     from cliproxy.addons.translate import registry
 
@@ -207,6 +290,7 @@ async def run(args: argparse.Namespace) -> int:
     per_level = (lambda c: max(20, c * 2)) if quick else (lambda c: max(200, c * 5))
     stream_events = 5000
     rss_requests = 500 if quick else 10_000
+    n_ws, ws_long = (30, 2) if quick else (300, 5)
     console = Console()
     with tempfile.TemporaryDirectory() as tmpdir, CodexBackend(bench_responder(20)) as backend:
         tmp = Path(tmpdir)
@@ -241,6 +325,11 @@ async def run(args: argparse.Namespace) -> int:
             errors += res["errors"]
             rows["cliproxy"]["rss_growth_mb"] = (rss_kb(cl.pid) - before) / 1024
             rows["cliproxy"]["rss_requests"] = rss_requests
+            console.print(
+                f"[bold]cliproxy Responses[/]: HTTP and WebSocket turns interleaved ({n_ws} short, {ws_long} x {stream_events} events)"
+            )
+            transports = await ws_vs_http(cli, backend, n_ws, ws_long, stream_events)
+            errors += sum(t["errors"] for t in transports.values())
         finally:
             cli.stop()
             bare.terminate()
@@ -265,6 +354,23 @@ async def run(args: argparse.Namespace) -> int:
     )
     console.print(
         f"cliproxy RSS growth over {rows['cliproxy']['rss_requests']} requests: {rows['cliproxy']['rss_growth_mb']:+.1f} MB (target ±10)"
+    )
+    ws_table = Table(title="/v1/responses: HTTP stream vs WebSocket through cliproxy, and a socket to the fake (interleaved)")
+    ws_table.add_column("metric")
+    for kind in transports:
+        ws_table.add_column(kind, justify="right")
+    for label, key in [
+        ("first event p50 (ms)", "ttfe_p50"),
+        ("first event p99 (ms)", "ttfe_p99"),
+        (f"events/s ({stream_events}-delta turn)", "events_s"),
+    ]:
+        ws_table.add_row(label, *[f"{transports[k][key]:,.1f}" for k in transports])
+    ws_table.add_row("errors", *[str(transports[k]["errors"]) for k in transports])
+    console.print(ws_table)
+    http, sock = transports["http"], transports["websocket"]  # the direct socket is the table's baseline
+    console.print(
+        f"websocket vs HTTP: first event p50 {sock['ttfe_p50']:.2f} ms vs {http['ttfe_p50']:.2f} ms, "
+        f"events/s {sock['events_s']:,.0f} vs {http['events_s']:,.0f}"
     )
     console.print("translator events/s (one core): " + ", ".join(f"{k} {v:,.0f}" for k, v in speeds.items()) + " (target ≥ 50,000)")
     if errors:

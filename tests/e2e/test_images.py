@@ -1,0 +1,155 @@
+"""Images through the subscription, through the real proxy: `/v1/images/generations` and `/v1/images/edits`
+(native endpoints, and the `/responses` form where they answer 404), the image tool on `/v1/responses`,
+and the clear errors of what the backend refuses."""
+
+import base64
+import io
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import CLIENT_KEY
+from tests.fakes import images as fake
+from tests.fakes.accounts import ACCOUNT_ID
+from tests.fakes.codex_backend import PATH
+
+BASE = PATH.removesuffix("/responses")
+
+
+def png_file(name: str = "in.png") -> tuple[str, io.BytesIO, str]:
+    return (name, io.BytesIO(fake.tiny_png((0, 255, 0))), "image/png")
+
+
+@pytest.fixture(params=["native", "responses"])
+def upstream_path(request, backend):
+    backend.images.native = request.param == "native"
+    return request.param
+
+
+def test_generate_returns_the_png(openai_client, backend, upstream_path):
+    r = openai_client.images.generate(model="gpt-image-1.5", prompt="a red square", size="1024x1024", quality="low")
+    assert len(r.data) == 1 and base64.b64decode(r.data[0].b64_json) == fake.GENERATED
+    assert r.data[0].revised_prompt == "A red square." and isinstance(r.created, int)
+    assert r.usage is not None and r.usage.input_tokens_details.image_tokens == 40
+    paths = [q.path for q in backend.received]
+    if upstream_path == "native":
+        assert paths == [BASE + "/images/generations"]
+        body = backend.received[0].json
+        assert body == {"prompt": "a red square", "model": "gpt-image-1.5", "size": "1024x1024", "quality": "low"}
+        assert backend.received[0].headers["chatgpt-account-id"] == ACCOUNT_ID
+    else:
+        assert paths == [BASE + "/images/generations", PATH]  # the native try, then the tool forced
+        body = backend.received[1].json
+        assert body["tool_choice"] == {"type": "image_generation"}
+        assert body["tools"] == [{"type": "image_generation", "output_format": "png", "size": "1024x1024", "quality": "low"}]
+        assert body["input"][0]["content"] == [{"type": "input_text", "text": "a red square"}]
+
+
+def test_edit_with_a_file_returns_the_edited_png(openai_client, backend, upstream_path):
+    r = openai_client.images.edit(image=png_file(), prompt="make it blue", size="1024x1024")
+    assert base64.b64decode(r.data[0].b64_json) == fake.EDITED
+    sent = fake.tiny_png((0, 255, 0))
+    url = "data:image/png;base64," + base64.b64encode(sent).decode()
+    if upstream_path == "native":
+        assert backend.received[-1].path == BASE + "/images/edits"
+        assert backend.received[-1].json["images"] == [{"image_url": url}]
+    else:
+        parts = backend.received[-1].json["input"][0]["content"]
+        assert parts == [{"type": "input_text", "text": "make it blue"}, {"type": "input_image", "image_url": url}]
+
+
+def test_edit_with_several_files_and_json(proxy, backend):
+    """Two files as `image[]` (the SDK's list form); and the JSON form with data URLs."""
+    client = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    r = client.images.edit(image=[png_file("a.png"), png_file("b.png")], prompt="merge them")
+    assert base64.b64decode(r.data[0].b64_json) == fake.EDITED
+    assert len(backend.received[-1].json["images"]) == 2
+    url = "data:image/png;base64," + base64.b64encode(fake.tiny_png()).decode()
+    got = httpx.post(proxy.base_url + "/v1/images/edits", json={"prompt": "p", "images": [{"image_url": url}]}, timeout=30)
+    assert got.status_code == 200 and base64.b64decode(got.json()["data"][0]["b64_json"]) == fake.EDITED
+
+
+def test_image_tool_passes_through_responses(openai_client, backend):
+    r = openai_client.responses.create(
+        model="gpt-5.5", input="draw a red square", tools=[{"type": "image_generation", "size": "1024x1024"}]
+    )
+    calls = [i for i in r.output if i.type == "image_generation_call"]
+    assert len(calls) == 1 and base64.b64decode(calls[0].result) == fake.GENERATED
+    assert backend.received[-1].json["tools"] == [{"type": "image_generation", "size": "1024x1024"}]
+
+
+def test_image_tool_events_stream_through(openai_client, backend):
+    with openai_client.responses.stream(
+        model="gpt-5.5", input="draw", tools=[{"type": "image_generation", "partial_images": 1}]
+    ) as stream:
+        kinds = [ev.type for ev in stream]
+        final = stream.get_final_response()
+    for kind in ("in_progress", "generating", "partial_image", "completed"):
+        assert f"response.image_generation_call.{kind}" in kinds
+    calls = [i for i in final.output if i.type == "image_generation_call"]
+    assert base64.b64decode(calls[0].result) == fake.GENERATED
+
+
+def error_of(exc: openai.APIStatusError) -> dict:
+    body = exc.response.json()
+    assert set(body) == {"error"} and {"message", "type", "code", "param"} <= set(body["error"])
+    return body["error"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, param",
+    [({"size": "512x512"}, "size"), ({"quality": "ultra"}, "quality"), ({"n": 2}, "n"), ({"response_format": "url"}, "response_format")],
+)
+def test_bad_options_are_clear_400s(openai_client, backend, kwargs, param):
+    with pytest.raises(openai.BadRequestError) as got:
+        openai_client.images.generate(prompt="a square", **kwargs)
+    assert error_of(got.value)["param"] == param
+    assert backend.received == []  # refused before any upstream call
+
+
+def test_options_the_upstream_rejects(openai_client, backend, upstream_path):
+    with pytest.raises(openai.BadRequestError) as got:
+        openai_client.images.generate(prompt="a square", background="transparent", output_format="jpeg")
+    err = error_of(got.value)
+    assert "Transparent background" in err["message"] and err["param"] == "background"
+
+
+def test_refused_prompt(openai_client, backend, upstream_path):
+    with pytest.raises(openai.BadRequestError) as got:
+        openai_client.images.generate(prompt="something forbidden")
+    err = error_of(got.value)
+    assert err["code"] == "moderation_blocked" and "safety system" in err["message"]
+
+
+def test_plan_without_images(openai_client, backend, upstream_path):
+    backend.catalog.plans[ACCOUNT_ID] = "free"
+    with pytest.raises(openai.PermissionDeniedError) as got:
+        openai_client.images.generate(prompt="a square")
+    err = error_of(got.value)
+    assert "plan" in err["message"]
+
+
+def test_missing_prompt_and_bad_upload(proxy, backend):
+    r = httpx.post(proxy.base_url + "/v1/images/generations", json={"size": "1024x1024"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    r = httpx.post(proxy.base_url + "/v1/images/edits", files={"image": ("x.png", b"not a picture", "image/png")}, data={"prompt": "p"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_image"
+    r = httpx.post(proxy.base_url + "/v1/images/edits", json={"prompt": "p"}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "image"
+    assert backend.received == []
+
+
+def test_body_over_the_limit_is_413(proxy, backend):
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (65 * 1024 * 1024)
+    r = httpx.post(proxy.base_url + "/v1/images/edits", files={"image": ("big.png", big, "image/png")}, data={"prompt": "p"}, timeout=60)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+    assert backend.received == []
+
+
+def test_flow_comment_has_no_base64(proxy, backend):
+    r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
+    assert r.status_code == 200
+    b64 = r.json()["data"][0]["b64_json"]
+    assert b64 not in json.dumps(proxy.log_text() if hasattr(proxy, "log_text") else "")

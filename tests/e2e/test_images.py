@@ -3,23 +3,24 @@
 and the clear errors of what the backend refuses."""
 
 import base64
-import io
-import json
+import io as bytes_io
 
 import httpx
 import openai
 import pytest
+from mitmproxy import io
 
 from tests.conftest import CLIENT_KEY
 from tests.fakes import images as fake
 from tests.fakes.accounts import ACCOUNT_ID
 from tests.fakes.codex_backend import PATH
+from tests.proxyproc import start_proxy
 
 BASE = PATH.removesuffix("/responses")
 
 
-def png_file(name: str = "in.png") -> tuple[str, io.BytesIO, str]:
-    return (name, io.BytesIO(fake.tiny_png((0, 255, 0))), "image/png")
+def png_file(name: str = "in.png") -> tuple[str, bytes_io.BytesIO, str]:
+    return (name, bytes_io.BytesIO(fake.tiny_png((0, 255, 0))), "image/png")
 
 
 @pytest.fixture(params=["native", "responses"])
@@ -81,9 +82,7 @@ def test_image_tool_passes_through_responses(openai_client, backend):
 
 
 def test_image_tool_events_stream_through(openai_client, backend):
-    with openai_client.responses.stream(
-        model="gpt-5.5", input="draw", tools=[{"type": "image_generation", "partial_images": 1}]
-    ) as stream:
+    with openai_client.responses.stream(model="gpt-5.5", input="draw", tools=[{"type": "image_generation", "partial_images": 1}]) as stream:
         kinds = [ev.type for ev in stream]
         final = stream.get_final_response()
     for kind in ("in_progress", "generating", "partial_image", "completed"):
@@ -134,7 +133,9 @@ def test_plan_without_images(openai_client, backend, upstream_path):
 def test_missing_prompt_and_bad_upload(proxy, backend):
     r = httpx.post(proxy.base_url + "/v1/images/generations", json={"size": "1024x1024"}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
-    r = httpx.post(proxy.base_url + "/v1/images/edits", files={"image": ("x.png", b"not a picture", "image/png")}, data={"prompt": "p"}, timeout=30)
+    r = httpx.post(
+        proxy.base_url + "/v1/images/edits", files={"image": ("x.png", b"not a picture", "image/png")}, data={"prompt": "p"}, timeout=30
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_image"
     r = httpx.post(proxy.base_url + "/v1/images/edits", json={"prompt": "p"}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["param"] == "image"
@@ -148,8 +149,20 @@ def test_body_over_the_limit_is_413(proxy, backend):
     assert backend.received == []
 
 
-def test_flow_comment_has_no_base64(proxy, backend):
-    r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
-    assert r.status_code == 200
-    b64 = r.json()["data"][0]["b64_json"]
-    assert b64 not in json.dumps(proxy.log_text() if hasattr(proxy, "log_text") else "")
+def test_saved_flow_notes_the_image_without_its_bytes(tmp_path, proxy_home, backend_server, backend):
+    out = tmp_path / "flows.mitm"
+    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url}, "-w", str(out))
+    try:
+        r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
+        backend.images.native = False
+        r2 = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
+    finally:
+        proxy.stop()
+    assert r.status_code == 200 and r2.status_code == 200
+    with out.open("rb") as fh:
+        flows = list(io.FlowReader(fh).stream())
+    comments = [f.comment for f in flows]
+    assert comments[0].startswith("images_generations · gpt-image-1.5 · dev@example.com · 50→272 tok · image via native"), comments
+    assert "image via responses" in comments[1]
+    for text in comments:
+        assert r.json()["data"][0]["b64_json"][:40] not in text

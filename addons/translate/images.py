@@ -29,6 +29,7 @@ SIZES = ("auto", "1024x1024", "1536x1024", "1024x1536")
 QUALITIES = ("auto", "low", "medium", "high")
 BACKGROUNDS = ("auto", "transparent", "opaque")
 FORMATS = ("png", "jpeg", "webp")
+NOT_GENERATED = "(the image could not be generated)"
 #: Image types an edit may carry, by their leading bytes.
 _MAGIC = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"RIFF", "image/webp"))
 
@@ -247,9 +248,10 @@ def image_of(item: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def markdown_image(item: dict[str, Any]) -> str:
-    """How a Chat client sees a generated image: a markdown image with a data URL (Chat answers hold text only)."""
+    """How a Chat client sees a generated image: a markdown image with a data URL (a Chat answer's content is
+    text only); one that failed is said in words, never dropped silently."""
     got = image_of(item)
     if got is None:
-        return ""
+        return f"\n\n{NOT_GENERATED}\n\n"
     mime, data = got
     return f"\n\n![generated image](data:{mime};base64,{data})\n\n"

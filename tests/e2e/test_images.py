@@ -166,3 +166,48 @@ def test_saved_flow_notes_the_image_without_its_bytes(tmp_path, proxy_home, back
     assert "image via responses" in comments[1]
     for text in comments:
         assert r.json()["data"][0]["b64_json"][:40] not in text
+
+
+MARKDOWN = "![generated image](data:image/png;base64," + base64.b64encode(fake.GENERATED).decode() + ")"
+
+
+def test_chat_shows_the_image_as_markdown(openai_client, backend):
+    tools = [{"type": "image_generation"}]
+    r = openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "draw"}], tools=tools)
+    content = r.choices[0].message.content
+    assert MARKDOWN in content and content.endswith("Here it is.")
+    assert backend.received[-1].json["tools"] == [{"type": "image_generation"}]
+    chunks = openai_client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "draw"}], tools=tools, stream=True
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == content
+
+
+def test_chat_says_when_the_image_was_refused(openai_client, backend):
+    r = openai_client.chat.completions.create(
+        model="gpt-5.5", messages=[{"role": "user", "content": "draw something forbidden"}], tools=[{"type": "image_generation"}]
+    )
+    assert "(the image could not be generated)" in r.choices[0].message.content
+
+
+def test_messages_carry_the_image_block(anthropic_client, backend):
+    kwargs = {
+        "model": "gpt-5.5",
+        "max_tokens": 1000,
+        "messages": [{"role": "user", "content": "draw"}],
+        "tools": [{"type": "image_generation", "size": "1024x1024"}],
+    }
+    m = anthropic_client.messages.create(**kwargs)
+    blocks = [b.model_dump() if hasattr(b, "model_dump") else dict(b) for b in m.content]
+    images = [b for b in blocks if b["type"] == "image"]
+    assert len(images) == 1 and images[0]["source"]["media_type"] == "image/png"
+    assert base64.b64decode(images[0]["source"]["data"]) == fake.GENERATED
+    assert backend.received[-1].json["tools"] == [{"type": "image_generation", "size": "1024x1024"}]
+    events = list(anthropic_client.messages.create(**kwargs, stream=True))
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    streamed = [b for b in starts if b.type == "image"]
+    source = streamed[0].source  # the SDK knows no image block in answers: it keeps the source as it came
+    assert len(streamed) == 1 and base64.b64decode(source["data"] if isinstance(source, dict) else source.data) == fake.GENERATED
+    assert [b.type for b in starts] == [b["type"] for b in blocks]
+    assert sum(e.type == "content_block_stop" for e in events) == len(starts)

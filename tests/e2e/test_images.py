@@ -10,10 +10,10 @@ import openai
 import pytest
 from mitmproxy import io
 
-from tests.conftest import CLIENT_KEY
+from tests.conftest import CLIENT_KEY, mint_account
 from tests.fakes import images as fake
 from tests.fakes.accounts import ACCOUNT_ID
-from tests.fakes.codex_backend import PATH
+from tests.fakes.codex_backend import PATH, usage_limit
 from tests.proxyproc import start_proxy
 
 BASE = PATH.removesuffix("/responses")
@@ -127,7 +127,10 @@ def test_plan_without_images(openai_client, backend, upstream_path):
     with pytest.raises(openai.PermissionDeniedError) as got:
         openai_client.images.generate(prompt="a square")
     err = error_of(got.value)
-    assert "plan" in err["message"]
+    assert "plan" in err["message"] and err["code"] == "image_generation_unavailable"
+    backend.catalog.plans.clear()  # the account was not rested for it: it still serves
+    r = openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].message.content == "You said: hi"
 
 
 def test_missing_prompt_and_bad_upload(proxy, backend):
@@ -211,3 +214,25 @@ def test_messages_carry_the_image_block(anthropic_client, backend):
     assert len(streamed) == 1 and base64.b64decode(source["data"] if isinstance(source, dict) else source.data) == fake.GENERATED
     assert [b.type for b in starts] == [b["type"] for b in blocks]
     assert sum(e.type == "content_block_stop" for e in events) == len(starts)
+
+
+def test_native_usage_limit_fails_over_to_another_account(tmp_path, backend_server, backend):
+    auth = tmp_path / "auth"
+    mint_account(auth, "a@example.com", "acct-a")
+    mint_account(auth, "b@example.com", "acct-b")
+    proxy = start_proxy(tmp_path / "p", {"auth-dir": str(auth), "codex-base-url": backend_server.base_url})
+    try:
+        first = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "warm up"}, timeout=30)
+        assert first.status_code == 200
+        backend.images.queued.append((usage_limit().status, usage_limit().body))
+        backend.received.clear()
+        r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert base64.b64decode(r.json()["data"][0]["b64_json"]) == fake.GENERATED
+        accounts = [q.headers["chatgpt-account-id"] for q in backend.received]
+        assert len(accounts) == 2 and set(accounts) == {"acct-a", "acct-b"}  # the refused one, then the other
+        backend.images.queued.extend([(usage_limit().status, usage_limit().body)])
+        r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "again"}, timeout=30)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "model_cooldown", r.text  # both resting now
+    finally:
+        proxy.stop()

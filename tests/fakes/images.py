@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BLOCKED_WORD = "forbidden"  # a prompt holding it is refused by the safety system
@@ -66,14 +66,18 @@ def blocked(prompt: Any) -> bool:
 @dataclass
 class FakeImages:
     native: bool = True  # False: the native endpoints answer 404 (the `/responses` form must serve)
+    queued: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # (status, JSON) answered first, in order
 
     def reset(self) -> None:
         self.native = True
+        self.queued.clear()
 
     def answer(self, path: str, body: Any, plan: str) -> tuple[int, dict[str, Any]]:
         """The native `images/generations` or `images/edits` answer."""
         if not self.native:
             return 404, {"detail": "Not Found"}
+        if self.queued:
+            return self.queued.pop(0)
         if plan == "free":
             return 403, {
                 "error": {

@@ -27,6 +27,7 @@ from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
 from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
+from cliproxy.addons.hooks.images import Images  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
@@ -51,6 +52,7 @@ addons = [
     conversations,  # /v1/responses state (previous_response_id, item references, conversations) and stored-state routes
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
     CodexCliPooling(runtime),  # the official Codex CLI on chatgpt.com, when pooling is switched on
+    Images(runtime),  # /v1/images/*: the backend's native image endpoints, else the `/responses` form (CodexUpstream)
     ResponsesWebsocket(runtime),  # Responses over WebSocket: a pinned pool account, frames translated both ways
     CodexUpstream(runtime, conversations),  # account choice, rewrite onto the backend, answer translation
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)

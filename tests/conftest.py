@@ -29,6 +29,7 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.lite = default_lite
     backend_server.pages.clear()
     backend_server.catalog.reset()
+    backend_server.images.reset()
     backend_server.ws_handshakes.clear()
     backend_server.ws_replies.clear()
     backend_server.ws_frames.clear()

@@ -20,6 +20,8 @@ _OPENAI_PATHS = {
     "/v1/models": "models",
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "count_tokens",
+    "/v1/images/generations": "images_generations",
+    "/v1/images/edits": "images_edits",
 }
 
 

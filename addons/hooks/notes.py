@@ -56,6 +56,8 @@ def comment(st: FlowState) -> str:
         parts.append(f"{st['account']} ({st['quota']})" if st.get("quota") else st["account"])
     if usage := st.get("usage"):
         parts.append(f"{usage.get('input_tokens')}→{usage.get('output_tokens')} tok")
+    if st.get("images_path"):
+        parts.append(f"image via {st['images_path']}")  # never the image itself: mitmweb shows the answer's body
     if ended := st.get("ended_locally"):
         parts.append("ended at the client's stop sequence" if ended == "stop" else "ended at the client's token limit")
     if st.get("t0"):

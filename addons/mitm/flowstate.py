@@ -52,6 +52,7 @@ class FlowState(TypedDict, total=False):
     passthrough: bool  # forwarded as it is (Amp upstream, unpooled Codex CLI)
     book: dict[str, Any]  # /v1/responses: how to keep the answer (owner, store, previous, conversation, context length)
     booked: bool  # the answer was handed to the store
+    images_path: str  # /v1/images/*: native (the backend's image endpoints) | responses (the image tool forced)
     # upstream (CodexUpstream)
     upstream: bool  # pointed at the backend
     forwarded_headers: list[tuple[str, str]]  # client headers kept upstream, checked once

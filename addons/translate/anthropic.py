@@ -181,6 +181,7 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
     custom: list[tuple[dict[str, Any], str]] = []
     web: list[dict[str, Any]] = []
     web_names: set[str] = set()
+    pictures: list[dict[str, Any]] = []
     for i, tool in enumerate(raw):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
@@ -194,10 +195,12 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
         elif isinstance(kind, str) and kind.startswith("web_search_"):
             web.append(_web_search(tool))
             web_names.add(name if isinstance(name := tool.get("name"), str) else "web_search")
+        elif kind == "image_generation":  # cliproxy's extension: the backend's image tool, as the Responses API spells it
+            pictures.append({k: v for k, v in tool.items() if k != "name"})
         else:
             raise errors.bad_request(
                 f"{where}: tool type {kind!r} is not available through cliproxy; declare it as a custom tool "
-                "(name, description, input_schema) or use web_search",
+                "(name, description, input_schema) or use web_search or image_generation",
                 "tools",
             )
     short = codex_body.shorten_tool_names([t["name"] for t, _ in custom])
@@ -210,7 +213,7 @@ def _tools(raw: Any) -> tuple[list[dict[str, Any]], dict[str, str], set[str]]:
         entry["parameters"] = _schema(tool.get("input_schema"), where)
         entry["strict"] = False
         out.append(entry)
-    return out + web[:1], short, web_names
+    return out + web[:1] + pictures[:1], short, web_names
 
 
 def _tool_choice(choice: Any, short_of: dict[str, str], names: set[str], web_names: set[str]) -> tuple[Any, bool]:

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from cliproxy.addons.translate import errors
+from cliproxy.addons.translate import errors, images
 from cliproxy.addons.translate.anthropic import safe_id
 from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode
 from cliproxy.addons.translate.stream import CodexStream, Collector
@@ -112,11 +112,20 @@ def _web_search_blocks(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return use, {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": results}
 
 
+def image_block(item: dict[str, Any]) -> dict[str, Any]:
+    """A generated image as an Anthropic `image` block (base64 source); one that failed (refused by the
+    safety system) as a text block that says so, so that it is never dropped silently."""
+    got = images.image_of(item)
+    if got is None:
+        return {"type": "text", "text": images.NOT_GENERATED}
+    return {"type": "image", "source": {"type": "base64", "media_type": got[0], "data": got[1]}}
+
+
 @dataclass(slots=True, eq=False)
 class _Block:
     """One output item on its way to the client as one (or, for web search, two) content blocks."""
 
-    kind: str  # thinking | text | tool_use | web_search
+    kind: str  # thinking | text | tool_use | web_search | image
     started: bool = False
     done: bool = False
     streamed: bool = False  # content deltas were sent (or queued)
@@ -367,6 +376,11 @@ class MessagesStream(CodexStream):
             if not block.streamed and _str(item.get("arguments")):
                 self._delta(block, {"type": "input_json_delta", "partial_json": item["arguments"]}, out)
             self._finish(block, out)
+        elif kind == "image_generation_call":
+            block = self._block("image", ev, item)
+            self._send(block, "start", image_block(item), out)
+            block.started = True
+            self._finish(block, out)
         elif kind == "web_search_call":
             block = self._block("web_search", ev, item)
             use, result = _web_search_blocks(item)
@@ -446,6 +460,8 @@ def message_from(
             )
         elif kind == "web_search_call":
             content.extend(_web_search_blocks(item))
+        elif kind == "image_generation_call":
+            content.append(image_block(item))
     reason = _dict(resp.get("incomplete_details")).get("reason")
     return {
         "id": _str(resp.get("id")) or f"msg_cliproxy_{int(time.time() * 1000)}",

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any
 
-from cliproxy.addons.translate import codex_body, errors, headers, limits
+from cliproxy.addons.translate import codex_body, errors, headers, images, limits
 from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode
 from cliproxy.addons.translate.stream import CodexStream, Collector
 
@@ -474,7 +474,10 @@ class ChatStream(CodexStream):
                 out.append(self._chunk({"tool_calls": [{"index": index, "function": {"arguments": full}}]}))
         elif kind == "response.output_item.done":
             item = ev.get("item") or {}
-            if item.get("type") in ("function_call", "custom_tool_call"):
+            if item.get("type") == "image_generation_call":
+                out += self._close_think()
+                out.append(self._chunk({"content": images.markdown_image(item)}))
+            elif item.get("type") in ("function_call", "custom_tool_call"):
                 full = item.get("arguments", item.get("input", "")) or ""
                 index = self._call_index({"item_id": item.get("id"), "output_index": ev.get("output_index")})
                 if index is None:
@@ -520,6 +523,8 @@ def completion_from(
                     texts.append(part.get("text", ""))
                 elif part.get("type") == "refusal":
                     refusals.append(part.get("refusal", ""))
+        elif kind == "image_generation_call":
+            texts.append(images.markdown_image(item))
         elif kind == "reasoning":
             thoughts.extend(s.get("text", "") for s in item.get("summary") or [] if isinstance(s, dict))
         elif kind in ("function_call", "custom_tool_call"):

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cliproxy.addons.translate import anthropic, anthropic_stream, chat, compact, responses
+from cliproxy.addons.translate import anthropic, anthropic_stream, chat, compact, images, responses
 from cliproxy.addons.translate.codex_body import CodexCall, Settings
 from cliproxy.addons.translate.stream import CodexStream, Collector, disconnected_error
 
@@ -75,6 +75,22 @@ APIS: dict[str, ClientApi] = {
             lambda body, settings, headers: compact.codex_request_to_codex(body, settings),
             lambda model, options: responses.ResponsesStream(),
             lambda c, model, options: compact.answer(c),
+        ),
+        # Images through the `/responses` fallback (the native endpoints are tried first, by hooks.images):
+        # JSON only, the stream translator serves no client.
+        ClientApi(
+            "images_generations",
+            "openai",
+            lambda body, settings, headers: images.responses_call(images.parse(body, edit=False)),
+            lambda model, options: responses.ResponsesStream(),
+            lambda c, model, options: images.answer_from_stream(c, options),
+        ),
+        ClientApi(
+            "images_edits",
+            "openai",
+            lambda body, settings, headers: images.responses_call(images.parse(body, edit=True)),
+            lambda model, options: responses.ResponsesStream(),
+            lambda c, model, options: images.answer_from_stream(c, options),
         ),
     )
 }

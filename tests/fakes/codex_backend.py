@@ -31,6 +31,8 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes import images as fake_images
+
 PATH = "/backend-api/codex/responses"
 MODELS_PATH = "/backend-api/codex/models"
 
@@ -386,6 +388,12 @@ class Turn:
         self.items.append(("custom_tool_call", (name, tool_input, call_id, deltas)))
         return self
 
+    def image(self, result: str | None, revised_prompt: str = "A red square.", partial: str | None = None, **options: Any) -> Turn:
+        """An `image_generation_call`: `result` is the base64 image (None: the safety system refused it),
+        `partial` a partial image sent before it; `options` (size, quality, ...) are echoed on the item."""
+        self.items.append(("image", (result, revised_prompt, partial, options)))
+        return self
+
     def incomplete(self, reason: str = "max_output_tokens") -> Turn:
         self.status, self.incomplete_reason = "incomplete", reason
         return self
@@ -499,6 +507,37 @@ class Turn:
                     "call_id": call_id,
                     "name": name,
                 }
+            elif kind == "image":
+                result, revised, partial, options = spec
+                item_id = f"ig_{tag}{idx:02d}"
+                add(
+                    "response.output_item.added",
+                    output_index=idx,
+                    item={"id": item_id, "type": "image_generation_call", "status": "in_progress"},
+                )
+                add("response.image_generation_call.in_progress", item_id=item_id, output_index=idx)
+                add("response.image_generation_call.generating", item_id=item_id, output_index=idx)
+                if partial is not None:
+                    add(
+                        "response.image_generation_call.partial_image",
+                        item_id=item_id,
+                        output_index=idx,
+                        partial_image_index=0,
+                        partial_image_b64=partial,
+                    )
+                item = {"id": item_id, "type": "image_generation_call", "status": "completed" if result else "failed", "result": result}
+                if result:
+                    item.update(
+                        {
+                            "revised_prompt": revised,
+                            "output_format": "png",
+                            "size": "1024x1024",
+                            "quality": "medium",
+                            "background": "opaque",
+                            **options,
+                        }
+                    )
+                add("response.image_generation_call.completed", item_id=item_id, output_index=idx)
             else:
                 name, args, call_id, n = spec
                 item_id = f"fc_{tag}{idx:02d}"
@@ -530,6 +569,8 @@ class Turn:
         final = {**base, "status": self.status, "output": [] if empty_output else done_items, "usage": self.usage}
         if self.service_tier is not None:
             final["service_tier"] = self.service_tier
+        if any(kind == "image" and spec[0] for kind, spec in self.items):
+            final["tool_usage"] = {"image_gen": dict(fake_images.IMAGE_USAGE)}
         if self.status == "incomplete":
             final["incomplete_details"] = {"reason": self.incomplete_reason}
             add("response.incomplete", response=final)
@@ -608,6 +649,17 @@ def default_responder(req: Received) -> Reply:
     if tier not in SERVICE_TIERS:
         return detail(400, f"Invalid service_tier {tier!r}: expected one of {', '.join(SERVICE_TIERS)}")
     served = "priority" if tier == "priority" else "ultrafast" if tier == "ultrafast" else "default"
+    if (tool := fake_images.image_tool(body)) is not None:
+        if (refused := fake_images.refusal(tool)) is not None:
+            return JSONReply(*refused)
+        prompt, pictures = fake_images.user_prompt(body)
+        picture = fake_images.EDITED if pictures else fake_images.GENERATED
+        result = None if fake_images.blocked(prompt) else base64.b64encode(picture).decode()
+        partial = base64.b64encode(fake_images.PARTIAL).decode() if tool.get("partial_images") else None
+        return sse(
+            turn(body.get("model", "gpt-5.5")).image(result, partial=partial).text("Here it is.").tier(served).events(),
+            headers=dict(QUOTA_HEADERS),
+        )
     items = body.get("input", [])
     if isinstance(items, list) and items and isinstance(items[-1], dict) and items[-1].get("type") == "compaction_trigger":
         # remote compaction (v2): exactly one `compaction` item, no message
@@ -740,6 +792,7 @@ class CodexBackend:
         self.disconnects = 0  # streams whose client went away before the end
         self.pages: dict[str, JSONReply] = {}  # other chatgpt.com paths (no query) -> answer; else 404
         self.catalog = FakeCatalog()  # GET /models, and what Responses calls are refused for (plan, effort)
+        self.images = fake_images.FakeImages()  # the native image endpoints (plans as in `catalog.plans`)
         self.ws_handshakes: list[JSONReply] = []  # refusals of the next upgrades, in order (else 101)
         self.ws_replies: list[WSReply | Callable[[dict[str, Any]], WSReply]] = []  # per response.create, in order; else an echo
         self.ws_frames: list[WSFrame] = []
@@ -812,6 +865,20 @@ class CodexBackend:
                 if req.method == "GET" and req.path.split("?")[0] == PATH and req.headers.get("upgrade", "").lower() == "websocket":
                     await self._websocket(reader, writer, req)
                     return
+                account = req.headers.get("chatgpt-account-id")
+                plan = self.catalog.plans.get(account or "", "plus")
+                if req.method == "POST" and req.path.split("?")[0] in (
+                    PATH.removesuffix("responses") + "images/generations",
+                    PATH.removesuffix("responses") + "images/edits",
+                ):
+                    try:
+                        image_body = json.loads(req.body)
+                    except ValueError:
+                        image_body = None
+                    await _write_json(writer, JSONReply(*self.images.answer(req.path.split("?")[0], image_body, plan)))
+                    continue
+                if req.method == "POST" and plan == "free" and b"image_generation" in req.body:
+                    req = _strip_image_tool(req)  # free plans lose the image tool silently
                 if req.method != "POST" or req.path.split("?")[0] != PATH:
                     await _write_json(writer, self.pages.get(req.path.split("?")[0], JSONReply(404, {"detail": "Not Found"})))
                     continue
@@ -1018,6 +1085,18 @@ def _ws_refusal(frame: dict[str, Any], history: dict[str, list[Any]]) -> dict[st
                 },
             }
     return None
+
+
+def _strip_image_tool(req: Received) -> Received:
+    try:
+        body = json.loads(req.body)
+    except ValueError:
+        return req
+    if isinstance(body, dict) and isinstance(body.get("tools"), list):
+        body["tools"] = [t for t in body["tools"] if not (isinstance(t, dict) and t.get("type") == "image_generation")]
+        if isinstance(body.get("tool_choice"), dict) and body["tool_choice"].get("type") == "image_generation":
+            body["tool_choice"] = "auto"
+    return Received(req.method, req.path, req.headers, json.dumps(body).encode())
 
 
 def _chunk(frames: list[bytes], mode: str, rng: random.Random) -> list[bytes]:

@@ -27,6 +27,7 @@ from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
 from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
+from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
@@ -59,4 +60,5 @@ addons = [
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
     HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
+    UsageLedger(runtime),  # one ledger row per finished request or WebSocket turn, written off the request path
 ]

@@ -7,6 +7,8 @@
     cliproxy logout ACCOUNT [--keep-login]
     cliproxy env
     cliproxy models [--offline] [--json]
+    cliproxy usage [--since 24h] [--by account|model|key|day|hour] [--json]
+    cliproxy rest clear ACCOUNT
 
 Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
 `./config.yaml` when present); `--auth-dir` overrides. Expected failures print one short message
@@ -23,6 +25,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from cliproxy.addons.core import config as configfile
+from cliproxy.addons.store import ledger
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
 from cliproxy.auth.device import DeviceCode, device_login
@@ -40,16 +44,21 @@ from cliproxy.auth.journal import replay_journal
 from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
 from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
 from cliproxy.auth.oauth import LoginError, revoke
-from cliproxy.auth.quota import state_path
+from cliproxy.auth.quota import STATE_DIR, state_path
 from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
 from cliproxy.auth.timeutil import relative
 from cliproxy.scripts.accounts_view import accounts_table
 from cliproxy.scripts.models_view import model_rows, models_table
+from cliproxy.scripts.usage_view import usage_table
 
 
 class CliError(Exception):
     """An expected failure: printed as one line, exit status 1."""
+
+
+class UsageError(CliError):
+    """A bad argument value: printed as one line, exit status 2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +192,28 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console)
         )
         return 0
     console.print(accounts_table(accounts, settings.auth_dir))
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """Totals (and a breakdown) of the usage ledger the proxy writes in the state folder."""
+    try:
+        seconds = ledger.parse_since(args.since)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
+    if not path.exists():
+        summary = ledger.Summary(dict.fromkeys(("requests", *ledger.TOKEN_KEYS, "errors"), 0), [])
+    else:
+        book = ledger.SQLiteLedger(path)
+        try:
+            summary = book.summary(time.time() - seconds, args.by)
+        finally:
+            book.close()
+    if args.json:
+        console.print_json(json.dumps(summary.as_json()))
+        return 0
+    console.print(usage_table(summary, args.by, args.since))
     return 0
 
 
@@ -366,6 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out.set_defaults(func=cmd_logout)
 
+    use = sub.add_parser("usage", parents=[common], help="requests and tokens from the usage ledger: totals and a breakdown")
+    use.add_argument("--since", default="24h", metavar="AGE", help="how far back: 24h, 7d, 90m, 2w (default 24h)")
+    use.add_argument(
+        "--by", choices=ledger.GROUPINGS, default=None, help="break the totals down by account, model, client key, day or hour"
+    )
+    use.add_argument("--json", action="store_true", help="print JSON (`totals`, `rows`) instead of tables")
+    use.set_defaults(func=cmd_usage)
+
     env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")
     env.add_argument("--listen", default="127.0.0.1:8317", help="cliproxy's base-URL listener")
     env.add_argument("--proxy", default="127.0.0.1:8080", help="mitmproxy's regular proxy")
@@ -396,6 +435,9 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     try:
         settings = load_settings(getattr(args, "config", None), getattr(args, "auth_dir", None))
         return args.func(args, settings, out)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
     except (CliError, LoginError, CodexImportError, RefreshError, AccountFileError, LockTimeout) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return 1

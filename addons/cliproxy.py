@@ -30,6 +30,7 @@ from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
+from cliproxy.addons.hooks.quota_probe import QuotaProbe  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
@@ -46,6 +47,7 @@ addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
     ModelCatalog(runtime),  # each account's live model catalog, read at start and kept current
+    QuotaProbe(runtime),  # accounts resting on a usage limit: wham/usage re-read, rest lifted when there is room; `rest clear`
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -44,7 +45,7 @@ from cliproxy.auth.journal import replay_journal
 from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
 from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
 from cliproxy.auth.oauth import LoginError, revoke
-from cliproxy.auth.quota import STATE_DIR, state_path
+from cliproxy.auth.quota import STATE_DIR, parse_wham_usage, read_state, state_path, write_state
 from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
 from cliproxy.auth.timeutil import relative
@@ -191,7 +192,53 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console)
             "(or `cliproxy login --device`, `cliproxy import-codex`)."
         )
         return 0
+    failed = 0
+    if args.probe:
+        for account in accounts:
+            if account.disabled:
+                continue
+            try:
+                probe_account(account, settings)
+            except (RefreshError, httpx.HTTPError, ValueError) as exc:
+                failed += 1
+                console.print(f"[yellow]![/] {escape(account.label)}: quota not read ({escape(str(exc) or type(exc).__name__)})")
     console.print(accounts_table(accounts, settings.auth_dir))
+    return 1 if failed else 0
+
+
+def wham_usage_url(settings: Settings) -> str:
+    """`{backend-api root}/wham/usage`: the codex-base-url without its trailing `/codex`."""
+    base = (settings.config or configfile.Config()).codex_base_url
+    return base.rstrip("/").removesuffix("/codex") + "/wham/usage"
+
+
+def probe_account(account: Account, settings: Settings) -> None:
+    """Read the account's live quota (wham/usage) into its state file, where `accounts` and the proxy see it."""
+    fresh = refresh_sync(account, refresher=TokenRefresher(settings.issuer))
+    headers = {"authorization": f"Bearer {fresh.access_token}"}
+    if fresh.account_id:
+        headers["chatgpt-account-id"] = fresh.account_id
+    r = httpx.get(wham_usage_url(settings), headers=headers, timeout=20, trust_env=False)
+    if r.status_code != 200:
+        raise ValueError(f"wham/usage answered HTTP {r.status_code}")
+    body = r.json()
+    if not isinstance(body, dict):
+        raise ValueError("wham/usage answered something other than an object")
+    usage = parse_wham_usage(body)
+    state = read_state(settings.auth_dir, account.name)
+    state["quota"] = usage["quota"] or state.get("quota", {})
+    state["wham"] = {k: usage[k] for k in ("plan", "reset_credits", "credits")}
+    write_state(settings.auth_dir, account.name, state)
+
+
+def cmd_rest(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """`rest clear ACCOUNT`: lift the account's rest; a running proxy reads the stamp before its next choice."""
+    account = find_account(settings.auth_dir, args.account)
+    state = read_state(settings.auth_dir, account.name)
+    state["cooldown_until"] = None
+    state["rest_cleared_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
+    write_state(settings.auth_dir, account.name, state)
+    console.print(f"[green]✓[/] {escape(account.label)}: rest cleared; a running proxy serves with it again at once")
     return 0
 
 
@@ -376,7 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import)
 
     acc = sub.add_parser("accounts", parents=[common], help="list accounts: expiry, state, quota")
+    acc.add_argument("--probe", action="store_true", help="re-read every account's live quota (wham/usage) now")
     acc.set_defaults(func=cmd_accounts)
+
+    rest = sub.add_parser("rest", parents=[common], help="rest clear ACCOUNT: lift an account's rest (a running proxy honours it at once)")
+    rest.add_argument("action", choices=["clear"], help="clear: end the rest")
+    rest.add_argument("account", metavar="ACCOUNT", help="file name, file stem or email")
+    rest.set_defaults(func=cmd_rest)
 
     mod = sub.add_parser("models", parents=[common], help="list the model catalog: efforts, context, lite/classic, accounts, source")
     mod.add_argument("--offline", action="store_true", help="do not read the accounts' live catalogs; show the saved or built-in one")

@@ -78,7 +78,9 @@ def usage_fields(usage: Mapping[str, Any] | None) -> dict[str, int]:
         "input_tokens": _int(usage.get("input_tokens")),
         "cached_tokens": _int(details_in.get("cached_tokens") if isinstance(details_in, Mapping) else usage.get("cached_tokens")),
         "output_tokens": _int(usage.get("output_tokens")),
-        "reasoning_tokens": _int(details_out.get("reasoning_tokens") if isinstance(details_out, Mapping) else usage.get("reasoning_tokens")),
+        "reasoning_tokens": _int(
+            details_out.get("reasoning_tokens") if isinstance(details_out, Mapping) else usage.get("reasoning_tokens")
+        ),
     }
     out["total_tokens"] = _int(usage.get("total_tokens")) or out["input_tokens"] + out["output_tokens"]
     return out

@@ -28,8 +28,10 @@ from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.images import Images  # noqa: E402
+from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
 from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
+from cliproxy.addons.hooks.quota_probe import QuotaProbe  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
@@ -46,6 +48,7 @@ addons = [
     Listener(),  # base-URL listener, lazy connections, TLS pass-through for other hosts
     Settings(runtime),  # config file + auth dir, hot reload
     ModelCatalog(runtime),  # each account's live model catalog, read at start and kept current
+    QuotaProbe(runtime),  # accounts resting on a usage limit: wham/usage re-read, rest lifted when there is room; `rest clear`
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
@@ -61,4 +64,5 @@ addons = [
     FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
     HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
+    UsageLedger(runtime),  # one ledger row per finished request or WebSocket turn, written off the request path
 ]

@@ -47,6 +47,7 @@ class Member:
     quota: dict[str, Any] = field(default_factory=dict)  # last quota headers seen, parsed
     credential: str = ""  # fingerprint of the login (or key) it holds
     parked: bool = False  # its login is dead (refused by the backend or the issuer) until `credential` changes
+    limited: set[str] = field(default_factory=set)  # cool-down keys that rest on a usage limit (re-read via wham/usage)
 
     def serves(self, model: str) -> bool:
         """Whether the member may be given `model` (ANY_MODEL: a socket whose turns' models are not known yet)."""
@@ -66,6 +67,7 @@ class Verdict:
     failover: bool
     cooldown: float | None  # seconds the member rests for this model (None = no change)
     park: bool = False  # the member's login is dead: out until it holds a new one
+    usage_limit: bool = False  # the rest is a usage limit: worth re-reading the quota before it ends
 
 
 def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level: int, unreachable: bool = False) -> Verdict:
@@ -76,9 +78,9 @@ def judge(status: int, retry_after: int | None, usage_limit: bool, backoff_level
         return Verdict(False, None)
     if status == 429:
         if retry_after is not None:
-            return Verdict(True, float(retry_after))
+            return Verdict(True, float(retry_after), usage_limit=usage_limit)
         if usage_limit:
-            return Verdict(True, 3600.0)
+            return Verdict(True, 3600.0, usage_limit=True)
         return Verdict(True, min(BACKOFF_CAP, float(2**backoff_level)))
     if status == 401:
         return Verdict(True, None, park=True)  # reached only once the caller's one refresh-and-retry failed
@@ -103,7 +105,7 @@ class Pool:
         for m in members:
             if m.key in old:
                 was = old[m.key]
-                m.cooldown_until, m.backoff, m.quota = was.cooldown_until, was.backoff, was.quota
+                m.cooldown_until, m.backoff, m.quota, m.limited = was.cooldown_until, was.backoff, was.quota, was.limited
                 m.parked = was.parked and was.credential == m.credential  # a new login starts afresh
             fresh.append(m)
         self.members = sorted(fresh, key=lambda m: m.key)
@@ -137,6 +139,7 @@ class Pool:
     def succeeded(self, member: Member, model: str, session: str | None = None, now: float | None = None) -> None:
         member.cooldown_until.pop(model, None)
         member.backoff.pop(model, None)
+        member.limited.discard(model)
         if session:
             self._bind(session, member.key, time.time() if now is None else now)
 
@@ -149,6 +152,21 @@ class Pool:
         key = scope or model
         member.cooldown_until[key] = max(member.cooldown_until.get(key, 0), now + verdict.cooldown)
         member.backoff[model] = member.backoff.get(model, 0) + 1
+        if verdict.usage_limit:
+            member.limited.add(key)
+
+    def lift(self, member: Member) -> bool:
+        """End every rest of the member (its quota has room again, or its owner said so); whether it rested."""
+        rested = bool(member.cooldown_until)
+        member.cooldown_until.clear()
+        member.backoff.clear()
+        member.limited.clear()
+        return rested
+
+    def limited(self, now: float | None = None) -> list[Member]:
+        """Members resting on a usage limit right now."""
+        now = time.time() if now is None else now
+        return [m for m in self.members if not m.parked and any(m.cooldown_until.get(k, 0) > now for k in m.limited)]
 
     def park(self, member: Member) -> None:
         """Take a member out until its login changes (a new account file, a new key)."""

@@ -130,3 +130,49 @@ def parse_rate_limit_event(event: Mapping[str, Any], now: datetime | None = None
             parsed["resets_at"] = (now + timedelta(seconds=after)).isoformat(timespec="seconds")
         out[window] = parsed
     return out
+
+
+def _window(entry: Any) -> dict[str, Any] | None:
+    """One wham/usage window (`used_percent`, `limit_window_seconds`, `reset_at` unix time or `reset_after_seconds`)
+    in the shape `parse_quota` gives."""
+    if not isinstance(entry, Mapping):
+        return None
+    used = entry.get("used_percent")
+    if not isinstance(used, int | float) or isinstance(used, bool):
+        return None
+    out: dict[str, Any] = {"used_percent": float(used)}
+    seconds = entry.get("limit_window_seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds > 0:
+        out["window_minutes"] = int(seconds // 60)
+    at, after = entry.get("reset_at"), entry.get("reset_after_seconds")
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        out["resets_at"] = datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+    elif isinstance(after, int | float) and not isinstance(after, bool):
+        out["resets_at"] = (datetime.now(UTC) + timedelta(seconds=after)).isoformat(timespec="seconds")
+    return out
+
+
+def parse_wham_usage(body: Mapping[str, Any]) -> dict[str, Any]:
+    """`{"quota": {primary, secondary}, "plan", "reset_credits", "credits", "summary"}` from a `wham/usage` answer."""
+    limits = body.get("rate_limit")
+    limits = limits if isinstance(limits, Mapping) else {}
+    quota = {}
+    for window in WINDOWS:
+        if (parsed := _window(limits.get(f"{window}_window"))) is not None:
+            quota[window] = parsed
+    resets = body.get("rate_limit_reset_credits")
+    count = resets.get("available_count") if isinstance(resets, Mapping) else None
+    credits = body.get("credits")
+    return {
+        "quota": quota,
+        "plan": body.get("plan_type") if isinstance(body.get("plan_type"), str) else None,
+        "reset_credits": count if isinstance(count, int) and not isinstance(count, bool) else None,
+        "credits": dict(credits) if isinstance(credits, Mapping) else None,
+        "summary": quota_summary(quota),
+    }
+
+
+def room_in(quota: Mapping[str, Any]) -> bool:
+    """Whether every known window has room (`used_percent < 100`); False when no window is known."""
+    used = [e.get("used_percent") for e in quota.values() if isinstance(e, Mapping)]
+    return bool(used) and all(isinstance(u, int | float) and u < 100 for u in used)

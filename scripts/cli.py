@@ -7,6 +7,8 @@
     cliproxy logout ACCOUNT [--keep-login]
     cliproxy env
     cliproxy models [--offline] [--json]
+    cliproxy usage [--since 24h] [--by account|model|key|day|hour] [--json]
+    cliproxy rest clear ACCOUNT
 
 Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
 `./config.yaml` when present); `--auth-dir` overrides. Expected failures print one short message
@@ -23,16 +25,19 @@ import logging
 import os
 import shutil
 import sys
+import time
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
 from cliproxy.addons.core import config as configfile
+from cliproxy.addons.store import ledger
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
 from cliproxy.auth.device import DeviceCode, device_login
@@ -40,16 +45,21 @@ from cliproxy.auth.journal import replay_journal
 from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
 from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
 from cliproxy.auth.oauth import LoginError, revoke
-from cliproxy.auth.quota import state_path
+from cliproxy.auth.quota import STATE_DIR, parse_wham_usage, read_state, state_path, write_state
 from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
 from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
 from cliproxy.auth.timeutil import relative
 from cliproxy.scripts.accounts_view import accounts_table
 from cliproxy.scripts.models_view import model_rows, models_table
+from cliproxy.scripts.usage_view import usage_table
 
 
 class CliError(Exception):
     """An expected failure: printed as one line, exit status 1."""
+
+
+class UsageError(CliError):
+    """A bad argument value: printed as one line, exit status 2."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +192,75 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console)
             "(or `cliproxy login --device`, `cliproxy import-codex`)."
         )
         return 0
+    failed = 0
+    if args.probe:
+        for account in accounts:
+            if account.disabled:
+                continue
+            try:
+                probe_account(account, settings)
+            except (RefreshError, httpx.HTTPError, ValueError) as exc:
+                failed += 1
+                console.print(f"[yellow]![/] {escape(account.label)}: quota not read ({escape(str(exc) or type(exc).__name__)})")
     console.print(accounts_table(accounts, settings.auth_dir))
+    return 1 if failed else 0
+
+
+def wham_usage_url(settings: Settings) -> str:
+    """`{backend-api root}/wham/usage`: the codex-base-url without its trailing `/codex`."""
+    base = (settings.config or configfile.Config()).codex_base_url
+    return base.rstrip("/").removesuffix("/codex") + "/wham/usage"
+
+
+def probe_account(account: Account, settings: Settings) -> None:
+    """Read the account's live quota (wham/usage) into its state file, where `accounts` and the proxy see it."""
+    fresh = refresh_sync(account, refresher=TokenRefresher(settings.issuer))
+    headers = {"authorization": f"Bearer {fresh.access_token}"}
+    if fresh.account_id:
+        headers["chatgpt-account-id"] = fresh.account_id
+    r = httpx.get(wham_usage_url(settings), headers=headers, timeout=20, trust_env=False)
+    if r.status_code != 200:
+        raise ValueError(f"wham/usage answered HTTP {r.status_code}")
+    body = r.json()
+    if not isinstance(body, dict):
+        raise ValueError("wham/usage answered something other than an object")
+    usage = parse_wham_usage(body)
+    state = read_state(settings.auth_dir, account.name)
+    state["quota"] = usage["quota"] or state.get("quota", {})
+    state["wham"] = {k: usage[k] for k in ("plan", "reset_credits", "credits")}
+    write_state(settings.auth_dir, account.name, state)
+
+
+def cmd_rest(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """`rest clear ACCOUNT`: lift the account's rest; a running proxy reads the stamp before its next choice."""
+    account = find_account(settings.auth_dir, args.account)
+    state = read_state(settings.auth_dir, account.name)
+    state["cooldown_until"] = None
+    state["rest_cleared_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
+    write_state(settings.auth_dir, account.name, state)
+    console.print(f"[green]✓[/] {escape(account.label)}: rest cleared; a running proxy serves with it again at once")
+    return 0
+
+
+def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """Totals (and a breakdown) of the usage ledger the proxy writes in the state folder."""
+    try:
+        seconds = ledger.parse_since(args.since)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
+    if not path.exists():
+        summary = ledger.Summary(dict.fromkeys(("requests", *ledger.TOKEN_KEYS, "errors"), 0), [])
+    else:
+        book = ledger.SQLiteLedger(path)
+        try:
+            summary = book.summary(time.time() - seconds, args.by)
+        finally:
+            book.close()
+    if args.json:
+        console.print_json(json.dumps(summary.as_json()))
+        return 0
+    console.print(usage_table(summary, args.by, args.since))
     return 0
 
 
@@ -345,7 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import)
 
     acc = sub.add_parser("accounts", parents=[common], help="list accounts: expiry, state, quota")
+    acc.add_argument("--probe", action="store_true", help="re-read every account's live quota (wham/usage) now")
     acc.set_defaults(func=cmd_accounts)
+
+    rest = sub.add_parser("rest", parents=[common], help="rest clear ACCOUNT: lift an account's rest (a running proxy honours it at once)")
+    rest.add_argument("action", choices=["clear"], help="clear: end the rest")
+    rest.add_argument("account", metavar="ACCOUNT", help="file name, file stem or email")
+    rest.set_defaults(func=cmd_rest)
 
     mod = sub.add_parser("models", parents=[common], help="list the model catalog: efforts, context, lite/classic, accounts, source")
     mod.add_argument("--offline", action="store_true", help="do not read the accounts' live catalogs; show the saved or built-in one")
@@ -365,6 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="only remove the file; do not revoke the tokens (e.g. when another program still uses this login)",
     )
     out.set_defaults(func=cmd_logout)
+
+    use = sub.add_parser("usage", parents=[common], help="requests and tokens from the usage ledger: totals and a breakdown")
+    use.add_argument("--since", default="24h", metavar="AGE", help="how far back: 24h, 7d, 90m, 2w (default 24h)")
+    use.add_argument(
+        "--by", choices=ledger.GROUPINGS, default=None, help="break the totals down by account, model, client key, day or hour"
+    )
+    use.add_argument("--json", action="store_true", help="print JSON (`totals`, `rows`) instead of tables")
+    use.set_defaults(func=cmd_usage)
 
     env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")
     env.add_argument("--listen", default="127.0.0.1:8317", help="cliproxy's base-URL listener")
@@ -396,6 +488,9 @@ def main(argv: Sequence[str] | None = None, *, console: Console | None = None) -
     try:
         settings = load_settings(getattr(args, "config", None), getattr(args, "auth_dir", None))
         return args.func(args, settings, out)
+    except UsageError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        return 2
     except (CliError, LoginError, CodexImportError, RefreshError, AccountFileError, LockTimeout) as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}")
         return 1

@@ -34,6 +34,7 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.ws_replies.clear()
     backend_server.ws_frames.clear()
     backend_server.ws_closes.clear()
+    backend_server.wham_usage.clear()
     return backend_server
 
 

@@ -44,6 +44,8 @@ KNOWN_KEYS = {
     "responses-max-mb",
     "codex-client-version",
     "models-refresh-seconds",
+    "usage-retention-days",
+    "quota-probe-seconds",
     "responses-websocket",
 }
 DEFAULT_CLIENT_VERSION = "0.169.0"  # the Codex CLI release whose wire cliproxy speaks
@@ -79,6 +81,8 @@ class Config:
     codex_client_version: str = DEFAULT_CLIENT_VERSION  # `version` / `client_version` sent to the backend
     models_refresh: int = DEFAULT_MODELS_REFRESH  # seconds between reads of each account's live catalog
     models: tuple[ModelInfo, ...] = ()  # the config's own `models:` entries, laid over the live catalog
+    usage_retention_days: float = 90  # how long usage ledger rows are kept (0: not at all, no ledger)
+    quota_probe_seconds: float = 300  # how often an account resting on a usage limit re-reads wham/usage
     responses_websocket: bool = True  # serve the Responses WebSocket transport (false: 426, clients use HTTP)
     warnings: tuple[str, ...] = ()
 
@@ -160,6 +164,12 @@ def _refresh(value: Any) -> int:
     return seconds
 
 
+def _probe(value: Any) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        raise ConfigError("quota-probe-seconds: expected a number of seconds above 0")
+    return float(value)
+
+
 def parse(data: Any) -> Config:
     """Validate a loaded YAML document and build a Config."""
     if data is None:
@@ -200,6 +210,8 @@ def parse(data: Any) -> Config:
         codex_client_version=_client_version(data.get("codex-client-version", DEFAULT_CLIENT_VERSION)),
         models_refresh=_refresh(data.get("models-refresh-seconds", DEFAULT_MODELS_REFRESH)),
         models=own_models,
+        usage_retention_days=non_negative(data.get("usage-retention-days", 90), "usage-retention-days", "a number of days"),
+        quota_probe_seconds=_probe(data.get("quota-probe-seconds", 300)),
         responses_websocket=expect(data.get("responses-websocket", True), bool, "responses-websocket", "true or false"),
         warnings=warnings,
     )

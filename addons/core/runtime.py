@@ -19,7 +19,7 @@ import httpx
 from cliproxy.addons.core.config import ApiKeyUpstream, Config
 from cliproxy.addons.core.live_catalog import LiveCatalog
 from cliproxy.auth.pool import Member, Pool
-from cliproxy.auth.quota import read_state, write_state
+from cliproxy.auth.quota import parse_wham_usage, read_state, room_in, state_path, write_state
 from cliproxy.auth.refresh import RefreshError, TokenRefresher
 from cliproxy.auth.store import Account, fingerprint, load_accounts
 
@@ -46,6 +46,11 @@ class Runtime:
         self._http: httpx.AsyncClient | None = None
         self._state_written: dict[str, float] = {}
         self._state_pending: set[str] = set()
+        self._cleared: dict[str, str] = {}  # member key -> the last `rest_cleared_at` of its state file honoured
+        self._probed: dict[str, float] = {}
+        self._wham: dict[
+            str, dict
+        ] = {}  # member key -> plan, reset credits and credits from its last wham/usage  # member key -> when its quota is to be re-read (resting on a usage limit)
         self._refresh_warned: dict[str, str] = {}  # member key -> code of the refresh failure already logged
         self.catalog = LiveCatalog(self)  # the live model catalog: merged into config.settings.catalog, per-account models
 
@@ -69,8 +74,10 @@ class Runtime:
         self.pool.replace(members)
         self.catalog.apply()  # the accounts' own model lists, and the catalog they make
         for m in self.pool.members:
-            if isinstance(m.source, Account) and not m.quota:
-                m.quota = read_state(self.config.auth_dir, m.key).get("quota", {})
+            if isinstance(m.source, Account):
+                saved = read_state(self.config.auth_dir, m.key)
+                m.quota = m.quota or saved.get("quota", {})
+                self._cleared.setdefault(m.key, str(saved.get("rest_cleared_at") or ""))
         logger.info("cliproxy: %d account(s) in the pool", len(members))
         if not members:
             logger.warning("cliproxy: no accounts in %s yet: run `cliproxy login` (picked up without a restart)", self.config.auth_dir)
@@ -94,6 +101,7 @@ class Runtime:
     # -- serving ---------------------------------------------------------------------------------
     async def credential(self, model: str, exclude: Iterable[str] = frozenset(), session: str | None = None) -> Credential | None:
         """A usable credential for `model`, refreshing an OAuth token first when it is about to expire."""
+        self.honour_clears()
         for member in self.pool.candidates(model, exclude, session):
             if isinstance(member.source, ApiKeyUpstream):
                 return self._api_key_credential(member, model)
@@ -146,6 +154,76 @@ class Runtime:
         member.source, member.credential = fresh, fingerprint(fresh.refresh_token)  # our own refresh is not a new login
         return fresh
 
+    # -- true quota: rests lifted by wham/usage or by hand -------------------------------------------
+    @property
+    def wham_usage_url(self) -> str:
+        """`{backend-api root}/wham/usage`: the codex-base-url without its trailing `/codex`."""
+        root = self.config.codex_base_url.rstrip("/").removesuffix("/codex")
+        return root + "/wham/usage"
+
+    def honour_clears(self) -> None:
+        """Lift the rest of a resting member whose state file says `cliproxy rest clear` was run since.
+        Only resting members are looked at (one stat each), so this is cheap enough for every request."""
+        now = time.time()
+        for member in self.pool.members:
+            if not isinstance(member.source, Account) or max(member.cooldown_until.values(), default=0) <= now:
+                continue
+            try:
+                path = state_path(self.config.auth_dir, member.key)
+                if not path.exists():
+                    continue
+            except OSError:
+                continue
+            stamp = str(read_state(self.config.auth_dir, member.key).get("rest_cleared_at") or "")
+            if stamp and stamp != self._cleared.get(member.key, ""):
+                self._cleared[member.key] = stamp
+                self.pool.lift(member)
+                logger.info("cliproxy: rest of %s lifted by hand (cliproxy rest clear)", member.label)
+                self._write_state(member)
+
+    async def probe_quota(self, member: Member) -> dict | None:
+        """Re-read the member's quota from wham/usage (None when it cannot be read); kept on the member."""
+        if not isinstance(member.source, Account):
+            return None
+        account = await self._fresh(member)
+        if account is None:
+            return None
+        cred = self._account_credential(member, account)
+        try:
+            r = await self.http.get(self.wham_usage_url, headers=dict(cred.headers), timeout=15)
+            body = r.json() if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            logger.info("cliproxy: cannot read the quota of %s: %s", member.label, type(exc).__name__)
+            return None
+        if not isinstance(body, dict):
+            logger.info("cliproxy: the quota of %s could not be read (HTTP %s)", member.label, r.status_code)
+            return None
+        usage = parse_wham_usage(body)
+        if usage["quota"]:
+            member.quota = usage["quota"]
+        self._wham[member.key] = {k: usage[k] for k in ("plan", "reset_credits", "credits")}
+        return usage
+
+    async def probe_resting(self) -> None:
+        """Re-read wham/usage for members resting on a usage limit, each every `quota-probe-seconds`;
+        lift a rest as soon as every window has room (a banked reset was spent, or the window reset early)."""
+        now = time.time()
+        interval = self.config.quota_probe_seconds
+        resting = self.pool.limited(now)
+        for key in set(self._probed) - {m.key for m in resting}:
+            del self._probed[key]
+        for member in resting:
+            due = self._probed.setdefault(member.key, now + interval)
+            if due > now:
+                continue
+            self._probed[member.key] = now + interval
+            usage = await self.probe_quota(member)
+            if usage is not None and room_in(usage["quota"]):
+                self.pool.lift(member)
+                self._probed.pop(member.key, None)
+                logger.warning("cliproxy: %s has quota again (wham/usage: %s); serving again", member.label, usage["summary"])
+            self.save_state(member, force=True)
+
     # -- persisted per-account state (quota, cool-downs) --------------------------------------------
     def save_state(self, member: Member, force: bool = False) -> None:
         """Persist the member's quota and cool-down: at once when forced, else at most every few seconds."""
@@ -167,6 +245,8 @@ class Runtime:
             "quota": member.quota,
             "cooldown_until": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until)) if until > now else None,
             "refused": member.parked,  # the backend refused even a refreshed token: needs a new login
+            "rest_cleared_at": self._cleared.get(member.key) or None,  # the last `cliproxy rest clear` honoured
+            **({"wham": self._wham[member.key]} if member.key in self._wham else {}),
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         }
         try:

@@ -28,6 +28,7 @@ from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.conversations import Conversations
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
+from cliproxy.addons.store.ledger import usage_fields
 from cliproxy.addons.translate import errors, registry
 from cliproxy.addons.translate.codex_body import LITE_HEADER
 from cliproxy.addons.translate.headers import check_client_headers, codex_client, codex_user_agent, safe_value, session_token
@@ -407,7 +408,7 @@ class CodexUpstream:
         """Book the outcome of a finished stream: usage for the flow, success or cool-down for the member,
         the answer in the response store (when a stream translator has not done so already)."""
         if collector.usage:
-            st["usage"] = {k: collector.usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")}
+            st["usage"] = usage_fields(collector.usage)  # the counts the client is told (and the ledger keeps)
         if isinstance(collector.response.get("service_tier"), str):
             st["service_tier"] = collector.response["service_tier"]
         member = self.runtime.pool.get(st.get("account_key", ""))

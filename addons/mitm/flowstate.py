@@ -53,6 +53,7 @@ class FlowState(TypedDict, total=False):
     book: dict[str, Any]  # /v1/responses: how to keep the answer (owner, store, previous, conversation, context length)
     booked: bool  # the answer was handed to the store
     images_path: str  # /v1/images/*: native (the backend's image endpoints) | responses (the image tool forced)
+    tier_asked: str  # the body's service_tier, when the client asked for one (the ledger)
     # upstream (CodexUpstream)
     upstream: bool  # pointed at the backend
     forwarded_headers: list[tuple[str, str]]  # client headers kept upstream, checked once
@@ -78,6 +79,10 @@ class FlowState(TypedDict, total=False):
     service_tier: str  # the tier that served, as the answer's `response.service_tier` says
     complete: bool  # the answer ended with its terminal event
     error: str  # what went wrong, for the comment
+    # usage ledger (hooks.ledger)
+    client_key: str  # the client key's identity (`key:<hash>` or `loopback`), taken before the headers are rewritten
+    ledgered: bool  # the flow's row was queued
+    turns_ledgered: int  # WebSocket turns queued so far
     # Amp
     amp: str  # local | mapped | upstream
     amp_kind: str
@@ -145,6 +150,8 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     )
     if call.clamped_from:
         st["effort_clamped"] = call.clamped_from
+    if isinstance(tier := call.body.get("service_tier"), str):
+        st["tier_asked"] = tier
 
 
 def guarded(hook):

@@ -97,6 +97,34 @@ def sse(events: list[tuple[str, dict[str, Any]]], **kw: Any) -> SSEReply:
     return SSEReply(events, **kw)
 
 
+WHAM_USAGE_PATH = "/backend-api/wham/usage"
+
+
+def wham_usage(used_percent: float, plan: str = "plus") -> dict[str, Any]:
+    """`GET /backend-api/wham/usage` as the backend answers it (both windows at `used_percent`)."""
+    now = int(time.time())
+    return {
+        "plan_type": plan,
+        "rate_limit": {
+            "primary_window": {
+                "used_percent": used_percent,
+                "reset_at": now + 9000,
+                "limit_window_seconds": 18000,
+                "reset_after_seconds": 9000,
+            },
+            "secondary_window": {
+                "used_percent": used_percent,
+                "reset_at": now + 300000,
+                "limit_window_seconds": 604800,
+                "reset_after_seconds": 300000,
+            },
+        },
+        "credits": {"has_credits": False, "unlimited": False, "balance": "0"},
+        "rate_limit_reset_credits": {"available_count": 1},
+        "additional_rate_limits": [],
+    }
+
+
 def usage_limit(resets_in: int = 3600, plan: str = "plus") -> JSONReply:
     """The backend's quota answer (HTTP 429, `usage_limit_reached` with `resets_in_seconds`)."""
     return JSONReply(
@@ -798,6 +826,7 @@ class CodexBackend:
         self.ws_frames: list[WSFrame] = []
         self.ws_sockets = 0
         self.ws_closes: list[tuple[int, int | None]] = []  # (socket, close code from the client; None: dropped)
+        self.wham_usage: dict[str, float] = {}  # account id -> used_percent of both windows in GET /backend-api/wham/usage (default 10)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="fake-codex")
         self._server: asyncio.AbstractServer | None = None
@@ -862,6 +891,13 @@ class CodexBackend:
                     await _write_json(writer, answer)
                     continue
                 self.received.append(req)
+                if req.method == "GET" and req.path.split("?")[0] == WHAM_USAGE_PATH:
+                    account = req.headers.get("chatgpt-account-id")
+                    if not req.headers.get("authorization", "").startswith("Bearer ") or not account:
+                        await _write_json(writer, JSONReply(401, {"detail": "Unauthorized"}))
+                    else:
+                        await _write_json(writer, JSONReply(200, wham_usage(self.wham_usage.get(account, 10.0))))
+                    continue
                 if req.method == "GET" and req.path.split("?")[0] == PATH and req.headers.get("upgrade", "").lower() == "websocket":
                     await self._websocket(reader, writer, req)
                     return

@@ -77,7 +77,8 @@ def test_members_serve_only_their_models():
 
 
 def test_judge_policy():
-    assert judge(429, 120, True, 0) == Verdict(True, 120.0)
+    assert judge(429, 120, True, 0) == Verdict(True, 120.0, usage_limit=True)  # worth a wham/usage re-read
+    assert judge(429, 120, False, 0) == Verdict(True, 120.0)
     assert judge(429, None, False, 0) == Verdict(True, 1.0)
     assert judge(429, None, False, 3) == Verdict(True, 8.0)
     assert judge(429, None, False, 40).cooldown == BACKOFF_CAP
@@ -86,3 +87,13 @@ def test_judge_policy():
     assert judge(503, None, False, 0).failover is True
     assert judge(401, None, False, 0) == Verdict(True, None, park=True)  # after the caller's one refresh and retry
     assert judge(502, None, False, 0, unreachable=True) == Verdict(True, None)  # not the account's fault: no rest
+
+
+def test_usage_limit_rests_are_known_and_lifted_whole():
+    p = Pool()
+    p.replace([Member("a", "a", None), Member("b", "b", None)])
+    p.failed(p.get("a"), "gpt", judge(429, 600, True, 0), now=0)
+    p.failed(p.get("b"), "gpt", judge(429, 600, False, 0), now=0)  # a plain rate limit: no quota to re-read
+    assert keys(p.limited(now=1)) == ["a"] and keys(p.limited(now=700)) == []
+    assert p.lift(p.get("a")) and keys(p.candidates("gpt", now=1)) == ["a"] and p.limited(now=1) == []
+    assert not p.lift(p.get("a"))

@@ -1,0 +1,138 @@
+"""The usage ledger's pure parts: token counts, --since, summaries, damaged files, the batching writer."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from cliproxy.addons.store.ledger import Row, SQLiteLedger, Writer, parse_since, usage_fields
+
+
+@pytest.mark.parametrize(
+    ("usage", "want"),
+    [
+        (None, (0, 0, 0, 0, 0)),
+        (
+            {
+                "input_tokens": 42,
+                "input_tokens_details": {"cached_tokens": 8},
+                "output_tokens": 17,
+                "output_tokens_details": {"reasoning_tokens": 5},
+                "total_tokens": 59,
+            },
+            (42, 8, 17, 5, 59),
+        ),
+        ({"input_tokens": 3, "output_tokens": 4}, (3, 0, 4, 0, 7)),
+        ({"input_tokens": 3, "cached_tokens": 1, "output_tokens": 4, "reasoning_tokens": 2}, (3, 1, 4, 2, 7)),  # its own output
+        ({"input_tokens": "9", "output_tokens": True, "input_tokens_details": None}, (0, 0, 0, 0, 0)),
+        ({"input_tokens": -5, "output_tokens": 1.5}, (0, 0, 0, 0, 0)),
+    ],
+)
+def test_usage_fields(usage, want):
+    got = usage_fields(usage)
+    assert tuple(got[k] for k in ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens")) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("24h", 86400), ("7d", 604800), ("90m", 5400), ("2w", 1209600), ("30s", 30), (" 1.5h ", 5400)]
+)
+def test_parse_since(text, seconds):
+    assert parse_since(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "24", "h", "0d", "-1d", "7y", "1e3d"])
+def test_parse_since_refuses(text):
+    with pytest.raises(ValueError, match="expected a number and a unit"):
+        parse_since(text)
+
+
+def test_summary_groups_and_window(tmp_path):
+    led = SQLiteLedger(tmp_path / "u.sqlite3")
+    now = time.time()
+    led.add(
+        [
+            Row(now - 10, "a", "key:1", model="m1", input_tokens=10, cached_tokens=2, output_tokens=5, reasoning_tokens=1, status=200),
+            Row(now - 20, "b", "key:1", model="m2", input_tokens=1, output_tokens=1, status=429, error="limit"),
+            Row(now - 30, "a", "key:2", model="m1", input_tokens=4, output_tokens=2, status=200),
+            Row(now - 90000, "a", "key:2", model="m1", input_tokens=1000, status=200),  # older than a day
+        ]
+    )
+    s = led.summary(now - 86400, "account")
+    assert s.totals == {"requests": 3, "input_tokens": 15, "cached_tokens": 2, "output_tokens": 8, "reasoning_tokens": 1, "errors": 1}
+    assert [(r["account"], r["requests"], r["input_tokens"]) for r in s.rows] == [("a", 2, 14), ("b", 1, 1)]
+    assert [r["model"] for r in led.summary(now - 86400, "model").rows] == ["m1", "m2"]
+    assert len(led.summary(now - 86400, "day").rows) in (1, 2) and led.summary(now - 86400).rows == []
+    with pytest.raises(ValueError, match="--by"):
+        led.summary(now, "planet")
+    assert led.purge(now - 86400) == 1
+    led.close()
+
+
+def test_a_damaged_file_is_moved_aside_with_one_log_line(tmp_path, caplog):
+    path = tmp_path / "usage.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with caplog.at_level(logging.ERROR):
+        led = SQLiteLedger(path)
+    led.add([Row(time.time(), "a", input_tokens=1)])
+    assert led.summary(0).totals["requests"] == 1
+    assert len(list(tmp_path.glob("usage.sqlite3.corrupt-*"))) == 1
+    assert len([r for r in caplog.records if "damaged" in r.message]) == 1
+    led.close()
+
+
+def test_writer_never_raises_and_keeps_rows_while_the_ledger_fails(tmp_path, caplog):
+    calls = {"n": 0}
+
+    def opener():
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise OSError(28, "No space left on device")
+        return SQLiteLedger(tmp_path / "u.sqlite3")
+
+    with caplog.at_level(logging.ERROR):
+        w = Writer(opener)
+        for i in range(5):
+            w.put(Row(time.time(), "a", input_tokens=i))
+        deadline = time.time() + 10
+        while calls["n"] < 3 and time.time() < deadline:
+            time.sleep(0.1)
+        w.flush()
+        w.close()
+    assert SQLiteLedger(tmp_path / "u.sqlite3").summary(0).totals["input_tokens"] == 10
+    assert len([r for r in caplog.records if "No space left" in r.message]) == 1  # logged once
+
+
+def test_a_million_rows_answer_thirty_days_in_under_a_second(tmp_path):
+    led = SQLiteLedger(tmp_path / "u.sqlite3")
+    now = time.time()
+    span = 90 * 86400
+    batch = [
+        Row(
+            now - span + i * span / 1_000_000,
+            f"acct{i % 7}",
+            f"key:{i % 13}",
+            "chat",
+            "openai",
+            "gpt-5.5",
+            "gpt-5.5",
+            "medium",
+            input_tokens=100,
+            cached_tokens=10,
+            output_tokens=50,
+            reasoning_tokens=5,
+            status=200,
+        )
+        for i in range(1_000_000)
+    ]
+    for i in range(0, len(batch), 50_000):
+        led.add(batch[i : i + 50_000])
+    for by in (None, "account", "day"):
+        t = time.perf_counter()
+        s = led.summary(now - 30 * 86400, by)
+        took = time.perf_counter() - t
+        print(f"1M rows, --since 30d --by {by}: {took:.3f}s, {s.totals['requests']} rows in range")
+        assert 330_000 < s.totals["requests"] < 340_000
+        assert took < 1.0
+    led.close()

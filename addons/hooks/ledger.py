@@ -106,7 +106,9 @@ class UsageLedger:
             return
         st["ledgered"] = True
         status = flow.response.status_code if flow.response is not None else None
-        self._put(_row(st, time.time(), status, st.get("error") or (flow.error.msg if flow.error else "failed")))
+        # CodexUpstream clears the error of an answer that was complete when the client hung up: a success
+        error = st.get("error") or (flow.error.msg if flow.error else None)
+        self._put(_row(st, time.time(), status, error))
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         self._turns(flow)

@@ -7,8 +7,8 @@ Everything runs on 127.0.0.1: the fake Codex backend from tests/fakes, a bare `m
 proxy, and `mitmdump -s addons/cliproxy.py`. Reported: time to first byte (p50/p99), full-stream
 time of a 5,000-event stream, requests/s and p99 at several concurrencies, errors, the proxies'
 peak RSS and RSS growth, the pure translators' events/second, and cliproxy's Responses API over
-HTTP against over a WebSocket (time to first event, events/second), turns interleaved, with a socket
-straight to the fake as the baseline.
+HTTP against over a WebSocket (time to first event, events/second), turns interleaved, with sockets
+through the bare mitmproxy and straight to the fake as baselines.
 """
 
 from __future__ import annotations
@@ -190,29 +190,33 @@ def ws_turn(ws: WSClient, backend: CodexBackend, events: int) -> tuple[float, fl
             return first, time.perf_counter() - start, n, ev["type"] == "response.completed"
 
 
-async def ws_vs_http(cli: Proxy, backend: CodexBackend, short: int, long: int, events: int) -> dict[str, dict]:
-    """cliproxy's Responses API over HTTP (keep-alive) and over one WebSocket, turn for turn, with a
-    socket straight to the fake backend as the baseline of what the relay costs.
+async def ws_vs_http(cli: Proxy, bare_port: int, backend: CodexBackend, short: int, long: int, events: int) -> dict[str, dict]:
+    """cliproxy's Responses API over HTTP (keep-alive) and over one WebSocket, turn for turn, with
+    sockets through the bare mitmproxy and straight to the fake backend as baselines of the relay.
 
-    The three alternate, so load from other processes falls on all alike: `short` default turns
-    each for the time to first event, then `long` turns of `events` deltas each for events per
-    second (the median turn)."""
+    All alternate, so load from other processes falls on each alike: `short` default turns each
+    for the time to first event, then `long` turns of `events` deltas each for events per second
+    (the median turn)."""
     url = f"{cli.base_url}/v1/responses"
-    kinds = ("http", "websocket", "websocket direct")
+    kinds = ("http", "ws", "mitmproxy ws", "direct ws")
     ttfe: dict[str, list[float]] = {k: [] for k in kinds}
     rate: dict[str, list[float]] = {k: [] for k in kinds}
     errors = dict.fromkeys(kinds, 0)
-    upstream = SimpleNamespace(base_port=backend.port)  # what WSClient needs of a proxy
     account = {"authorization": "Bearer bench", "chatgpt-account-id": "bench"}
 
+    def upstream(port: int) -> WSClient:
+        """A socket to the backend's own path on `port` (WSClient needs only a proxy's base_port)."""
+        return WSClient(SimpleNamespace(base_port=port), "base_url", PATH, headers=account, timeout=120)
+
     async with httpx.AsyncClient(timeout=120) as client:
-        with WSClient(cli, "base_url", timeout=120) as ws, WSClient(upstream, "base_url", PATH, headers=account, timeout=120) as direct:
+        with WSClient(cli, "base_url", timeout=120) as ws, upstream(bare_port) as bare, upstream(backend.port) as direct:
+            sockets = {"ws": ws, "mitmproxy ws": bare, "direct ws": direct}
 
             async def one(kind: str, n: int) -> tuple[float, float, int, bool]:
                 if kind == "http":
                     r = await http_turn(client, url, n)
                 else:
-                    r = ws_turn(ws if kind == "websocket" else direct, backend, n)
+                    r = ws_turn(sockets[kind], backend, n)
                 errors[kind] += not r[3]
                 return r
 
@@ -328,7 +332,7 @@ async def run(args: argparse.Namespace) -> int:
             console.print(
                 f"[bold]cliproxy Responses[/]: HTTP and WebSocket turns interleaved ({n_ws} short, {ws_long} x {stream_events} events)"
             )
-            transports = await ws_vs_http(cli, backend, n_ws, ws_long, stream_events)
+            transports = await ws_vs_http(cli, bare_port, backend, n_ws, ws_long, stream_events)
             errors += sum(t["errors"] for t in transports.values())
         finally:
             cli.stop()
@@ -355,7 +359,7 @@ async def run(args: argparse.Namespace) -> int:
     console.print(
         f"cliproxy RSS growth over {rows['cliproxy']['rss_requests']} requests: {rows['cliproxy']['rss_growth_mb']:+.1f} MB (target ±10)"
     )
-    ws_table = Table(title="/v1/responses: HTTP stream vs WebSocket through cliproxy, and a socket to the fake (interleaved)")
+    ws_table = Table(title="/v1/responses: HTTP stream vs WebSocket through cliproxy; sockets via bare mitmproxy and direct (interleaved)")
     ws_table.add_column("metric")
     for kind in transports:
         ws_table.add_column(kind, justify="right")
@@ -367,7 +371,7 @@ async def run(args: argparse.Namespace) -> int:
         ws_table.add_row(label, *[f"{transports[k][key]:,.1f}" for k in transports])
     ws_table.add_row("errors", *[str(transports[k]["errors"]) for k in transports])
     console.print(ws_table)
-    http, sock = transports["http"], transports["websocket"]  # the direct socket is the table's baseline
+    http, sock = transports["http"], transports["ws"]  # the other two are the table's baselines
     console.print(
         f"websocket vs HTTP: first event p50 {sock['ttfe_p50']:.2f} ms vs {http['ttfe_p50']:.2f} ms, "
         f"events/s {sock['events_s']:,.0f} vs {http['events_s']:,.0f}"

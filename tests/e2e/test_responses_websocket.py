@@ -176,7 +176,7 @@ def test_usage_limit_frame_cools_the_account_and_the_next_socket_gets_another(tw
         with WSClient(proxy, mode, headers={"session_id": "s-1"}) as ws:
             assert ws.turn(create("Hi"))[-1]["type"] == "response.completed"
         assert backend.ws_frames[-1].headers["chatgpt-account-id"] not in (first,)
-    states = {p.name: json.loads(p.read_text()) for p in (auth / ".cliproxy-state").iterdir()}
+    states = {p.name: json.loads(p.read_text()) for p in (auth / ".cliproxy-state").glob("*.json")}  # beside the stores (*.sqlite3)
     assert sum(1 for st in states.values() if st.get("cooldown_until")) == 1, states  # the one that hit its limit rests
     # the other one's quota came from the stream's codex.rate_limits events (the handshake carries no quota headers)
     assert any(st["quota"].get("primary", {}).get("used_percent") == 7.5 for st in states.values() if not st.get("cooldown_until")), states

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import pgserver
 from tests.fakes.accounts import ACCOUNT_ID, access_token_of, mint_account  # noqa: F401 (re-exported for tests)
 from tests.fakes.codex_backend import CodexBackend, default_lite, default_responder
 from tests.proxyproc import Proxy, start_proxy
@@ -36,6 +37,22 @@ def backend(backend_server: CodexBackend) -> CodexBackend:
     backend_server.ws_closes.clear()
     backend_server.wham_usage.clear()
     return backend_server
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (initdb in a temp dir, a free port); skips when it cannot run here."""
+    reason = pgserver.why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with pgserver.running() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_dsn(pg_server: pgserver.PgServer) -> str:
+    """A fresh, empty database on the session's server, for this test alone."""
+    return pg_server.new_database()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import yaml
 
 from cliproxy.addons.core import amp_settings, cors
 from cliproxy.addons.core.validate import ConfigError, choice, expect, non_negative, str_list, url
+from cliproxy.addons.store import pg
 from cliproxy.addons.translate.codex_body import Settings
 from cliproxy.addons.translate.models import EFFORT_ORDER, Catalog, ModelInfo
 
@@ -47,6 +48,7 @@ KNOWN_KEYS = {
     "usage-retention-days",
     "quota-probe-seconds",
     "responses-websocket",
+    "store",
 }
 DEFAULT_CLIENT_VERSION = "0.169.0"  # the Codex CLI release whose wire cliproxy speaks
 DEFAULT_MODELS_REFRESH = 3 * 3600
@@ -84,6 +86,7 @@ class Config:
     usage_retention_days: float = 90  # how long usage ledger rows are kept (0: not at all, no ledger)
     quota_probe_seconds: float = 300  # how often an account resting on a usage limit re-reads wham/usage
     responses_websocket: bool = True  # serve the Responses WebSocket transport (false: 426, clients use HTTP)
+    store: str | None = field(default_factory=lambda: _store(None), repr=False)  # a PostgreSQL DSN shared by hosts
     warnings: tuple[str, ...] = ()
 
     @property
@@ -170,6 +173,21 @@ def _probe(value: Any) -> float:
     return float(value)
 
 
+def _store(value: Any) -> str | None:
+    """The shared store's DSN: the config's `store`, else `CLIPROXY_STORE_DSN`, else none (files and SQLite)."""
+    if value is None:
+        value = os.environ.get(pg.DSN_ENV) or None
+        key = pg.DSN_ENV
+    else:
+        key = "store"
+    if value is None:
+        return None
+    expect(value, str, key, "a postgresql:// DSN")
+    if not pg.is_dsn(value):
+        raise ConfigError(f"{key}: expected a postgresql://user:password@host:port/database DSN, got {pg.redact(value)!r}")
+    return value
+
+
 def parse(data: Any) -> Config:
     """Validate a loaded YAML document and build a Config."""
     if data is None:
@@ -213,6 +231,7 @@ def parse(data: Any) -> Config:
         usage_retention_days=non_negative(data.get("usage-retention-days", 90), "usage-retention-days", "a number of days"),
         quota_probe_seconds=_probe(data.get("quota-probe-seconds", 300)),
         responses_websocket=expect(data.get("responses-websocket", True), bool, "responses-websocket", "true or false"),
+        store=_store(data.get("store")),
         warnings=warnings,
     )
 

@@ -144,5 +144,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "e2e" in item.path.parts:
             item.add_marker(pytest.mark.e2e)
         module = getattr(item, "module", None)
-        if module is not None and (hasattr(module, "npm_tool") or hasattr(module, "npm_modules")):
+        if module is not None and any(hasattr(module, n) for n in ("npm_tool", "npm_modules", "codex_exec")):
             item.add_marker(pytest.mark.npm)

@@ -1,50 +1,18 @@
 """The official Codex CLI (`codex exec`) through the proxy, with a custom Responses provider."""
 
 import json
-import subprocess
 
 import pytest
 
+from tests.codexcli import agent_messages, codex_exec, provider_args, turn_completed
 from tests.fakes.codex_backend import LITE_HEADER, PATH, sse, turn
-from tests.npmtools import npm_tool
 
 
 def test_codex_exec_through_base_url(proxy, backend, tmp_path):
-    codex = npm_tool("@openai/codex", "codex")
-    (tmp_path / "codex").mkdir()
     backend.replies.append(sse(turn().reasoning("Short plan.").text("Hello from the fake backend.").events()))
-    provider = f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
-    result = subprocess.run(
-        [
-            str(codex),
-            "exec",
-            "--json",
-            "--skip-git-repo-check",
-            "-m",
-            "gpt-5.5",
-            "-c",
-            "model_provider=cliproxy",
-            "-c",
-            provider,
-            "Say hello",
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-            "HOME": str(tmp_path),
-            "CODEX_HOME": str(tmp_path / "codex"),
-            "CLIPROXY_KEY": "sk-local",
-        },
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    messages = [e["item"].get("text") for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
-    assert messages == ["Hello from the fake backend."]
-    assert any(e.get("type") == "turn.completed" for e in events)
+    events = codex_exec(tmp_path, "-m", "gpt-5.5", *provider_args(proxy.base_url), "Say hello")
+    assert agent_messages(events) == ["Hello from the fake backend."]
+    assert turn_completed(events)
     got = backend.received[-1]
     body = got.json
     assert body["model"] == "gpt-5.5" and body["store"] is False and body["stream"] is True
@@ -55,29 +23,9 @@ def test_codex_exec_through_base_url(proxy, backend, tmp_path):
 def _codex_runs(proxy, tmp_path, name, *prompts):
     """`codex exec` then `codex exec resume --last` for each further prompt, with a provider called `name` and an
     auto-compaction limit so low that the second turn compacts the first."""
-    codex = npm_tool("@openai/codex", "codex")
-    (tmp_path / "codex").mkdir(exist_ok=True)
-    provider = f'model_providers.cliproxy={{name="{name}",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
-    common = [
-        "--json",
-        "--skip-git-repo-check",
-        "-m",
-        "gpt-5.5",
-        "-c",
-        "model_provider=cliproxy",
-        "-c",
-        provider,
-        "-c",
-        "model_auto_compact_token_limit=30",
-    ]
-    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(tmp_path), "CODEX_HOME": str(tmp_path / "codex"), "CLIPROXY_KEY": "sk-local"}
+    common = ["-m", "gpt-5.5", *provider_args(proxy.base_url, name), "-c", "model_auto_compact_token_limit=30"]
     for n, prompt in enumerate(prompts):
-        args = ["exec", *common, prompt] if n == 0 else ["exec", "resume", "--last", *common, prompt]
-        result = subprocess.run(
-            [str(codex), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        assert any(json.loads(line).get("type") == "turn.completed" for line in result.stdout.splitlines() if line.startswith("{"))
+        assert turn_completed(codex_exec(tmp_path, *common, prompt, resume=n > 0))
 
 
 def test_codex_cli_compacts_remotely_when_the_provider_is_named_OpenAI(proxy, backend, tmp_path):
@@ -98,25 +46,7 @@ def test_codex_cli_compacts_locally_for_other_provider_names(proxy, backend, tmp
 
 
 def run_codex(proxy, tmp_path, prompt, *model):
-    codex = npm_tool("@openai/codex", "codex")
-    (tmp_path / "codex").mkdir(exist_ok=True)
-    provider = f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",env_key="CLIPROXY_KEY",wire_api="responses"}}'
-    result = subprocess.run(
-        [str(codex), "exec", "--json", "--skip-git-repo-check", *model, "-c", "model_provider=cliproxy", "-c", provider, prompt],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-            "HOME": str(tmp_path),
-            "CODEX_HOME": str(tmp_path / "codex"),
-            "CLIPROXY_KEY": "sk-local",
-        },
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return codex_exec(tmp_path, *model, *provider_args(proxy.base_url), prompt)
 
 
 def assert_cli_identity(headers):
@@ -132,9 +62,7 @@ def test_codex_default_lite_model_with_a_tool_turn(proxy, backend, tmp_path):
     backend.replies.append(sse(turn("gpt-6.1-sol").custom_call("exec", 'text("tool ran: " + (6 * 7))', call_id="call_x").events()))
     backend.replies.append(sse(turn("gpt-6.1-sol", "resp_2").text("Done.").events()))
     events = run_codex(proxy, tmp_path, "Compute")
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
-        "Done."
-    ]
+    assert agent_messages(events) == ["Done."]
     first, second = backend.received[-2:]
     for got in (first, second):
         body = got.json
@@ -155,7 +83,7 @@ def test_codex_default_lite_model_with_a_tool_turn(proxy, backend, tmp_path):
 def test_codex_classic_and_catalog_lite_models(proxy, backend, tmp_path, model):
     backend.replies.append(sse(turn(model).text("Hi.").events()))
     events = run_codex(proxy, tmp_path, "Say hi", "-m", model)
-    assert any(e.get("type") == "turn.completed" for e in events)
+    assert turn_completed(events)
     got = backend.received[-1]
     body = got.json
     assert "instructions" not in body and "summary" not in body["reasoning"]

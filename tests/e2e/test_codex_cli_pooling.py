@@ -9,17 +9,16 @@ CLI 0.169 sends it (headers and body keys as observed from the real CLI in a rec
 
 import json
 import ssl
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.codexcli import agent_messages, codex_exec
 from tests.conftest import ACCOUNT_ID
 from tests.fakes.accounts import mint_account
 from tests.fakes.codex_backend import LITE_HEADER, PATH, JSONReply, sse, turn, workspace_discovery
-from tests.npmtools import npm_tool
 from tests.proxyproc import start_proxy
 
 CHATGPT_DNS = Path(__file__).resolve().parents[1] / "fakes" / "chatgpt_dns.py"
@@ -114,7 +113,6 @@ def codex_login(codex_home: Path) -> str:
 
 @pytest.mark.parametrize("websocket", [True, False], ids=["websocket", "http"])
 def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path, websocket):
-    codex = npm_tool("@openai/codex", "codex")
     proxy = start(
         True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=websocket
     )
@@ -126,26 +124,8 @@ def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path, webs
     backend.ws_replies.append(turn().text("Pooled hello.").events(empty_output=False))
     own_token = codex_login(tmp_path / "codex")
     started = time.monotonic()
-    result = subprocess.run(
-        [str(codex), "exec", "--json", "--skip-git-repo-check", "-m", "gpt-5.5", "Say hello"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-            "HOME": str(tmp_path),
-            "CODEX_HOME": str(tmp_path / "codex"),
-            "HTTPS_PROXY": proxy.proxy_url,
-            "CODEX_CA_CERTIFICATE": proxy.ca,
-        },
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
-        "Pooled hello."
-    ]
+    events = codex_exec(tmp_path, "-m", "gpt-5.5", "Say hello", env={"HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+    assert agent_messages(events) == ["Pooled hello."]
     turns = [r for r in backend.received if r.path == PATH]
     # over its WebSocket with a pool account, or (switched off) refused with 426 so the turn came over HTTP
     assert [r.method for r in turns] == (["GET"] if websocket else ["POST"])
@@ -156,7 +136,6 @@ def test_real_codex_cli_is_pooled(start, backend_server, backend, tmp_path, webs
 
 
 def test_real_codex_cli_default_lite_model_is_pooled_faithfully(start, backend_server, backend, tmp_path):
-    codex = npm_tool("@openai/codex", "codex")
     # over HTTP (its zstd-compressed body is the point here; the WebSocket path has its own tests)
     proxy = start(True, "-s", str(CHATGPT_DNS), env={"CLIPROXY_TEST_CHATGPT": f"http://127.0.0.1:{backend_server.port}"}, websocket=False)
     backend.pages = {
@@ -165,26 +144,8 @@ def test_real_codex_cli_default_lite_model_is_pooled_faithfully(start, backend_s
     }
     backend.replies.append(sse(turn("gpt-6.1-sol").text("Pooled lite hello.").events()))
     own_token = codex_login(tmp_path / "codex")
-    result = subprocess.run(
-        [str(codex), "exec", "--json", "--skip-git-repo-check", "Say hello"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-            "HOME": str(tmp_path),
-            "CODEX_HOME": str(tmp_path / "codex"),
-            "HTTPS_PROXY": proxy.proxy_url,
-            "CODEX_CA_CERTIFICATE": proxy.ca,
-        },
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    assert [e["item"]["text"] for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"] == [
-        "Pooled lite hello."
-    ]
+    events = codex_exec(tmp_path, "Say hello", env={"HTTPS_PROXY": proxy.proxy_url, "CODEX_CA_CERTIFICATE": proxy.ca})
+    assert agent_messages(events) == ["Pooled lite hello."]
     [got] = [r for r in backend.received if r.path == PATH]
     assert got.headers["chatgpt-account-id"] == ACCOUNT_ID and own_token not in got.headers["authorization"]
     assert got.headers[LITE_HEADER] == "true" and got.headers["originator"] == "codex_exec"

@@ -5,15 +5,14 @@ speaks the WebSocket protocol (per-socket history, the real refusals)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 
+from tests.codexcli import agent_messages, codex_exec, provider_args
 from tests.conftest import ACCOUNT_ID, access_token_of
 from tests.fakes.accounts import mint_account
 from tests.fakes.codex_backend import PATH, JSONReply, WSClose, turn, ws_connection_limit, ws_usage_limit
-from tests.npmtools import npm_tool
 from tests.proxyproc import start_proxy
 from tests.wsclient import Closed, Rejected, WSClient, create
 
@@ -231,43 +230,9 @@ def _tool_call_reply(frame: dict) -> list:
 
 
 def test_real_codex_cli_runs_a_tool_loop_over_one_socket(proxy, proxy_home, backend, tmp_path):
-    codex = npm_tool("@openai/codex", "codex")
-    (tmp_path / "codex").mkdir()
     backend.ws_replies += [_tool_call_reply, turn("gpt-5.5", "resp_cli_2").text("Done over the socket.").events(empty_output=False)]
-    provider = (
-        f'model_providers.cliproxy={{name="cliproxy",base_url="{proxy.base_url}/v1",'
-        'env_key="CLIPROXY_KEY",wire_api="responses",supports_websockets=true}'
-    )
-    result = subprocess.run(
-        [
-            str(codex),
-            "exec",
-            "--json",
-            "--skip-git-repo-check",
-            "-m",
-            "gpt-5.5",
-            "-c",
-            "model_provider=cliproxy",
-            "-c",
-            provider,
-            "Make a plan, then say hello",
-        ],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env={
-            "PATH": "/usr/bin:/bin:/usr/local/bin",
-            "HOME": str(tmp_path),
-            "CODEX_HOME": str(tmp_path / "codex"),
-            "CLIPROXY_KEY": "sk-local",
-        },
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    messages = [e["item"].get("text") for e in events if e.get("type") == "item.completed" and e["item"].get("type") == "agent_message"]
-    assert messages == ["Done over the socket."]
+    events = codex_exec(tmp_path, "-m", "gpt-5.5", *provider_args(proxy.base_url, websockets=True), "Make a plan, then say hello")
+    assert agent_messages(events) == ["Done over the socket."]
     assert [r.method for r in backend.received if r.path == PATH] == ["GET"]  # one WebSocket, no HTTP turn
     turns = [f for f in backend.ws_frames if f.frame.get("generate") is not False]
     assert len(turns) == 2 and {f.socket for f in turns} == {turns[0].socket}

@@ -137,6 +137,24 @@ _SUMS = (
 _TOTAL_KEYS = ("requests", *TOKEN_KEYS, "errors")
 
 
+def summary_sql(table: str, group_sql: Mapping[str, str], by: str | None, mark: str) -> tuple[str, str | None]:
+    """The two queries of a summary (totals; per group, or None): the same SQL on every database but
+    for the table, the placeholder and the day/hour expressions, so both give the same answer."""
+    if by is not None and by not in GROUPINGS:
+        raise ValueError(f"--by {by!r}: expected one of {', '.join(GROUPINGS)}")
+    total = f"SELECT {_SUMS} FROM {table} WHERE t >= {mark}"
+    if by is None:
+        return total, None
+    order = "g" if by in ("day", "hour") else "requests DESC, g"
+    return total, f"SELECT {group_sql[by]} AS g, {_SUMS} FROM {table} WHERE t >= {mark} GROUP BY g ORDER BY {order}"
+
+
+def summary_of(by: str | None, total: Sequence[Any], groups: Sequence[Sequence[Any]]) -> Summary:
+    """The `Summary` of the rows the `summary_sql` queries gave."""
+    rows = [{by: values[0], **dict(zip(_TOTAL_KEYS, values[1:], strict=True))} for values in groups] if by else []
+    return Summary(dict(zip(_TOTAL_KEYS, total, strict=True)), rows)
+
+
 def _is_damage(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -224,19 +242,12 @@ class SQLiteLedger(UsageLedger):
         self._run(write)
 
     def summary(self, since: float, by: str | None = None) -> Summary:
-        if by is not None and by not in _GROUP_SQL:
-            raise ValueError(f"--by {by!r}: expected one of {', '.join(GROUPINGS)}")
+        total_sql, group_sql = summary_sql("usage", _GROUP_SQL, by, "?")
 
         def read(db: sqlite3.Connection) -> Summary:
-            total = db.execute(f"SELECT {_SUMS} FROM usage WHERE t >= ?", (since,)).fetchone()
-            totals = dict(zip(_TOTAL_KEYS, total, strict=True))
-            rows: list[dict[str, Any]] = []
-            if by is not None:
-                group = _GROUP_SQL[by]
-                order = "g" if by in ("day", "hour") else "requests DESC, g"
-                for values in db.execute(f"SELECT {group} AS g, {_SUMS} FROM usage WHERE t >= ? GROUP BY g ORDER BY {order}", (since,)):
-                    rows.append({by: values[0], **dict(zip(_TOTAL_KEYS, values[1:], strict=True))})
-            return Summary(totals, rows)
+            total = db.execute(total_sql, (since,)).fetchone()
+            groups = db.execute(group_sql, (since,)).fetchall() if group_sql else []
+            return summary_of(by, total, groups)
 
         return self._run(read)
 
@@ -253,15 +264,17 @@ class SQLiteLedger(UsageLedger):
 class Writer:
     """Drains rows into a ledger on its own thread, in batches. `put` never blocks and never raises.
 
-    A failing write keeps its rows for the next try (up to MAX_PENDING, then new rows are dropped); each
-    kind of failure (a locked database, a full disk) is logged once."""
+    A failing write keeps its rows for the next try (up to MAX_PENDING, then new rows are dropped); an
+    outage (a locked database, a full disk, a database server gone) is logged once when it starts, once
+    if rows have to be dropped, and once when rows are written again."""
 
     def __init__(self, opener: Any, retention_days: float = 90.0) -> None:
         self._opener = opener
         self.retention_days = retention_days
         self._queue: queue.SimpleQueue[Row | None] = queue.SimpleQueue()
         self._pending: list[Row] = []
-        self._warned: set[str] = set()
+        self._failing = False
+        self._dropped = 0
         self._idle = threading.Event()
         self._idle.set()
         self._closing = False
@@ -284,10 +297,17 @@ class Writer:
         self._thread.join(timeout)
 
     def _warn(self, exc: BaseException) -> None:
-        kind = f"{type(exc).__name__}: {exc}"[:200]
-        if kind not in self._warned:
-            self._warned.add(kind)
+        if not self._failing:
+            self._failing = True
+            kind = f"{type(exc).__name__}: {exc}"[:200]
             logger.error("cliproxy: the usage ledger cannot be written (%s); requests go on, rows wait in memory", kind)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            lost = f"; {self._dropped} rows beyond {MAX_PENDING} were dropped" if self._dropped else ""
+            logger.warning("cliproxy: the usage ledger is written again%s", lost)
+            self._dropped = 0
 
     def _loop(self) -> None:
         ledger: UsageLedger | None = None
@@ -317,10 +337,16 @@ class Writer:
                 if time.monotonic() - purged > PURGE_SECONDS and self.retention_days > 0:
                     purged = time.monotonic()
                     ledger.purge(time.time() - self.retention_days * 86400)
+                self._recovered()
             except Exception as exc:
                 self._warn(exc)
                 if len(self._pending) > MAX_PENDING:
-                    del self._pending[: len(self._pending) - MAX_PENDING]
+                    if not self._dropped:
+                        logger.error(
+                            "cliproxy: more than %d usage rows wait for the ledger; newer ones are dropped until it returns", MAX_PENDING
+                        )
+                    self._dropped += len(self._pending) - MAX_PENDING
+                    del self._pending[MAX_PENDING:]
                 if stop:
                     break
                 time.sleep(0.5)  # a locked or full database: try again later

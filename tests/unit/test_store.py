@@ -1,6 +1,6 @@
-"""The contract of the response store, run against every implementation (`IMPLEMENTATIONS`): a
-PostgreSQL store added later passes the same tests by adding its factory. Then what is SQLite's own:
-one file shared by processes, WAL, damaged files moved aside."""
+"""The contract of the response store, run against every implementation (`IMPLEMENTATIONS`: SQLite, and
+PostgreSQL on a real server, which skips without one). Then what is SQLite's own: one file shared by
+processes, WAL, damaged files moved aside."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cliproxy.addons.store.pg_responses import PostgresResponseStore
 from cliproxy.addons.store.responses import (
     LOOPBACK,
     Conversation,
@@ -24,8 +25,9 @@ from cliproxy.addons.store.responses import (
 )
 from cliproxy.addons.store.sqlite import FILE_NAME, SQLiteStore
 
-IMPLEMENTATIONS: dict[str, Callable[[Path, Limits], ResponseStore]] = {
-    "sqlite": lambda tmp, limits: SQLiteStore(tmp / FILE_NAME, limits),
+IMPLEMENTATIONS: dict[str, Callable[[pytest.FixtureRequest, Path, Limits], ResponseStore]] = {
+    "sqlite": lambda request, tmp, limits: SQLiteStore(tmp / FILE_NAME, limits),
+    "postgres": lambda request, tmp, limits: PostgresResponseStore(request.getfixturevalue("pg_dsn"), limits),
 }
 A, B = owner_of(["sk-a"]), owner_of(["sk-b"])
 
@@ -35,7 +37,7 @@ def make(request, tmp_path):
     made: list[ResponseStore] = []
 
     def factory(limits: Limits | None = None) -> ResponseStore:
-        made.append(IMPLEMENTATIONS[request.param](tmp_path, limits or Limits()))
+        made.append(IMPLEMENTATIONS[request.param](request, tmp_path, limits or Limits()))
         return made[-1]
 
     yield factory

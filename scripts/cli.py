@@ -38,6 +38,8 @@ from rich.markup import escape
 
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.store import ledger
+from cliproxy.addons.store.pg import StoreUnavailable
+from cliproxy.addons.store.pg_ledger import PostgresLedger
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
 from cliproxy.auth.device import DeviceCode, device_login
@@ -243,20 +245,25 @@ def cmd_rest(args: argparse.Namespace, settings: Settings, console: Console) -> 
 
 
 def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    """Totals (and a breakdown) of the usage ledger the proxy writes in the state folder."""
+    """Totals (and a breakdown) of the usage ledger the proxy writes in the state folder, or in the
+    PostgreSQL `store` (every host's requests)."""
     try:
         seconds = ledger.parse_since(args.since)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    dsn = settings.config.store if settings.config else None
     path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
-    if not path.exists():
+    if not dsn and not path.exists():
         summary = ledger.Summary(dict.fromkeys(("requests", *ledger.TOKEN_KEYS, "errors"), 0), [])
     else:
-        book = ledger.SQLiteLedger(path)
         try:
-            summary = book.summary(time.time() - seconds, args.by)
-        finally:
-            book.close()
+            book = PostgresLedger(dsn) if dsn else ledger.SQLiteLedger(path)
+            try:
+                summary = book.summary(time.time() - seconds, args.by)
+            finally:
+                book.close()
+        except StoreUnavailable as exc:  # the database's address (password hidden) and why
+            raise CliError(str(exc)) from None
     if args.json:
         console.print_json(json.dumps(summary.as_json()))
         return 0

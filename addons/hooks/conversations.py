@@ -9,7 +9,9 @@ always false upstream): stored responses, `previous_response_id`, item reference
 
 Records belong to the client key that made them (`store.responses.owner_of`): keys do not see each
 other's, and a client that presents no key (loopback) has its own. The store is SQLite in the state
-folder beside the accounts, shared by every process on that auth dir.
+folder beside the accounts, shared by every process on that auth dir, or PostgreSQL with `store` in
+the config, shared by every host; a lookup it cannot answer is a 503 `store_unavailable`, never a
+"not found".
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.hooks.client_api import serve
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, read_json, reply_json
 from cliproxy.addons.store import expand
+from cliproxy.addons.store.pg_responses import PostgresResponseStore
 from cliproxy.addons.store.responses import Conversation, Limits, ResponseStore, StoredResponse, item_with_id, new_id, owner_of, page_of
 from cliproxy.addons.store.sqlite import SQLiteStore
 from cliproxy.addons.store.worker import Background, StoreUnavailable
@@ -140,22 +143,31 @@ class Conversations:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._bg: Background | None = None
-        self._dir: Path | None = None
+        self._where: tuple[str | None, Path] | None = None
         self._limits: Limits | None = None
 
     def store(self) -> Background:
-        """The store of the auth dir in force (a new one when the config moved it; limits follow reloads)."""
+        """The store in force: PostgreSQL with `store`, else SQLite in the auth dir (a new one when the
+        config moved it; limits follow reloads)."""
         cfg = self.runtime.config
         limits = Limits(cfg.responses_retention_hours * 3600, int(cfg.responses_max_mb * 1024 * 1024))
-        if self._bg is None or self._dir != cfg.auth_dir:
+        if self._bg is None or self._where != (cfg.store, cfg.auth_dir):
             if self._bg is not None:
                 self._bg.close()
-            self._dir, self._limits = cfg.auth_dir, limits
-            self._bg = Background(functools.partial(SQLiteStore.in_state_dir, cfg.auth_dir, limits))
+            self._where, self._limits = (cfg.store, cfg.auth_dir), limits
+            if cfg.store:
+                self._bg = Background(functools.partial(PostgresResponseStore, cfg.store, limits))
+                self._bg.submit(lambda s: None)  # connect now: a database unreachable at start is one log line at start
+            else:
+                self._bg = Background(functools.partial(SQLiteStore.in_state_dir, cfg.auth_dir, limits))
         elif limits != self._limits:
             self._limits = limits
             self._bg.submit(lambda s: setattr(s, "limits", limits))
         return self._bg
+
+    def running(self) -> None:
+        if self.runtime.config.store:
+            self.store()
 
     def done(self) -> None:
         if self._bg is not None:

@@ -2,7 +2,8 @@
 each WebSocket turn; local answers such as the model list excluded) becomes one `store.ledger.Row`.
 
 It runs last in the chain, when the other hooks have settled the flow (usage, account, failovers).
-Rows are handed to a `Writer` thread: nothing here waits on the database. The client key is reduced
+Rows are handed to a `Writer` thread: nothing here waits on the database. The ledger is SQLite in the
+state folder, or PostgreSQL with `store` in the config (every host's rows in one table). The client key is reduced
 to a short hash at `requestheaders`, before the request's headers are replaced by the account's.
 """
 
@@ -16,7 +17,8 @@ from mitmproxy import http
 from cliproxy.addons.core.access import presented_keys
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, state
-from cliproxy.addons.store.ledger import Row, SQLiteLedger, Writer, usage_fields
+from cliproxy.addons.store.ledger import Row, Writer, usage_fields
+from cliproxy.addons.store.pg_ledger import open_ledger
 from cliproxy.addons.store.responses import owner_of
 
 
@@ -63,21 +65,26 @@ class UsageLedger:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._writer: Writer | None = None
-        self._dir: Path | None = None
+        self._where: tuple[str | None, Path] | None = None
 
     def writer(self) -> Writer | None:
-        """The writer of the auth dir in force (None while `usage-retention-days` is 0: no ledger)."""
+        """The writer of the store or auth dir in force (None while `usage-retention-days` is 0: no ledger)."""
         cfg = self.runtime.config
         if cfg.usage_retention_days <= 0:
             return None
-        if self._writer is None or self._dir != cfg.auth_dir:
+        if self._writer is None or self._where != (cfg.store, cfg.auth_dir):
             if self._writer is not None:
                 self._writer.close(timeout=0)
-            self._dir = cfg.auth_dir
-            auth_dir = cfg.auth_dir
-            self._writer = Writer(lambda: SQLiteLedger.in_state_dir(auth_dir), cfg.usage_retention_days)
+            self._where = dsn, auth_dir = cfg.store, cfg.auth_dir
+            self._writer = Writer(lambda: open_ledger(dsn, auth_dir), cfg.usage_retention_days)
+            if dsn:
+                self._writer.flush(timeout=0)  # connect now: a database unreachable at start is one log line at start
         self._writer.retention_days = cfg.usage_retention_days
         return self._writer
+
+    def running(self) -> None:
+        if self.runtime.config.store:
+            self.writer()
 
     def done(self) -> None:
         if self._writer is not None:

@@ -10,6 +10,7 @@ wait in memory; a lookup is answered 503).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     import psycopg
 
 T = TypeVar("T")
+#: After a failed connect, calls fail at once for this long instead of each waiting for a connect
+#: timeout of their own (a database host that drops packets would otherwise hold every lookup 5 s).
+RETRY_SECONDS = 1.0
 #: Bounds on one statement and on waiting for a row lock (another host's transaction): a database
 #: that stalls is reported as unavailable instead of holding the store's thread.
 SESSION_SETTINGS = ("SET statement_timeout = '15s'", "SET lock_timeout = '10s'")
@@ -26,6 +30,10 @@ SESSION_SETTINGS = ("SET statement_timeout = '15s'", "SET lock_timeout = '10s'")
 
 class PgSession:
     """A lazily opened, migrated connection to `dsn` for one component (its tables, its schema steps)."""
+
+    #: (until, why) per DSN after a failed connect; kept across sessions, since an opener that fails
+    #: builds a new store (and session) on each try.
+    _down: dict[str, tuple[float, pg.StoreUnavailable]] = {}
 
     def __init__(self, dsn: str, component: str, steps: Sequence[str], setup: Sequence[str] = ()) -> None:
         self.dsn = dsn
@@ -39,7 +47,15 @@ class PgSession:
         """The open connection, opened (and the schema brought forward, once) when there is none."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             self.close()
-            conn = pg.connect(self.dsn, application=f"cliproxy-{self.component}")
+            down = self._down.get(self.dsn)
+            if down is not None and time.monotonic() < down[0]:
+                raise down[1]
+            try:
+                conn = pg.connect(self.dsn, application=f"cliproxy-{self.component}")
+            except pg.StoreUnavailable as exc:
+                self._down[self.dsn] = (time.monotonic() + RETRY_SECONDS, exc)
+                raise
+            self._down.pop(self.dsn, None)
             try:
                 for statement in self.setup:
                     conn.execute(statement.encode())

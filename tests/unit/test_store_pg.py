@@ -94,7 +94,15 @@ def test_a_database_that_is_gone_is_store_unavailable_at_once_then_recovers(pg_s
             bg.flush()
         finally:
             pg_server.start()
-        assert asyncio.run(lookup()) is not None
+        deadline = time.time() + 5  # back without a restart (after a failed connect, calls fail at once for a second)
+        while True:
+            try:
+                assert asyncio.run(lookup()) is not None
+                break
+            except StoreUnavailable:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         bg.close()
 
@@ -103,3 +111,26 @@ def test_unreachable_at_start_is_store_unavailable_without_the_password(pg_serve
     with pytest.raises(pg.StoreUnavailable) as err:
         PostgresResponseStore(f"postgresql://postgres:hunter2@127.0.0.1:{pg_server.port + 1}/postgres")
     assert "hunter2" not in str(err.value)
+
+
+def test_after_a_failed_connect_calls_fail_at_once_for_a_moment(monkeypatch):
+    """A database host that drops packets costs one connect timeout, not one per queued call."""
+    from cliproxy.addons.store import pg_session
+
+    calls = []
+
+    def refuse(dsn: str, **kw: object) -> None:
+        calls.append(dsn)
+        raise pg.StoreUnavailable("store postgresql://h/db: timeout expired")
+
+    monkeypatch.setattr(pg, "connect", refuse)
+    monkeypatch.setattr(pg_session.PgSession, "_down", {})
+    for _ in range(5):
+        with pytest.raises(pg.StoreUnavailable, match="timeout expired"):
+            PostgresResponseStore("postgresql://h/db")
+    assert len(calls) == 1
+    monkeypatch.setattr(pg_session, "RETRY_SECONDS", 0.0)
+    pg_session.PgSession._down.clear()
+    with pytest.raises(pg.StoreUnavailable):
+        PostgresResponseStore("postgresql://h/db")
+    assert len(calls) == 2

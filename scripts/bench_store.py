@@ -106,6 +106,7 @@ def main() -> int:
                     f"{kind:<10} {statistics.median(s):>11.2f} {statistics.median(q):>13.2f} {pct(s, 0.99):>11.2f} {pct(q, 0.99):>13.2f}"
                     f" {statistics.median(q) - statistics.median(s):>+7.2f}"
                 )
+            direct(dsn, Path(tmp), args.rounds * 10)
             time.sleep(2)  # the ledgers' writers drain
             expected = 20 + 1 + args.rounds * len(KINDS)
             import psycopg
@@ -118,6 +119,35 @@ def main() -> int:
         finally:
             for p in proxies.values():
                 p.stop()
+
+
+def direct(dsn: str, tmp: Path, n: int) -> None:
+    """The store's own cost, in this process: a lookup (`get_response`) and a booking (`put_response`)."""
+    from cliproxy.addons.store.pg_responses import PostgresResponseStore
+    from cliproxy.addons.store.responses import StoredResponse
+    from cliproxy.addons.store.sqlite import SQLiteStore
+
+    output = [{"id": "msg_1", "type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "x" * 2000}]}]
+    print(f"the store alone, {n} calls each (ms per call)")
+    print(f"{'call':<14} {'sqlite p50':>11} {'postgres p50':>13} {'sqlite p99':>11} {'postgres p99':>13}")
+    stores = {"sqlite": SQLiteStore(tmp / "direct.sqlite3"), "postgres": PostgresResponseStore(dsn)}
+    took: dict[tuple[str, str], list[float]] = {(k, c): [] for k in stores for c in ("put_response", "get_response")}
+    try:
+        for i in range(n):
+            for name, store in stores.items():
+                rec = StoredResponse(f"resp_bench{i}", "loopback", input=[{"role": "user", "content": "bench"}], new_input=1, output=output)
+                t = time.perf_counter()
+                store.put_response(rec)
+                took[(name, "put_response")].append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                store.get_response("loopback", f"resp_bench{i // 2}")
+                took[(name, "get_response")].append((time.perf_counter() - t) * 1000)
+    finally:
+        for store in stores.values():
+            store.close()
+    for call in ("get_response", "put_response"):
+        s, q = took[("sqlite", call)], took[("postgres", call)]
+        print(f"{call:<14} {statistics.median(s):>11.3f} {statistics.median(q):>13.3f} {pct(s, 0.99):>11.3f} {pct(q, 0.99):>13.3f}")
 
 
 def chat_body() -> dict:

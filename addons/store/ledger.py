@@ -1,7 +1,7 @@
 """The usage ledger (pure; no mitmproxy import): one row per finished request or WebSocket turn, and the
 summaries `cliproxy usage` prints.
 
-`UsageLedger` is the interface (an SQLite implementation now, another database later); `Writer` feeds
+`UsageLedger` is the interface (SQLite here, PostgreSQL in `pg_ledger`); `Writer` feeds
 it off the request path: rows go into a queue that one thread drains in batches, so a slow, locked or
 full database never delays or fails a request. Rows name the client key by a short hash, never the key.
 """

@@ -1,5 +1,5 @@
 """The contract of the response store: what is kept for each response and conversation, and the
-operations every implementation offers (SQLite now; a shared PostgreSQL later).
+operations every implementation offers (SQLite in `sqlite`, a shared PostgreSQL in `pg_responses`).
 
 Every record belongs to an *owner*, the identity of the client key that made it (see `owner_of`):
 an owner never sees another owner's records, so a lookup across owners answers like a lookup of an

@@ -229,3 +229,30 @@ def test_rows_past_the_bound_are_dropped_with_one_line(monkeypatch, caplog):
     assert len([r for r in caplog.records if "newer ones are dropped" in r.message]) == 1
     assert len([r for r in caplog.records if "cannot be written" in r.message]) == 1
     assert len(w._pending) == 10
+
+
+@pytest.mark.slow
+def test_a_million_postgresql_rows_answer_thirty_days_in_under_a_second(pg_dsn):
+    led = PostgresLedger(pg_dsn)
+    now = time.time()
+    span = 90 * 86400
+    rows = [
+        Row(now - span + i * span / 1_000_000, f"acct{i % 7}", f"key:{i % 13}", "chat", "openai", "gpt-5.5", "gpt-5.5", "medium",
+            input_tokens=100, cached_tokens=10, output_tokens=50, reasoning_tokens=5, status=200)
+        for i in range(1_000_000)
+    ]  # fmt: skip
+    try:
+        t = time.perf_counter()
+        for i in range(0, len(rows), 50_000):
+            led.add(rows[i : i + 50_000])
+        print(f"PostgreSQL: 1M rows written in {time.perf_counter() - t:.1f}s")
+        led.session.run(lambda c: c.execute(f"ANALYZE {TABLE}"))
+        for by in (None, "account", "day"):
+            t = time.perf_counter()
+            s = led.summary(now - 30 * 86400, by)
+            took = time.perf_counter() - t
+            print(f"PostgreSQL 1M rows, --since 30d --by {by}: {took:.3f}s")
+            assert 330_000 < s.totals["requests"] < 340_000
+            assert took < 1.0
+    finally:
+        led.close()

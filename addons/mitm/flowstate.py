@@ -76,6 +76,7 @@ class FlowState(TypedDict, total=False):
     turns: list[dict[str, Any]]  # one entry per finished turn on the socket: model, effort, usage, ttfe, seconds, error
     # outcome
     usage: dict[str, Any]
+    image_usage: dict[str, Any]  # image generation's own usage (the Images answer's, or a Responses answer's `tool_usage.image_gen`)
     service_tier: str  # the tier that served, as the answer's `response.service_tier` says
     complete: bool  # the answer ended with its terminal event
     error: str  # what went wrong, for the comment

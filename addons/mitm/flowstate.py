@@ -24,6 +24,7 @@ from cliproxy.addons.translate.codex_body import CodexCall
 logger = logging.getLogger(__name__)
 
 KEY = "cliproxy"
+CLIENT_HOST = "cliproxy_client_host"  # metadata key: the Host a base-URL client sent (hooks.listener keeps it)
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # for flows claimed without a limit of their own (the config's default)
 
 

@@ -176,7 +176,9 @@ def ledger_view(ledger: UsageLedger, rng: Range, now: float) -> dict[str, Any]:
     }
 
 
-def snapshot(accounts: list[dict[str, Any]], ledger: dict[str, Any] | None, rng: Range, now: float, note: str | None = None) -> dict[str, Any]:
+def snapshot(
+    accounts: list[dict[str, Any]], ledger: dict[str, Any] | None, rng: Range, now: float, note: str | None = None
+) -> dict[str, Any]:
     """The whole status (status.json). `ledger`: `ledger_view`'s answer, or None when there is no ledger
     (then `note` says why)."""
     since = window_start(rng, now)

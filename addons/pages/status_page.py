@@ -40,7 +40,7 @@ td.error{max-width:520px;overflow-wrap:anywhere}footer{padding:0 24px 24px;color
 
 SCRIPT = """
 (function () {
-  var every = EVERY * 1000;
+  var every = EVERY * 1000, refreshes = 0;
   function tick() {
     if (document.hidden) { setTimeout(tick, every); return; }
     fetch(location.href, {cache: "no-store", credentials: "same-origin"}).then(function (r) {
@@ -49,7 +49,10 @@ SCRIPT = """
       if (!text) return;
       var next = new DOMParser().parseFromString(text, "text/html").querySelector("main");
       var main = document.querySelector("main");
-      if (next && main) main.replaceWith(next);
+      if (next && main) {
+        next.setAttribute("data-refreshes", String(++refreshes));
+        main.replaceWith(next);
+      }
     }).catch(function () {}).then(function () { setTimeout(tick, every); });
   }
   setTimeout(tick, every);
@@ -124,7 +127,7 @@ def accounts_table(accounts: list[Mapping[str, Any]], clock: Clock) -> str:
         credits = a.get("reset_credits")
         rows.append(
             f'<tr class="account" data-state="{_e(a["state"])}" data-kind="{_e(a["kind"])}">'
-            f'<td>{_e(a["label"])}</td><td>{_e(a.get("plan") or ("API key" if a["kind"] == "api-key" else "-"))}</td>'
+            f"<td>{_e(a['label'])}</td><td>{_e(a.get('plan') or ('API key' if a['kind'] == 'api-key' else '-'))}</td>"
             f'<td class="state {STATE_CLASS.get(a["state"], "")}">{_e(state_text(a, clock))}</td>'
             f"{window_cell(five, clock)}{window_cell(week, clock)}"
             f'<td class="num">{_e(credits) if credits is not None else "-"}</td></tr>'
@@ -147,7 +150,9 @@ TOTALS = (
 
 
 def totals_block(totals: Mapping[str, int]) -> str:
-    cells = "".join(f'<div data-total="{k}"><b class="num">{totals.get(k, 0):,}</b><span class="muted">{label}</span></div>' for k, label in TOTALS)
+    cells = "".join(
+        f'<div data-total="{k}"><b class="num">{totals.get(k, 0):,}</b><span class="muted">{label}</span></div>' for k, label in TOTALS
+    )
     return f'<div class="totals">{cells}</div>'
 
 
@@ -191,9 +196,7 @@ def render(status: Mapping[str, Any], nonce: str, tz: tzinfo | None = None) -> s
     clock = Clock(status["generated_at"], tz)
     rng = status["range"]
     counts = status["counts"]
-    nav = " ".join(
-        f'<a href="?range={_e(name)}"{" class=on" if name == rng["name"] else ""}>{_e(name)}</a>' for name in rng["choices"]
-    )
+    nav = " ".join(f'<a href="?range={_e(name)}"{" class=on" if name == rng["name"] else ""}>{_e(name)}</a>' for name in rng["choices"])
     summary = f"{counts['serving']} serving · {counts['resting']} resting · {counts['needs login']} need login"
     if status["ledger"]:
         usage = (

@@ -212,6 +212,10 @@ def test_page_in_headless_chromium(status_proxy, traffic, tmp_path):
     assert {"ana@example.com", "bo@example.com", *MODELS} <= series
     assert len(re.findall(r'class="meter"', html)) == 4  # 5h and week bars for each account
     assert "frobnicate" in html and html.count('class="error-row"') == 1
+    later = run_chromium(["--virtual-time-budget=25000", "--dump-dom", url], tmp_path)  # the page's timers run
+    refreshes = re.search(r'<main data-generated="\d+" data-refreshes="(\d+)"', later.stdout)
+    assert refreshes and int(refreshes[1]) >= 1, later.stdout[:500]  # it re-read itself and swapped in the new <main>
+    assert later.stdout.count('<tr class="account"') == 2
     shot = tmp_path / "status.png"
     png = run_chromium([f"--screenshot={shot}", "--window-size=1280,1600", "--hide-scrollbars", url], tmp_path)
     assert png.returncode == 0 and shot.exists(), png.stderr[-2000:]

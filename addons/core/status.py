@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cliproxy.addons.core import usage
-from cliproxy.addons.store.ledger import UsageLedger
+from cliproxy.addons.store.ledger import TOTAL_KEYS, UsageLedger
 from cliproxy.auth.pool import ANY_MODEL, Member
 from cliproxy.auth.quota import WINDOWS, window_name
 from cliproxy.auth.store import Account
@@ -166,12 +166,14 @@ def bucketed(rows: list[dict[str, Any]], by: str, since: float, rng: Range) -> d
 
 
 def ledger_view(ledger: UsageLedger, rng: Range, now: float) -> dict[str, Any]:
-    """Everything the page reads from the ledger (blocking: run it off the event loop)."""
+    """Everything the page reads from the ledger, in two queries: one pass for the series by account and
+    model (the totals are their sum), one for the errors. Blocking: run it off the event loop."""
     since = window_start(rng, now)
+    rows = ledger.series(since, rng.step, ("account", "model"))
     return {
-        "totals": ledger.summary(since).totals,
-        "by_account": bucketed(ledger.series(since, rng.step, "account"), "account", since, rng),
-        "by_model": bucketed(ledger.series(since, rng.step, "model"), "model", since, rng),
+        "totals": {k: sum(r[k] for r in rows) for k in TOTAL_KEYS},
+        "by_account": bucketed(rows, "account", since, rng),
+        "by_model": bucketed(rows, "model", since, rng),
         "recent_errors": [{**e, "t_iso": _iso(e["t"])} for e in ledger.recent_errors(since, ERRORS_SHOWN)],
     }
 

@@ -143,10 +143,10 @@ class UsageLedger(ABC):
         """Totals of rows at or after `since` (unix time), and per `by` group (one of GROUPINGS)."""
 
     @abstractmethod
-    def series(self, since: float, step: float, by: str) -> list[dict[str, Any]]:
-        """Sums per time bucket (`step` seconds from `since`) and `by` group (one of SERIES_GROUPS): rows
-        `{"t": bucket start, by: group, requests, ...tokens, image_tokens, errors}`, by time then group;
-        buckets without rows are left out."""
+    def series(self, since: float, step: float, by: Sequence[str]) -> list[dict[str, Any]]:
+        """Sums per time bucket (`step` seconds from `since`) and group of the `by` columns (each one of
+        SERIES_GROUPS; several at once cost one pass): rows `{"t": bucket start, <each by>: value, requests,
+        ...tokens, image_tokens, errors}`, by time then group; buckets without rows are left out."""
 
     @abstractmethod
     def recent_errors(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
@@ -235,14 +235,18 @@ class SQLiteLedger(SQLiteFile, UsageLedger):
         return Summary(totals, rows)
 
     @recovering
-    def series(self, since: float, step: float, by: str) -> list[dict[str, Any]]:
-        if by not in SERIES_GROUPS:
-            raise ValueError(f"series by {by!r}: expected one of {', '.join(SERIES_GROUPS)}")
-        sql = (
-            f"SELECT CAST((t - ?) / ? AS INTEGER) AS b, {_GROUP_SQL[by]} AS g, {_SUMS} FROM usage WHERE t >= ? GROUP BY b, g ORDER BY b, g"
-        )
+    def series(self, since: float, step: float, by: Sequence[str]) -> list[dict[str, Any]]:
+        if not by or isinstance(by, str) or any(b not in SERIES_GROUPS for b in by):
+            raise ValueError(f"series by {by!r}: expected some of {', '.join(SERIES_GROUPS)}")
+        groups = ", ".join(f"{_GROUP_SQL[b]} AS g{n}" for n, b in enumerate(by))
+        keys = ", ".join(f"g{n}" for n in range(len(by)))
+        sql = f"SELECT CAST((t - ?) / ? AS INTEGER) AS b, {groups}, {_SUMS} FROM usage WHERE t >= ? GROUP BY b, {keys} ORDER BY b, {keys}"
         return [
-            {"t": since + values[0] * step, by: values[1], **dict(zip(TOTAL_KEYS, values[2:], strict=True))}
+            {
+                "t": since + values[0] * step,
+                **dict(zip(by, values[1 : 1 + len(by)], strict=True)),
+                **dict(zip(TOTAL_KEYS, values[1 + len(by) :], strict=True)),
+            }
             for values in self.db.execute(sql, (since, step, since))
         ]
 

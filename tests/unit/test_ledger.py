@@ -203,11 +203,14 @@ def test_series_buckets_rows_by_time_and_group(tmp_path):
             Row(since - 1, "a", model="m1", input_tokens=100, status=200),  # before the range
         ]
     )
-    got = [(r["t"] - since, r["account"], r["requests"], r["input_tokens"], r["errors"]) for r in led.series(since, 60, "account")]
+    got = [(r["t"] - since, r["account"], r["requests"], r["input_tokens"], r["errors"]) for r in led.series(since, 60, ("account",))]
     assert got == [(0, "a", 2, 3, 0), (60, "b", 1, 4, 1), (120, "-", 1, 8, 0)]
-    assert [(r["t"] - since, r["model"]) for r in led.series(since, 3600, "model")] == [(0, "m1"), (0, "m2")]
-    with pytest.raises(ValueError, match="series by"):
-        led.series(since, 60, "day")
+    assert [(r["t"] - since, r["model"]) for r in led.series(since, 3600, ("model",))] == [(0, "m1"), (0, "m2")]
+    both = led.series(since, 3600, ("account", "model"))
+    assert [(r["account"], r["model"], r["requests"]) for r in both] == [("-", "m1", 1), ("a", "m1", 2), ("b", "m2", 1)]
+    for bad in (("day",), (), "account"):
+        with pytest.raises(ValueError, match="series by"):
+            led.series(since, 60, bad)
     led.close()
 
 

@@ -4,7 +4,6 @@ the SVG pieces, and the HTML (escaped, no secrets from the data it is not given)
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC
 from pathlib import Path
 
@@ -129,7 +128,7 @@ def test_bucketed_and_top_series():
 
 def test_snapshot_with_and_without_a_ledger(tmp_path):
     led = SQLiteLedger(tmp_path / "u.sqlite3")
-    now = time.time()
+    now = NOW + 150  # mid-bucket: both rows fall in the last one
     led.add([Row(now - 5, "a", model="m", input_tokens=3, output_tokens=4, status=200), Row(now - 4, "a", status=500, error="boom")])
     rng = status.range_of("1h")
     snap = status.snapshot([], status.ledger_view(led, rng, now), rng, now)

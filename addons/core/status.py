@@ -106,7 +106,10 @@ def account_view(member: Member, now: float, facts: Mapping[str, Any] | None = N
         for _, model, until in resting
     ]
     needs_login = member.parked or (is_account and source.needs_login)
-    state = NEEDS_LOGIN if needs_login else RESTING if any(r["model"] == ANY_MODEL for r in rests) else SERVING
+    # a usage limit is the account's (its quota windows are), even when it was met on one model
+    state = (
+        NEEDS_LOGIN if needs_login else RESTING if any(r["model"] == ANY_MODEL or r["reason"] == "usage limit" for r in rests) else SERVING
+    )
     windows = []
     for name in WINDOWS:
         entry = member.quota.get(name)

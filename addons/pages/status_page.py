@@ -102,18 +102,20 @@ def window_cell(window: Mapping[str, Any] | None, clock: Clock) -> str:
 
 
 def state_text(account: Mapping[str, Any], clock: Clock) -> str:
-    """`serving`, `resting until 15:30 (usage limit)`, `serving · gpt-5.5 resting until …`, `needs login`."""
+    """`serving`, `resting for 1h, until 15:30 (usage limit)` (`… on gpt-5.5` when met on one model),
+    `serving · gpt-5.5 resting for 5s, until … (cool-down)`, `needs login: …`."""
     state = account["state"]
-    rests = account.get("rests") or []
     if state == "needs login":
         return "needs login: run cliproxy login"
-    whole = next((r for r in rests if r["model"] == "*"), None)
-    if whole is not None:
-        return f"resting {clock.rest(whole['until'])} ({whole['reason']})"
-    text = state
-    for r in rests:
-        text += f" · {r['model']} resting {clock.rest(r['until'])} ({r['reason']})"
-    return text
+    rests = list(account.get("rests") or [])
+    parts = [state]
+    if state == "resting" and rests:
+        main = next((r for r in rests if r["model"] == "*"), None) or next((r for r in rests if r["reason"] == "usage limit"), rests[0])
+        rests.remove(main)
+        on = "" if main["model"] == "*" else f" on {main['model']}"
+        parts = [f"resting {clock.rest(main['until'])} ({main['reason']}{on})"]
+    parts += [f"{r['model']} resting {clock.rest(r['until'])} ({r['reason']})" for r in rests]
+    return " · ".join(parts)
 
 
 def accounts_table(accounts: list[Mapping[str, Any]], clock: Clock) -> str:

@@ -18,11 +18,12 @@ import httpx
 import openai
 import pytest
 
+from cliproxy.auth.store import fingerprint
 from tests.conftest import CLIENT_KEY
 from tests.e2e.test_access import own_address
 from tests.e2e.test_usage_ledger import ledger_rows
 from tests.fakes.accounts import mint_account
-from tests.fakes.codex_backend import detail
+from tests.fakes.codex_backend import detail, usage_limit
 from tests.proxyproc import start_proxy
 
 KEY = "sk-status-remote"
@@ -174,6 +175,45 @@ def test_https_proxy_mode_has_no_status_page(status_proxy, traffic):
             assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", path
         models = client.get("https://api.openai.com/v1/models", headers={"authorization": "Bearer x"})
         assert models.status_code == 200 and models.json()["object"] == "list"  # the API there as before
+
+
+def test_resting_and_needs_login_accounts_are_shown_as_such(tmp_path, backend):
+    """fill-first: the first account meets its usage limit (429) and rests, the request fails over to the second;
+    the third's file says it needs a new login."""
+    auth = tmp_path / "auth"
+    for email, acct in (("ana@example.com", "acct-a"), ("bo@example.com", "acct-b"), ("cy@example.com", "acct-c")):
+        path = mint_account(auth, email, account_id=acct)
+    data = json.loads(path.read_text())
+    data["cliproxy_status"] = {"state": "needs-login", "reason": "refresh_token_reused", "credential": fingerprint(data["refresh_token"])}
+    path.write_text(json.dumps(data))
+    config = {
+        "auth-dir": str(auth),
+        "codex-base-url": backend.base_url,
+        "oauth-issuer": "http://127.0.0.1:9",
+        "routing": {"strategy": "fill-first"},
+    }
+    proxy = start_proxy(tmp_path, config)
+    try:
+        backend.replies.append(usage_limit(resets_in=3600))
+        oa = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        oa.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+        s = get(proxy, "/cliproxy/status.json").json()
+        states = {a["label"]: a for a in s["accounts"]}
+        assert {k: a["state"] for k, a in states.items()} == {
+            "ana@example.com": "resting",
+            "bo@example.com": "serving",
+            "cy@example.com": "needs login",
+        }
+        (ana_rest,) = states["ana@example.com"]["rests"]
+        assert ana_rest["model"] == "gpt-5.5" and ana_rest["reason"] == "usage limit" and 3500 < ana_rest["until"] - time.time() <= 3600
+        assert s["counts"] == {"serving": 1, "resting": 1, "needs login": 1}
+        page = get(proxy, "/").text
+        assert re.search(
+            r'data-state="resting"[^>]*><td>ana@example.com</td>.*?resting for (59m|1h), until [^<]* \(usage limit on gpt-5.5\)', page
+        )
+        assert "needs login: run cliproxy login" in page and "1 serving · 1 resting · 1 need login" in page
+    finally:
+        proxy.stop()
 
 
 def run_chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:

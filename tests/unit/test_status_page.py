@@ -70,7 +70,8 @@ QUOTA = {
         (lambda m: None, "serving", []),
         (lambda m: m.cooldown_until.update({"*": NOW + 600}), "resting", [("*", "cool-down")]),
         (lambda m: (m.cooldown_until.update({"*": NOW + 3600}), m.limited.add("*")), "resting", [("*", "usage limit")]),
-        (lambda m: (m.cooldown_until.update({"gpt-5.5": NOW + 60}), m.limited.add("gpt-5.5")), "serving", [("gpt-5.5", "usage limit")]),
+        (lambda m: (m.cooldown_until.update({"gpt-5.5": NOW + 60}), m.limited.add("gpt-5.5")), "resting", [("gpt-5.5", "usage limit")]),
+        (lambda m: m.cooldown_until.update({"gpt-5.5": NOW + 5}), "serving", [("gpt-5.5", "cool-down")]),  # a 5xx: one model, briefly
         (lambda m: m.cooldown_until.update({"gpt-5.5": NOW - 60}), "serving", []),  # a rest that ended
         (lambda m: setattr(m, "parked", True), "needs login", []),
     ],
@@ -264,3 +265,27 @@ def test_render_states(accounts, ledger, expect):
 )
 def test_bucket_labels(step, t, text):
     assert status_page.Clock(NOW, UTC).bucket_label(step)(t) == text
+
+
+def rest(model: str, seconds: int, reason: str) -> dict:
+    return {"model": model, "until": NOW + seconds, "reason": reason}
+
+
+@pytest.mark.parametrize(
+    ("state", "rests", "text"),
+    [
+        ("serving", [], "serving"),
+        ("resting", [rest("*", 3600, "usage limit")], "resting for 1h, until 09:00 (usage limit)"),
+        ("resting", [rest("gpt-5.5", 5400, "usage limit")], "resting for 1h 30m, until 09:30 (usage limit on gpt-5.5)"),
+        (
+            "resting",
+            [rest("*", 60, "cool-down"), rest("gpt-5.5", 3600, "usage limit")],
+            "resting for 1m, until 08:01 (cool-down) · gpt-5.5 resting for 1h, until 09:00 (usage limit)",
+        ),
+        ("serving", [rest("gpt-5.5", 5, "cool-down")], "serving · gpt-5.5 resting for 5s, until 08:00 (cool-down)"),
+        ("resting", [rest("*", 86400 * 2, "usage limit")], "resting for 2d, until Sun 17 Jan 08:00 (usage limit)"),
+        ("needs login", [rest("*", 60, "cool-down")], "needs login: run cliproxy login"),
+    ],
+)
+def test_state_text(state, rests, text):
+    assert status_page.state_text({"state": state, "rests": rests}, status_page.Clock(NOW, UTC)) == text

@@ -235,3 +235,30 @@ def test_recent_errors_newest_first(tmp_path):
     assert set(errors[0]) == {"t", "account", "route", "client_model", "model", "status", "error", "failovers"}
     assert len(led.recent_errors(now - 3600, limit=1)) == 1
     led.close()
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "America/New_York", "Australia/Eucla", "Pacific/Chatham"])
+@pytest.mark.parametrize("by", ["day", "hour"])
+def test_day_and_hour_are_local_time_as_sqlite_names_them(tmp_path, monkeypatch, tz, by):
+    """Summed per quarter hour, then named in Python: the same groups as SQLite's `localtime`, in odd offsets
+    (+5:30, +8:45, +12:45) and across a DST change (New York, 2026-11-01)."""
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        led = SQLiteLedger(tmp_path / "u.sqlite3")
+        start = 1_793_400_000.0  # 2026-10-31, a day before New York's DST change
+        led.add([Row(start + i * 1337.0, "a", input_tokens=i, status=200 if i % 7 else 500) for i in range(300)])
+        fmt = "%Y-%m-%d" if by == "day" else "%Y-%m-%d %H:00"
+        want = [
+            {by: v[0], "requests": v[1], "input_tokens": v[2], "errors": v[3]}
+            for v in led.db.execute(
+                f"SELECT strftime('{fmt}', t, 'unixepoch', 'localtime') AS g, COUNT(*), SUM(input_tokens), "
+                "SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) FROM usage GROUP BY g ORDER BY g"
+            )
+        ]
+        got = [{k: r[k] for k in (by, "requests", "input_tokens", "errors")} for r in led.summary(0, by).rows]
+        assert got == want and len(got) > 1
+        led.close()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

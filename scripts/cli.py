@@ -250,7 +250,7 @@ def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) ->
         raise UsageError(str(exc)) from None
     path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
     if not path.exists():
-        summary = ledger.Summary(dict.fromkeys(("requests", *ledger.TOKEN_KEYS, "errors"), 0), [])
+        summary = ledger.Summary(dict.fromkeys(ledger.TOTAL_KEYS, 0), [])
     else:
         book = ledger.SQLiteLedger(path)
         try:

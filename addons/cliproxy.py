@@ -35,6 +35,7 @@ from cliproxy.addons.hooks.quota_probe import QuotaProbe  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
+from cliproxy.addons.hooks.status import StatusPage  # noqa: E402
 from cliproxy.addons.mitm import http_framing, upstream_failures, websocket_close  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
@@ -51,6 +52,7 @@ addons = [
     QuotaProbe(runtime),  # accounts resting on a usage limit: wham/usage re-read, rest lifted when there is room; `rest clear`
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
+    StatusPage(runtime),  # GET / on the base-URL listener: the status page; /cliproxy/status.json its data
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
     conversations,  # /v1/responses state (previous_response_id, item references, conversations) and stored-state routes
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered

@@ -254,7 +254,7 @@ def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) ->
     dsn = settings.config.store if settings.config else None
     path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
     if not dsn and not path.exists():
-        summary = ledger.Summary(dict.fromkeys(("requests", *ledger.TOKEN_KEYS, "errors"), 0), [])
+        summary = ledger.Summary(dict.fromkeys(ledger.TOTAL_KEYS, 0), [])
     else:
         try:
             book = PostgresLedger(dsn) if dsn else ledger.SQLiteLedger(path)

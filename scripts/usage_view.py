@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group
 from rich.table import Table
 
-from cliproxy.addons.store.ledger import TOKEN_KEYS, Summary
+from cliproxy.addons.store.ledger import TOTAL_KEYS, Summary
 
 _HEADINGS = {
     "requests": "Requests",
@@ -13,9 +13,10 @@ _HEADINGS = {
     "cached_tokens": "Cached",
     "output_tokens": "Output",
     "reasoning_tokens": "Reasoning",
+    "image_tokens": "Image",
     "errors": "Errors",
 }
-_KEYS = ("requests", *TOKEN_KEYS, "errors")
+_KEYS = TOTAL_KEYS
 
 
 def _table(title: str, first: str | None) -> Table:

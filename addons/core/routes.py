@@ -79,6 +79,7 @@ CODEX_COMPACT_PATH = CODEX_PATH + "/compact"
 #: holds `/backend-api`, else `/api/codex/usage`; answered from the pool's quota state.
 USAGE_PATHS = ("/backend-api/wham/usage", "/api/codex/usage")
 CODEX_MODELS_PATH = "/backend-api/codex/models"  # the Codex CLI's model list, in its own shape
+STATUS_JSON_PATH = "/cliproxy/status.json"  # the status page's data; the page itself is `GET /`
 
 
 def _is_amp_path(path: str) -> bool:
@@ -104,6 +105,10 @@ def classify(host: str, path: str, method: str, *, reverse_listener: bool, anthr
             return None
         if host not in INTERCEPTED_HOSTS:
             return None
+    if reverse_listener and path == "/" and method == "GET":
+        return Route("status_page", "openai")  # the status page (HEAD / stays the cheap ping below)
+    if reverse_listener and path == STATUS_JSON_PATH:
+        return Route("status_json" if method in ("GET", "HEAD") else "method_not_allowed", "openai")
     if reverse_listener and path in USAGE_PATHS:
         return Route("usage" if method in ("GET", "HEAD") else "method_not_allowed", "openai")
     if reverse_listener and path == CODEX_COMPACT_PATH:

@@ -181,6 +181,10 @@ class Runtime:
                 logger.info("cliproxy: rest of %s lifted by hand (cliproxy rest clear)", member.label)
                 self._write_state(member)
 
+    def quota_facts(self, key: str) -> dict:
+        """Plan, reset credits and credits from the member's last wham/usage read here ({} before one)."""
+        return self._wham.get(key, {})
+
     async def probe_quota(self, member: Member) -> dict | None:
         """Re-read the member's quota from wham/usage (None when it cannot be read); kept on the member."""
         if not isinstance(member.source, Account):

@@ -7,37 +7,20 @@ those). Reads run beside serving: a slow or failing backend never holds a reques
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from cliproxy.addons.core.runtime import Runtime
-
-logger = logging.getLogger(__name__)
-
-TICK_SECONDS = 1.0
+from cliproxy.addons.mitm.ticking import Ticking
 
 
-class ModelCatalog:
+class ModelCatalog(Ticking):
     name = "cliproxy_catalog"
+    WHAT = "model catalog check"
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._task: asyncio.Task | None = None
 
-    def running(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+    async def tick(self) -> None:
+        self.runtime.catalog.start_due()
 
     def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        super().done()
         self.runtime.catalog.stop()
-
-    async def _tick(self) -> None:
-        while True:
-            try:
-                self.runtime.catalog.start_due()
-            except Exception:  # the timer must survive anything
-                logger.exception("cliproxy: model catalog check failed")
-            await asyncio.sleep(TICK_SECONDS)

@@ -28,7 +28,7 @@ from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.conversations import Conversations
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
-from cliproxy.addons.store.ledger import usage_fields
+from cliproxy.addons.store.ledger import image_usage_of, usage_fields
 from cliproxy.addons.translate import errors, registry
 from cliproxy.addons.translate.codex_body import LITE_HEADER
 from cliproxy.addons.translate.headers import check_client_headers, codex_client, codex_user_agent, safe_value, session_token
@@ -409,6 +409,8 @@ class CodexUpstream:
         the answer in the response store (when a stream translator has not done so already)."""
         if collector.usage:
             st["usage"] = usage_fields(collector.usage)  # the counts the client is told (and the ledger keeps)
+        if (image_usage := image_usage_of(collector.response)) is not None:
+            st["image_usage"] = image_usage  # the image tool's tokens, which the usage above leaves out
         if isinstance(collector.response.get("service_tier"), str):
             st["service_tier"] = collector.response["service_tier"]
         member = self.runtime.pool.get(st.get("account_key", ""))

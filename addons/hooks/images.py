@@ -128,6 +128,6 @@ class Images:
             raise errors.ProxyError(502, "the upstream's image answer is not JSON", "server_error", "bad_upstream_answer") from None
         answer = images.answer_from_native(got, req)
         if isinstance(answer.get("usage"), dict):
-            st["usage"] = answer["usage"]
+            st["usage"] = st["image_usage"] = answer["usage"]
         st["complete"] = True
         reply_json(flow, 200, json.dumps(answer).encode())

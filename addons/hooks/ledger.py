@@ -17,14 +17,17 @@ from mitmproxy import http
 from cliproxy.addons.core.access import presented_keys
 from cliproxy.addons.core.runtime import Runtime
 from cliproxy.addons.mitm.flowstate import FlowState, state
-from cliproxy.addons.store.ledger import Row, Writer, usage_fields
+from cliproxy.addons.store.ledger import Row, Writer, image_tokens, usage_fields
 from cliproxy.addons.store.pg_ledger import open_ledger
 from cliproxy.addons.store.responses import owner_of
 
 
 def _row(st: FlowState, now: float, status: int | None, error: str | None, turn: dict | None = None) -> Row:
     src: dict = turn if turn is not None else dict(st)
-    tokens = usage_fields(src.get("usage"))
+    image_usage = src.get("image_usage")
+    # /v1/images answered through the `/responses` form: the client was told the image tool's usage
+    told = image_usage if image_usage and st.get("route", "").startswith("images_") else src.get("usage")
+    tokens = usage_fields(told)
     t0 = st.get("t0")
     if turn is not None:
         ttfb, seconds = turn.get("ttfe"), turn.get("seconds")
@@ -51,12 +54,14 @@ def _row(st: FlowState, now: float, status: int | None, error: str | None, turn:
         status=status,
         error=error,
         failovers=st.get("failover", 0) if turn is None else 0,
+        image_tokens=image_tokens(image_usage),
     )
 
 
 def meant_for_pool(st: FlowState) -> bool:
-    """A request translated for the backend, or sent to it: local answers never get this far."""
-    return bool(st.get("ready") or st.get("upstream"))
+    """A request translated for the backend, sent to it, or served by its native image endpoints (the Images
+    hook calls those itself): local answers never get this far."""
+    return bool(st.get("ready") or st.get("upstream") or st.get("images_path"))
 
 
 class UsageLedger:

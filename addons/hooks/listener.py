@@ -1,7 +1,11 @@
 """Addon: the base-URL listener, lazy upstream connections, and TLS pass-through for other hosts.
 
 `cliproxy_listen` (default `127.0.0.1:8317`, empty disables) adds a reverse-proxy listener next to
-mitmproxy's regular proxy, for tools configured with a base URL. The regular proxy, too, listens on
+mitmproxy's regular proxy, for tools configured with a base URL. The Host a client sent there is kept in
+`flow.metadata[CLIENT_HOST]` (the status page checks it against DNS rebinding): mitmproxy's reverse mode
+replaces it with the target's before any addon sees the request unless `keep_host_header` is on, so that
+option is switched on and the replacement is done here instead, in the first addon, exactly as mitmproxy
+would have done it; every later hook sees what it saw before. The regular proxy, too, listens on
 loopback unless `listen_host` is given. In regular mode only the hosts
 cliproxy serves are TLS-intercepted; every other connection passes through untouched, so tools need
 the mitmproxy CA only for those hosts.
@@ -11,12 +15,14 @@ from __future__ import annotations
 
 import logging
 
-from mitmproxy import ctx, exceptions, tls
+from mitmproxy import ctx, exceptions, http, tls
+from mitmproxy.net.http import url
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import modes
 
 from cliproxy.addons.core.routes import is_intercepted_host
+from cliproxy.addons.mitm.flowstate import CLIENT_HOST
 from cliproxy.addons.mitm.modes import SPEC_PREFIX, PlainHttpOnly, is_base_url_listener, listen_spec, loopback_spec
 
 logger = logging.getLogger(__name__)
@@ -65,9 +71,20 @@ class Listener:
             modes.append(listen_spec(ctx.options.cliproxy_listen))
         if modes != list(ctx.options.mode):
             ctx.options.update(mode=modes)
+        if not ctx.options.keep_host_header:
+            ctx.options.update(keep_host_header=True)  # the client's Host reaches `requestheaders` below
         if ctx.options.connection_strategy != "lazy":
             # Eager connections would dial api.openai.com & co. before a request can be rewritten.
             ctx.options.update(connection_strategy="lazy")
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Keep the Host the client sent to the base URL, then point it at the listener's target as
+        mitmproxy's reverse mode does without `keep_host_header`."""
+        if not is_base_url_listener(flow.client_conn.proxy_mode):
+            return
+        req = flow.request
+        flow.metadata[CLIENT_HOST] = req.host_header or ""
+        req.host_header = url.hostport(req.scheme, req.host, req.port)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         context = nextlayer.context

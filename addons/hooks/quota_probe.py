@@ -6,37 +6,20 @@ by hand (`cliproxy rest clear`) are honoured on every tick and before every acco
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 from cliproxy.addons.core.runtime import Runtime
-
-logger = logging.getLogger(__name__)
-
-TICK_SECONDS = 1.0
+from cliproxy.addons.mitm.ticking import TICK_SECONDS, Ticking
 
 
-class QuotaProbe:
+class QuotaProbe(Ticking):
     name = "cliproxy_quota_probe"
+    WHAT = "quota probe"
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._task: asyncio.Task | None = None
 
-    def running(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+    async def tick(self) -> None:
+        self.runtime.honour_clears()
+        await self.runtime.probe_resting()
 
-    def done(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-
-    async def _tick(self) -> None:
-        while True:
-            try:
-                self.runtime.honour_clears()
-                await self.runtime.probe_resting()
-            except Exception:  # the timer must survive anything
-                logger.exception("cliproxy: quota probe failed")
-            await asyncio.sleep(min(TICK_SECONDS, self.runtime.config.quota_probe_seconds))
+    def pause(self) -> float:
+        return min(TICK_SECONDS, self.runtime.config.quota_probe_seconds)

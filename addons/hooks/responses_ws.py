@@ -35,7 +35,7 @@ from cliproxy.addons.hooks.notes import comment
 from cliproxy.addons.hooks.router import websocket_refused
 from cliproxy.addons.mitm import websocket_close
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_error, state
-from cliproxy.addons.store.ledger import usage_fields
+from cliproxy.addons.store.ledger import image_usage_of, usage_fields
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate import responses_ws as wire
 from cliproxy.addons.translate.headers import session_token
@@ -300,6 +300,8 @@ class ResponsesWebsocket:
             usage = response.get("usage")
             if isinstance(usage, dict):
                 turn["usage"] = usage_fields(usage)
+            if (image_usage := image_usage_of(response)) is not None:
+                turn["image_usage"] = image_usage
             if kind == "response.completed" and member is not None:
                 for key in {turn.get("cache_key"), sock.session} - {None}:
                     self.runtime.pool.succeeded(member, turn["model"], key)

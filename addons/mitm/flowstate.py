@@ -24,6 +24,7 @@ from cliproxy.addons.translate.codex_body import CodexCall
 logger = logging.getLogger(__name__)
 
 KEY = "cliproxy"
+CLIENT_HOST = "cliproxy_client_host"  # metadata key: the Host a base-URL client sent (hooks.listener keeps it)
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # for flows claimed without a limit of their own (the config's default)
 
 
@@ -76,6 +77,7 @@ class FlowState(TypedDict, total=False):
     turns: list[dict[str, Any]]  # one entry per finished turn on the socket: model, effort, usage, ttfe, seconds, error
     # outcome
     usage: dict[str, Any]
+    image_usage: dict[str, Any]  # image generation's own usage (the Images answer's, or a Responses answer's `tool_usage.image_gen`)
     service_tier: str  # the tier that served, as the answer's `response.service_tier` says
     complete: bool  # the answer ended with its terminal event
     error: str  # what went wrong, for the comment

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import re
 import sqlite3
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from cliproxy.addons.store.sqlite_file import SQLiteFile, recovering
+
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "usage.sqlite3"
@@ -31,6 +32,9 @@ MAX_PENDING = 100_000  # rows held while the database is unusable; beyond that n
 PURGE_SECONDS = 3600.0
 TOKEN_KEYS = ("input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens")
 GROUPINGS = ("account", "model", "key", "day", "hour")
+SERIES_GROUPS = ("account", "model", "key")
+#: What `recent_errors` tells of each failed row.
+ERROR_KEYS = ("t", "account", "route", "client_model", "model", "status", "error", "failovers")
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -59,6 +63,7 @@ class Row:
     status: int | None = None  # status the client got (WebSocket turns: 200 or the error's)
     error: str | None = None
     failovers: int = 0
+    image_tokens: int = 0  # image generation's image tokens (input images and generated ones), apart from the above
 
 
 COLUMNS = tuple(f.name for f in fields(Row))
@@ -86,6 +91,26 @@ def usage_fields(usage: Mapping[str, Any] | None) -> dict[str, int]:
     return out
 
 
+def image_usage_of(response: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The image tool's usage in a Responses answer (`tool_usage.image_gen`), or None."""
+    tool_usage = response.get("tool_usage")
+    usage = tool_usage.get("image_gen") if isinstance(tool_usage, Mapping) else None
+    return dict(usage) if isinstance(usage, Mapping) else None
+
+
+def image_tokens(usage: Mapping[str, Any] | None) -> int:
+    """The image tokens of an image generation's usage (an Images answer's, or the image tool's): the
+    input images (`input_tokens_details.image_tokens`) plus the generated ones (`output_tokens_details.
+    image_tokens` where given, else all of `output_tokens`: an image model's output is the image)."""
+    if not isinstance(usage, Mapping):
+        return 0
+    details_in, details_out = usage.get("input_tokens_details"), usage.get("output_tokens_details")
+    given_in = _int(details_in.get("image_tokens")) if isinstance(details_in, Mapping) else 0
+    if isinstance(details_out, Mapping) and "image_tokens" in details_out:
+        return given_in + _int(details_out.get("image_tokens"))
+    return given_in + _int(usage.get("output_tokens"))
+
+
 def parse_since(text: str) -> float:
     """`24h`, `7d`, `90m`, `2w`, `30s` → seconds; ValueError with a readable message otherwise."""
     m = _SINCE.match(text or "")
@@ -104,7 +129,10 @@ class Summary:
 
 
 class UsageLedger(ABC):
-    """Where ledger rows are kept. Implementations are used from one thread at a time."""
+    """Where ledger rows are kept. Implementations are used from one thread at a time.
+
+    The read side is `summary`, `series` and `recent_errors`: all that `cliproxy usage` and the status
+    page ask, so another database needs only these (and `add`, `purge`, `close`)."""
 
     @abstractmethod
     def add(self, rows: Sequence[Row]) -> None:
@@ -115,6 +143,17 @@ class UsageLedger(ABC):
         """Totals of rows at or after `since` (unix time), and per `by` group (one of GROUPINGS)."""
 
     @abstractmethod
+    def series(self, since: float, step: float, by: Sequence[str]) -> list[dict[str, Any]]:
+        """Sums per time bucket (`step` seconds from `since`) and group of the `by` columns (each one of
+        SERIES_GROUPS; several at once cost one pass): rows `{"t": bucket start, <each by>: value, requests,
+        ...tokens, image_tokens, errors}`, by time then group; buckets without rows are left out."""
+
+    @abstractmethod
+    def recent_errors(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest failed rows (an error, or a status of 400 and above) at or after `since`, newest
+        first, with the fields in ERROR_KEYS."""
+
+    @abstractmethod
     def purge(self, before: float) -> int:
         """Drop rows older than `before`; how many went."""
 
@@ -122,6 +161,8 @@ class UsageLedger(ABC):
     def close(self) -> None: ...
 
 
+_QUARTER = 900  # seconds
+_LOCAL_TIME = {"day": "%Y-%m-%d", "hour": "%Y-%m-%d %H:00"}  # the names SQLite's strftime gives (see _GROUP_SQL)
 _GROUP_SQL = {
     "account": "COALESCE(account, '-')",
     "model": "COALESCE(model, '-')",
@@ -132,58 +173,27 @@ _GROUP_SQL = {
 _SUMS = (
     "COUNT(*) AS requests, "
     + ", ".join(f"COALESCE(SUM({k}), 0) AS {k}" for k in TOKEN_KEYS)
+    + ", COALESCE(SUM(image_tokens), 0) AS image_tokens"
     + ", COALESCE(SUM(CASE WHEN error IS NOT NULL OR status >= 400 THEN 1 ELSE 0 END), 0) AS errors"
 )
-_TOTAL_KEYS = ("requests", *TOKEN_KEYS, "errors")
+TOTAL_KEYS = ("requests", *TOKEN_KEYS, "image_tokens", "errors")
 
 
-def summary_sql(table: str, group_sql: Mapping[str, str], by: str | None, mark: str) -> tuple[str, str | None]:
-    """The two queries of a summary (totals; per group, or None): the same SQL on every database but
-    for the table, the placeholder and the day/hour expressions, so both give the same answer."""
-    if by is not None and by not in GROUPINGS:
-        raise ValueError(f"--by {by!r}: expected one of {', '.join(GROUPINGS)}")
-    total = f"SELECT {_SUMS} FROM {table} WHERE t >= {mark}"
-    if by is None:
-        return total, None
-    order = "g" if by in ("day", "hour") else "requests DESC, g"
-    return total, f"SELECT {group_sql[by]} AS g, {_SUMS} FROM {table} WHERE t >= {mark} GROUP BY g ORDER BY {order}"
+class SQLiteLedger(SQLiteFile, UsageLedger):
+    """The ledger in one SQLite file in the state folder (WAL: `cliproxy usage` and the status page read
+    while the proxy writes). A damaged or foreign file is moved aside with one log line and a new one started."""
 
-
-def summary_of(by: str | None, total: Sequence[Any], groups: Sequence[Sequence[Any]]) -> Summary:
-    """The `Summary` of the rows the `summary_sql` queries gave."""
-    rows = [{by: values[0], **dict(zip(_TOTAL_KEYS, values[1:], strict=True))} for values in groups] if by else []
-    return Summary(dict(zip(_TOTAL_KEYS, total, strict=True)), rows)
-
-
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
-
-
-class SQLiteLedger(UsageLedger):
-    """The ledger in one SQLite file in the state folder (WAL: `cliproxy usage` reads while the proxy writes).
-    A damaged or foreign file is moved aside (`*.corrupt-<time>`) with one log line and a new one started."""
-
+    WHAT = "usage ledger"
+    BUSY_SECONDS = BUSY_SECONDS
     SCHEMA = (
         "CREATE TABLE IF NOT EXISTS usage (t REAL NOT NULL, account TEXT, key TEXT, route TEXT, format TEXT, "
         "client_model TEXT, model TEXT, effort TEXT, tier_asked TEXT, tier_served TEXT, input_tokens INTEGER, "
         "cached_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER, ttfb REAL, seconds REAL, "
-        "status INTEGER, error TEXT, failovers INTEGER);"
+        "status INTEGER, error TEXT, failovers INTEGER, image_tokens INTEGER);"
         "CREATE INDEX IF NOT EXISTS usage_time ON usage (t);"
     )
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-        try:
-            self._db = self._connect()
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
-                raise
-            self._replace(exc)
+    #: Columns added since the first release, with their type: added to older files on open.
+    ADDED = (("image_tokens", "INTEGER"),)
 
     @classmethod
     def in_state_dir(cls, auth_dir: Path) -> SQLiteLedger:
@@ -191,74 +201,80 @@ class SQLiteLedger(UsageLedger):
 
         return cls(Path(auth_dir) / STATE_DIR / FILE_NAME)
 
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-        try:
-            with contextlib.suppress(OSError):
-                os.chmod(self.path, 0o600)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(self.SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
+    def _setup(self, db: sqlite3.Connection) -> None:
+        super()._setup(db)
+        have = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+        for name, kind in self.ADDED:
+            if name not in have:
+                with contextlib.suppress(sqlite3.OperationalError):  # another process added it just now
+                    db.execute(f"ALTER TABLE usage ADD COLUMN {name} {kind}")
 
-    def _replace(self, exc: Exception) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        logger.error("cliproxy: the usage ledger %s is damaged (%s); moved it to %s and started a new one", self.path, exc, aside.name)
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        self._db = self._connect()
-
-    def _run(self, fn: Any) -> Any:
-        try:
-            if self._db is None:
-                self._db = self._connect()
-            return fn(self._db)
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                self._replace(exc)
-            raise
-
+    @recovering
     def add(self, rows: Sequence[Row]) -> None:
         sql = f"INSERT INTO usage ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(sql, [tuple(asdict(r).values()) for r in rows])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
-        def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(sql, [tuple(asdict(r).values()) for r in rows])
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-
-        self._run(write)
-
+    @recovering
     def summary(self, since: float, by: str | None = None) -> Summary:
-        total_sql, group_sql = summary_sql("usage", _GROUP_SQL, by, "?")
+        if by is not None and by not in _GROUP_SQL:
+            raise ValueError(f"--by {by!r}: expected one of {', '.join(GROUPINGS)}")
+        db = self.db
+        total = db.execute(f"SELECT {_SUMS} FROM usage WHERE t >= ?", (since,)).fetchone()
+        totals = dict(zip(TOTAL_KEYS, total, strict=True))
+        rows: list[dict[str, Any]] = []
+        if by in _LOCAL_TIME:
+            return Summary(totals, self._by_local_time(since, by))
+        if by is not None:
+            group = _GROUP_SQL[by]
+            order = "g" if by in ("day", "hour") else "requests DESC, g"
+            for values in db.execute(f"SELECT {group} AS g, {_SUMS} FROM usage WHERE t >= ? GROUP BY g ORDER BY {order}", (since,)):
+                rows.append({by: values[0], **dict(zip(TOTAL_KEYS, values[1:], strict=True))})
+        return Summary(totals, rows)
 
-        def read(db: sqlite3.Connection) -> Summary:
-            total = db.execute(total_sql, (since,)).fetchone()
-            groups = db.execute(group_sql, (since,)).fetchall() if group_sql else []
-            return summary_of(by, total, groups)
+    def _by_local_time(self, since: float, by: str) -> list[dict[str, Any]]:
+        """Days or hours of local time. SQLite's `localtime` per row costs most of a 30-day query, so rows are
+        summed per quarter hour in SQL and the quarters named here: every UTC offset (and every DST change)
+        falls on a quarter hour, so a quarter never straddles two local days or hours."""
+        merged: dict[str, list[int]] = {}
+        sql = f"SELECT CAST(t / {_QUARTER} AS INTEGER) AS q, {_SUMS} FROM usage WHERE t >= ? GROUP BY q"
+        for q, *values in self.db.execute(sql, (since,)):
+            name = time.strftime(_LOCAL_TIME[by], time.localtime(q * _QUARTER))
+            sums = merged.setdefault(name, [0] * len(TOTAL_KEYS))
+            for n, v in enumerate(values):
+                sums[n] += v
+        return [{by: name, **dict(zip(TOTAL_KEYS, merged[name], strict=True))} for name in sorted(merged)]
 
-        return self._run(read)
+    @recovering
+    def series(self, since: float, step: float, by: Sequence[str]) -> list[dict[str, Any]]:
+        if not by or isinstance(by, str) or any(b not in SERIES_GROUPS for b in by):
+            raise ValueError(f"series by {by!r}: expected some of {', '.join(SERIES_GROUPS)}")
+        groups = ", ".join(f"{_GROUP_SQL[b]} AS g{n}" for n, b in enumerate(by))
+        keys = ", ".join(f"g{n}" for n in range(len(by)))
+        sql = f"SELECT CAST((t - ?) / ? AS INTEGER) AS b, {groups}, {_SUMS} FROM usage WHERE t >= ? GROUP BY b, {keys} ORDER BY b, {keys}"
+        return [
+            {
+                "t": since + values[0] * step,
+                **dict(zip(by, values[1 : 1 + len(by)], strict=True)),
+                **dict(zip(TOTAL_KEYS, values[1 + len(by) :], strict=True)),
+            }
+            for values in self.db.execute(sql, (since, step, since))
+        ]
 
+    @recovering
+    def recent_errors(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(ERROR_KEYS)} FROM usage WHERE t >= ? AND (error IS NOT NULL OR status >= 400) ORDER BY t DESC LIMIT ?"
+        return [dict(zip(ERROR_KEYS, values, strict=True)) for values in self.db.execute(sql, (since, limit))]
+
+    @recovering
     def purge(self, before: float) -> int:
-        return self._run(lambda db: db.execute("DELETE FROM usage WHERE t < ?", (before,)).rowcount)
-
-    def close(self) -> None:
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
+        return self.db.execute("DELETE FROM usage WHERE t < ?", (before,)).rowcount
 
 
 class Writer:

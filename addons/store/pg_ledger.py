@@ -1,7 +1,8 @@
 """The usage ledger on PostgreSQL (`store: postgresql://…`): every host's rows in one table, so that
-`cliproxy usage` on any host sums them all. Same rows and same summaries as the SQLite ledger (the
-queries come from `ledger.summary_sql`); written by the same `Writer` thread, which keeps rows in
-memory while the database is away and writes them when it returns.
+`cliproxy usage` and the status page on any host sum them all. Same rows and same answers as the
+SQLite ledger (the same sums, `ledger._SUMS`; tests run the same cases against both); written by the
+same `Writer` thread, which keeps rows in memory while the database is away and writes them when it
+returns.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cliproxy.addons.store.ledger import COLUMNS, Row, Summary, UsageLedger, summary_of, summary_sql
+from cliproxy.addons.store.ledger import _SUMS, COLUMNS, ERROR_KEYS, GROUPINGS, SERIES_GROUPS, TOTAL_KEYS, Row, Summary, UsageLedger
 from cliproxy.addons.store.pg_session import PgSession
 
 COMPONENT = "usage"
@@ -25,7 +26,8 @@ STEPS = (
         t DOUBLE PRECISION NOT NULL, account TEXT COLLATE "C", key TEXT COLLATE "C", route TEXT, format TEXT,
         client_model TEXT, model TEXT COLLATE "C", effort TEXT, tier_asked TEXT, tier_served TEXT,
         input_tokens INTEGER, cached_tokens INTEGER, output_tokens INTEGER, reasoning_tokens INTEGER,
-        ttfb DOUBLE PRECISION, seconds DOUBLE PRECISION, status INTEGER, error TEXT, failovers INTEGER);
+        ttfb DOUBLE PRECISION, seconds DOUBLE PRECISION, status INTEGER, error TEXT, failovers INTEGER,
+        image_tokens INTEGER);
     CREATE INDEX {TABLE}_time ON {TABLE} (t)""",
 )
 #: Days and hours are the reader's local ones, as SQLite's 'localtime' gives them (the session's TimeZone),
@@ -82,14 +84,44 @@ class PostgresLedger(UsageLedger):
         self.session.run(write)
 
     def summary(self, since: float, by: str | None = None) -> Summary:
-        total_sql, group_sql = summary_sql(TABLE, _GROUP_SQL, by, "%s")
+        if by is not None and by not in GROUPINGS:
+            raise ValueError(f"--by {by!r}: expected one of {', '.join(GROUPINGS)}")
 
         def read(conn: Any) -> Summary:
-            total = conn.execute(total_sql, (since,)).fetchone()
-            groups = conn.execute(group_sql, (since,)).fetchall() if group_sql else []
-            return summary_of(by, total, groups)
+            total = conn.execute(f"SELECT {_SUMS} FROM {TABLE} WHERE t >= %s", (since,)).fetchone()
+            rows: list[dict[str, Any]] = []
+            if by is not None:
+                order = "g" if by in ("day", "hour") else "requests DESC, g"
+                sql = f"SELECT {_GROUP_SQL[by]} AS g, {_SUMS} FROM {TABLE} WHERE t >= %s GROUP BY g ORDER BY {order}"
+                rows = [{by: values[0], **dict(zip(TOTAL_KEYS, values[1:], strict=True))} for values in conn.execute(sql, (since,))]
+            return Summary(dict(zip(TOTAL_KEYS, total, strict=True)), rows)
 
         return self.session.run(read)
+
+    def series(self, since: float, step: float, by: Sequence[str]) -> list[dict[str, Any]]:
+        if not by or isinstance(by, str) or any(b not in SERIES_GROUPS for b in by):
+            raise ValueError(f"series by {by!r}: expected some of {', '.join(SERIES_GROUPS)}")
+        groups = ", ".join(f"{_GROUP_SQL[b]} AS g{n}" for n, b in enumerate(by))
+        keys = ", ".join(f"g{n}" for n in range(len(by)))
+        sql = (
+            f"SELECT floor((t - %s) / %s)::BIGINT AS b, {groups}, {_SUMS} FROM {TABLE} WHERE t >= %s GROUP BY b, {keys} ORDER BY b, {keys}"
+        )
+
+        def read(conn: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "t": since + values[0] * step,
+                    **dict(zip(by, values[1 : 1 + len(by)], strict=True)),
+                    **dict(zip(TOTAL_KEYS, values[1 + len(by) :], strict=True)),
+                }
+                for values in conn.execute(sql, (since, step, since))
+            ]
+
+        return self.session.run(read)
+
+    def recent_errors(self, since: float, limit: int = 20) -> list[dict[str, Any]]:
+        sql = f"SELECT {', '.join(ERROR_KEYS)} FROM {TABLE} WHERE t >= %s AND (error IS NOT NULL OR status >= 400) ORDER BY t DESC LIMIT %s"
+        return self.session.run(lambda conn: [dict(zip(ERROR_KEYS, values, strict=True)) for values in conn.execute(sql, (since, limit))])
 
     def purge(self, before: float) -> int:
         return self.session.run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE t < %s", (before,)).rowcount)

@@ -1,26 +1,24 @@
 """The response store on SQLite (standard library): one file in the state folder beside the accounts,
 shared by every process that uses the auth dir.
 
-WAL mode lets readers in other processes go on while one writes; writes take the lock at once
-(`BEGIN IMMEDIATE`) and wait up to `BUSY_SECONDS` for another process's write to end. A file that is
-not a database, or is damaged, is moved aside (`*.corrupt-<time>`) and a new one started: stored
-conversations are worth less than a proxy that keeps serving.
+Writes take the lock at once (`BEGIN IMMEDIATE`) and wait up to `BUSY_SECONDS` for another process's
+write to end. Opening, WAL and moving a damaged file aside are `sqlite_file.SQLiteFile`'s, shared with
+the usage ledger.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
-import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, page_of
+from cliproxy.addons.store.sqlite_file import SQLiteFile, recovering
 
 logger = logging.getLogger(__name__)
 
@@ -48,81 +46,20 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
-    """A damaged or foreign file, as opposed to a busy or locked one (which passes by itself)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
+class SQLiteStore(SQLiteFile, ResponseStore):
+    WHAT = "response store"
+    BUSY_SECONDS = BUSY_SECONDS
+    SCHEMA = SCHEMA
 
-
-def _recovering[T](method: Callable[..., T]) -> Callable[..., T]:
-    """Run a store operation; on a damaged database, move the file aside, start a new one, and re-raise."""
-
-    @functools.wraps(method)
-    def run(self: SQLiteStore, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            if _is_damage(exc):
-                self._replace(exc)
-            raise
-
-    return run
-
-
-class SQLiteStore(ResponseStore):
     def __init__(self, path: Path, limits: Limits | None = None) -> None:
-        self.path = path
         self.limits = limits or Limits()
-        self._db: sqlite3.Connection | None = None
-        try:
-            self._db = self._connect()
-        except sqlite3.DatabaseError as exc:
-            if not _is_damage(exc):
-                raise
-            self._replace(exc)
+        super().__init__(path)
 
     @classmethod
     def in_state_dir(cls, auth_dir: Path, limits: Limits | None = None) -> SQLiteStore:
         from cliproxy.auth.quota import STATE_DIR
 
         return cls(auth_dir / STATE_DIR / FILE_NAME, limits)
-
-    # -- connection ---------------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False)
-        try:
-            with contextlib.suppress(OSError):
-                os.chmod(self.path, 0o600)  # conversations are private
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process; WAL keeps it consistent
-            db.executescript(SCHEMA)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _replace(self, exc: Exception) -> None:
-        """Move a damaged database aside and start a new one."""
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        logger.error("cliproxy: the response store %s is damaged (%s); moved it to %s and started a new one", self.path, exc, aside.name)
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-        self._db = self._connect()
-
-    @property
-    def db(self) -> sqlite3.Connection:
-        if self._db is None:
-            self._db = self._connect()
-        return self._db
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -138,13 +75,8 @@ class SQLiteStore(ResponseStore):
     def _cutoff(self, now: float | None = None) -> float:
         return (now if now is not None else time.time()) - self.limits.retention_seconds
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
     # -- responses ----------------------------------------------------------------------------------
-    @_recovering
+    @recovering
     def put_response(self, response: StoredResponse) -> None:
         record = (
             _dumps(
@@ -203,7 +135,7 @@ class SQLiteStore(ResponseStore):
         self._index(db, owner, scope, items, now, top + 1, verb="OR IGNORE")
         return True
 
-    @_recovering
+    @recovering
     def get_response(self, owner: str, response_id: str) -> StoredResponse | None:
         row = self.db.execute(
             "SELECT created_at, store, record FROM responses WHERE owner = ? AND id = ? AND created_at >= ?",
@@ -215,7 +147,7 @@ class SQLiteStore(ResponseStore):
         data = json.loads(record)
         return StoredResponse(response_id, owner, created_at, bool(store), **data)
 
-    @_recovering
+    @recovering
     def delete_response(self, owner: str, response_id: str) -> bool:
         with self._write() as db:
             gone = db.execute(
@@ -224,7 +156,7 @@ class SQLiteStore(ResponseStore):
             db.execute("DELETE FROM items WHERE owner = ? AND scope = ?", (owner, f"resp:{response_id}"))
         return gone > 0
 
-    @_recovering
+    @recovering
     def find_item(self, owner: str, item_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT data FROM items WHERE owner = ? AND id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
@@ -233,7 +165,7 @@ class SQLiteStore(ResponseStore):
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    @_recovering
+    @recovering
     def find_call(self, owner: str, call_id: str) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT data FROM items WHERE owner = ? AND call_id = ? AND (scope LIKE 'conv:%' OR created_at >= ?) "
@@ -243,7 +175,7 @@ class SQLiteStore(ResponseStore):
         return json.loads(row[0]) if row else None
 
     # -- conversations ----------------------------------------------------------------------------
-    @_recovering
+    @recovering
     def create_conversation(self, conversation: Conversation, items: list[dict[str, Any]]) -> None:
         with self._write() as db:
             db.execute(
@@ -259,11 +191,11 @@ class SQLiteStore(ResponseStore):
         ).fetchone()
         return Conversation(conversation_id, owner, row[0], json.loads(row[1])) if row else None
 
-    @_recovering
+    @recovering
     def get_conversation(self, owner: str, conversation_id: str) -> Conversation | None:
         return self._conversation(self.db, owner, conversation_id)
 
-    @_recovering
+    @recovering
     def update_conversation(self, owner: str, conversation_id: str, metadata: Mapping[str, Any]) -> Conversation | None:
         with self._write() as db:
             if self._conversation(db, owner, conversation_id) is None:
@@ -274,7 +206,7 @@ class SQLiteStore(ResponseStore):
             )
             return self._conversation(db, owner, conversation_id)
 
-    @_recovering
+    @recovering
     def delete_conversation(self, owner: str, conversation_id: str) -> bool:
         with self._write() as db:
             known = self._conversation(db, owner, conversation_id) is not None
@@ -282,14 +214,14 @@ class SQLiteStore(ResponseStore):
             db.execute("DELETE FROM items WHERE owner = ? AND scope = ?", (owner, f"conv:{conversation_id}"))
         return known
 
-    @_recovering
+    @recovering
     def add_items(self, owner: str, conversation_id: str, items: list[dict[str, Any]]) -> bool:
         with self._write() as db:
             if self._conversation(db, owner, conversation_id) is None:
                 return False
             return self._append(db, owner, conversation_id, items, time.time())
 
-    @_recovering
+    @recovering
     def list_items(
         self, owner: str, conversation_id: str, *, after: str | None = None, limit: int | None = None, order: Order = "asc"
     ) -> Page | None:
@@ -301,7 +233,7 @@ class SQLiteStore(ResponseStore):
         ).fetchall()
         return page_of([json.loads(r[0]) for r in rows], after, limit, order)
 
-    @_recovering
+    @recovering
     def get_item(self, owner: str, conversation_id: str, item_id: str) -> dict[str, Any] | None:
         db = self.db
         if self._conversation(db, owner, conversation_id) is None:
@@ -311,7 +243,7 @@ class SQLiteStore(ResponseStore):
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    @_recovering
+    @recovering
     def delete_item(self, owner: str, conversation_id: str, item_id: str) -> bool:
         with self._write() as db:
             if self._conversation(db, owner, conversation_id) is None:
@@ -324,7 +256,7 @@ class SQLiteStore(ResponseStore):
             )
 
     # -- housekeeping -------------------------------------------------------------------------------
-    @_recovering
+    @recovering
     def purge(self, now: float | None = None) -> int:
         cutoff = self._cutoff(now)
         with self._write() as db:

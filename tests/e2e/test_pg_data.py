@@ -134,7 +134,11 @@ def test_usage_sees_the_requests_of_every_host_and_matches_what_the_sdks_were_to
     assert sum(r["requests"] for r in by_key) == after["requests"] and by_key[0]["key"].startswith("key:")
     assert by_key[0]["requests"] >= 7 and not any(CLIENT_KEY in r["key"] for r in by_key)
     table = usage(config, "--by", "account")
-    assert table.returncode == 0 and "dev@example.com" in table.stdout and SECRET not in table.stdout
+    assert table.returncode == 0 and "Usage in the last 1h" in table.stdout and SECRET not in table.stdout
+    assert [r["account"] for r in usage_json(config, "--by", "account")["rows"]] == ["dev@example.com"]
+    for p in proxies:  # the status page of every host reads the shared ledger too
+        page = httpx.get(p.base_url + "/cliproxy/status.json?range=1h", timeout=30).json()
+        assert page["ledger"] and page["totals"]["requests"] == after["requests"]
 
 
 def test_database_stopped_mid_run_requests_are_served_and_rows_written_after_it_returns(hosts, backend, pg_server):

@@ -107,7 +107,7 @@ def test_ledger_rows_match_what_the_sdks_were_told(ledger_proxy, backend):
     }
     assert sorted(r["requests"] for r in report["rows"]) == [1, 3] and {r["key"] for r in report["rows"]} == keys
     assert all(
-        set(r) == {"key", "requests", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "errors"}
+        set(r) == {"key", "requests", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "image_tokens", "errors"}
         for r in report["rows"]
     )
 
@@ -141,6 +141,41 @@ def test_usage_refuses_bad_arguments_with_exit_2(tmp_path, args, message):
 def test_usage_without_a_ledger_is_all_zero(tmp_path):
     out = subprocess.run([*USAGE_CMD, "--auth-dir", str(tmp_path), "--json"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and json.loads(out.stdout) == {
-        "totals": {"requests": 0, "input_tokens": 0, "cached_tokens": 0, "output_tokens": 0, "reasoning_tokens": 0, "errors": 0},
+        "totals": {
+            "requests": 0,
+            "input_tokens": 0,
+            "cached_tokens": 0,
+            "output_tokens": 0,
+            "reasoning_tokens": 0,
+            "image_tokens": 0,
+            "errors": 0,
+        },
         "rows": [],
     }
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "responses_form"])
+def test_image_requests_count_with_their_image_tokens_apart(ledger_proxy, backend, native):
+    """images.generate through either upstream path, then a Responses request with the image tool: each is a
+    row; the image tokens (input images + generated) are in their own column, and `cliproxy usage` sums them."""
+    from tests.fakes import images as fake
+
+    proxy, auth = ledger_proxy
+    backend.images.native = native
+    before = len(ledger_rows(auth, 0, timeout=0))
+    oa = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    img = oa.images.generate(model="gpt-image-1.5", prompt="a red square", size="1024x1024")
+    assert img.usage is not None
+    told = img.usage.input_tokens_details.image_tokens + img.usage.output_tokens  # 40 + 272
+    r = oa.responses.create(model="gpt-5.5", input="draw a red square", tools=[{"type": "image_generation"}])
+    assert any(o.type == "image_generation_call" for o in r.output)
+    rows = ledger_rows(auth, before + 2)[before:]
+    assert [row["route"] for row in rows] == ["images_generations", "responses"]
+    gen, tool = rows
+    assert gen["image_tokens"] == told == 312 and gen["status"] == 200
+    assert (gen["input_tokens"], gen["output_tokens"]) == (img.usage.input_tokens, img.usage.output_tokens)  # what the SDK was told
+    assert tool["image_tokens"] == fake.IMAGE_USAGE["input_tokens_details"]["image_tokens"] + fake.IMAGE_USAGE["output_tokens"]
+    assert (tool["input_tokens"], tool["output_tokens"]) == (r.usage.input_tokens, r.usage.output_tokens)  # the text model's, apart
+    report = usage_json(auth, "--since", "1h", "--by", "model")
+    assert report["totals"]["image_tokens"] == sum(row["image_tokens"] for row in ledger_rows(auth, before + 2))
+    assert sum(row["image_tokens"] for row in report["rows"]) == report["totals"]["image_tokens"] >= 2 * 312

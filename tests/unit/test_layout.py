@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PURE = ["addons/core", "addons/store", "addons/translate", "auth"]
+PURE = ["addons/core", "addons/pages", "addons/store", "addons/translate", "auth"]
 MITM_FACING = ("mitmproxy", "cliproxy.addons.hooks", "cliproxy.addons.mitm")
 
 

@@ -22,17 +22,18 @@ ROWS = [
     Row(T0 - 1200, "a@x", "key:1", "messages", "anthropic", "c", "m1", input_tokens=4, output_tokens=2, reasoning_tokens=1, status=200),
     Row(T0 - 60, None, None, "chat", "openai", None, None, status=None, error="client hung up"),
     Row(T0 + 600, "B@x", "key:1", "chat", "openai", "gpt", "m1", input_tokens=7, cached_tokens=7, output_tokens=3, status=500),
+    Row(T0 + 700, "a@x", "key:1", "images_generations", "openai", "gpt-image", "m3", status=200, image_tokens=1056),
     Row(T0 - 90_000, "a@x", "key:2", "chat", "openai", "gpt", "m1", input_tokens=1000, status=200),  # outside every window below
 ]
-# (name, since, by, totals (requests, input, cached, output, reasoning, errors), groups as (group, requests, input))
+# (name, since, by, totals (requests, input, cached, output, reasoning, image, errors), groups as (group, requests, input))
 CASES = [
-    ("totals", T0 - 7200, None, (5, 22, 9, 11, 1, 3), []),
-    ("window", T0 - 1500, None, (3, 11, 7, 5, 1, 2), []),
-    ("nothing", T0 + 3600, None, (0, 0, 0, 0, 0, 0), []),
-    ("account", T0 - 7200, "account", (5, 22, 9, 11, 1, 3), [("a@x", 2, 5), ("-", 1, 0), ("B@x", 1, 7), ("b@x", 1, 10)]),
-    ("model", T0 - 7200, "model", (5, 22, 9, 11, 1, 3), [("m1", 3, 21), ("-", 1, 0), ("m2", 1, 1)]),
-    ("key", T0 - 7200, "key", (5, 22, 9, 11, 1, 3), [("key:1", 3, 21), ("-", 1, 0), ("key:2", 1, 1)]),
-    ("empty groups", T0 + 3600, "account", (0, 0, 0, 0, 0, 0), []),
+    ("totals", T0 - 7200, None, (6, 22, 9, 11, 1, 1056, 3), []),
+    ("window", T0 - 1500, None, (4, 11, 7, 5, 1, 1056, 2), []),
+    ("nothing", T0 + 3600, None, (0, 0, 0, 0, 0, 0, 0), []),
+    ("account", T0 - 7200, "account", (6, 22, 9, 11, 1, 1056, 3), [("a@x", 3, 5), ("-", 1, 0), ("B@x", 1, 7), ("b@x", 1, 10)]),
+    ("model", T0 - 7200, "model", (6, 22, 9, 11, 1, 1056, 3), [("m1", 3, 21), ("-", 1, 0), ("m2", 1, 1), ("m3", 1, 0)]),
+    ("key", T0 - 7200, "key", (6, 22, 9, 11, 1, 1056, 3), [("key:1", 4, 21), ("-", 1, 0), ("key:2", 1, 1)]),
+    ("empty groups", T0 + 3600, "account", (0, 0, 0, 0, 0, 0, 0), []),
 ]
 ZONES = ["UTC", "Asia/Kolkata", "America/St_Johns"]
 
@@ -63,12 +64,10 @@ def test_summaries(make, name, since, by, totals, groups):
     led = make()
     led.add(ROWS)
     s = led.summary(since, by)
-    assert (
-        tuple(s.totals[k] for k in ("requests", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens", "errors")) == totals
-    )
+    assert tuple(s.totals.values()) == totals and tuple(s.totals) == ledger_mod.TOTAL_KEYS
     assert all(type(v) is int for v in s.totals.values())
     assert [(r[by], r["requests"], r["input_tokens"]) for r in s.rows] == groups
-    assert all(set(r) == {by, "requests", *ledger_mod.TOKEN_KEYS, "errors"} for r in s.rows)
+    assert all(set(r) == {by, *ledger_mod.TOTAL_KEYS} for r in s.rows)
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -91,11 +90,43 @@ def test_days_and_hours_are_the_readers_local_ones(make, monkeypatch, zone):
         time.tzset()
 
 
+SERIES_CASES = [
+    # (since, step, by, [(bucket, group values, requests, input, errors)]): groups sort bytewise, "-" for none
+    (T0 - 3600, 1800, ("account",), [(0, ("b@x",), 1, 10, 0), (1, ("-",), 1, 0, 1), (1, ("a@x",), 2, 5, 1), (2, ("B@x",), 1, 7, 1), (2, ("a@x",), 1, 0, 0)]),
+    (T0 - 1800, 3600, ("account", "model"), [(0, ("-", "-"), 1, 0, 1), (0, ("B@x", "m1"), 1, 7, 1), (0, ("a@x", "m1"), 1, 4, 0), (0, ("a@x", "m2"), 1, 1, 1), (0, ("a@x", "m3"), 1, 0, 0)]),
+    (T0 + 3600, 60, ("key",), []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("since", "step", "by", "want"), SERIES_CASES)
+def test_series(make, since, step, by, want):
+    led = make()
+    led.add(ROWS)
+    got = led.series(since, step, by)
+    assert [((r["t"] - since) / step, tuple(r[b] for b in by), r["requests"], r["input_tokens"], r["errors"]) for r in got] == want
+    assert all(set(r) == {"t", *by, *ledger_mod.TOTAL_KEYS} for r in got)
+    with pytest.raises(ValueError, match="series by"):
+        led.series(since, step, ("planet",))
+
+
+def test_recent_errors(make):
+    led = make()
+    led.add(ROWS)
+    errs = led.recent_errors(T0 - 7200)
+    assert [(e["t"], e["status"], e["error"]) for e in errs] == [
+        (T0 + 600, 500, None),
+        (T0 - 60, None, "client hung up"),
+        (T0 - 1800, 429, "limit"),
+    ]
+    assert all(tuple(e) == ledger_mod.ERROR_KEYS for e in errs)
+    assert len(led.recent_errors(T0 - 7200, limit=1)) == 1 and led.recent_errors(T0 + 3600) == []
+
+
 def test_purge_and_refusals(make):
     led = make()
     led.add(ROWS)
     assert led.purge(T0 - 7200) == 1 and led.purge(T0 - 7200) == 0
-    assert led.summary(0).totals["requests"] == 5
+    assert led.summary(0).totals["requests"] == 6
     with pytest.raises(ValueError, match="--by 'planet': expected one of"):
         led.summary(0, "planet")
 
@@ -115,6 +146,7 @@ def test_both_ledgers_answer_alike_for_many_random_rows(request, tmp_path):
             output_tokens=rng.randrange(5000),
             reasoning_tokens=rng.randrange(50),
             status=rng.choice([200, 200, 429, None]),
+            image_tokens=rng.choice([0, 0, 1056]),
             error=rng.choice([None, None, "x"]),
         )
         for _ in range(3000)
@@ -124,9 +156,12 @@ def test_both_ledgers_answer_alike_for_many_random_rows(request, tmp_path):
     try:
         one.add(rows)
         two.add(rows)
-        for by in (None, *ledger_mod.GROUPINGS):
-            for since in (0.0, T0 - 86400):
+        for since in (0.0, T0 - 86400):
+            for by in (None, *ledger_mod.GROUPINGS):
                 assert one.summary(since, by) == two.summary(since, by), (by, since)
+            for step in (3600.0, 7 * 60.0):
+                assert one.series(since, step, ("account", "model", "key")) == two.series(since, step, ("account", "model", "key"))
+            assert one.recent_errors(since, 50) == two.recent_errors(since, 50)
     finally:
         one.close()
         two.close()

@@ -1,0 +1,1 @@
+"""Pages cliproxy serves itself (pure; no mitmproxy import): HTML and inline SVG built from plain data."""

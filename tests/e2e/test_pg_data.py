@@ -5,6 +5,7 @@ these tests share)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -34,7 +35,28 @@ def with_password(dsn: str) -> str:
 
 def host_config(home: Path, backend_url: str, dsn: str) -> dict:
     mint_account(home / "auth")
+    seed_accounts(dsn, home / "auth")
     return {"auth-dir": str(home / "auth"), "codex-base-url": backend_url, "oauth-issuer": "http://127.0.0.1:9", "store": dsn}
+
+
+def seed_accounts(dsn: str, auth_dir: Path) -> None:
+    """Where accounts live in the database too (the PostgreSQL account store, when present), the host's
+    account goes there as well; otherwise each host reads its own copy from its auth dir."""
+    try:
+        pg_accounts = importlib.import_module("cliproxy.addons.store.pg_accounts")
+    except ImportError:
+        return
+    from cliproxy.auth.store import load_accounts
+
+    try:
+        store = pg_accounts.PgAccounts(dsn)
+    except Exception:  # noqa: BLE001 - an unreachable database: the test itself says what it expects
+        return
+    try:
+        for account in load_accounts(auth_dir):
+            store.put(account.name, account.data)
+    finally:
+        store.close()
 
 
 @pytest.fixture(scope="module")

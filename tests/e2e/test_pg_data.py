@@ -6,6 +6,7 @@ these tests share)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -201,6 +202,11 @@ def test_database_stopped_mid_run_requests_are_served_and_rows_written_after_it_
     assert r.output_text == "You said: after" and texts(backend.received[-1].json["input"])[0] == "before the outage"
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("cliproxy.addons.store.pg_accounts") is not None,
+    reason="with the accounts in the database too, a proxy whose database is unreachable at start exits (test_pg_accounts);"
+    " the ledger's and store's own line is in tests/unit/test_pg_hooks.py",
+)
 def test_a_database_unreachable_at_start_is_one_line_each_and_requests_are_served(tmp_path, pg_server, backend_server, backend):
     dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{pg_server.port + 1}/nowhere"
     p = start_proxy(tmp_path / "host", host_config(tmp_path / "host", backend_server.base_url, dsn))
@@ -220,8 +226,12 @@ def test_a_database_unreachable_at_start_is_one_line_each_and_requests_are_serve
     finally:
         p.stop()
     assert SECRET not in p.log
+
+
+def test_usage_against_an_unreachable_store_is_one_clear_error(tmp_path, pg_server):
     config = tmp_path / "cli.yaml"
-    config.write_text(yaml.safe_dump({"auth-dir": str(tmp_path / "host" / "auth"), "store": dsn}))
+    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{pg_server.port + 1}/nowhere"
+    config.write_text(yaml.safe_dump({"auth-dir": str(tmp_path / "auth"), "store": dsn}))
     out = usage(config)
     assert out.returncode == 1 and "postgresql://postgres:***@127.0.0.1" in out.stderr
     assert SECRET not in out.stderr + out.stdout and "Traceback" not in out.stderr

@@ -391,7 +391,7 @@ class PgRefresher(TokenRefresher):
             raise RefreshError(f"{seen.label}: the account was removed from the store", code="account_removed", permanent=True)
         return _account(seen.name, row[0])
 
-    async def _exchange(  # type: ignore[override]
+    async def _exchange(
         self, client: httpx.Client | None, url: str, form: dict[str, str], header: bytes, account: Account, lock_fd: int | None
     ) -> tuple[httpx.Response, bool]:
         """POST through `pg_exchange` (a child process that journals the answer in the database)."""

@@ -27,6 +27,8 @@ class AccountStore(Protocol):
 
     def read_state(self, name: str) -> dict[str, Any]: ...
 
+    def read_states(self, names: list[str]) -> dict[str, dict[str, Any]]: ...
+
     def write_state(self, name: str, state: dict[str, Any]) -> None: ...
 
     def refresher(self, issuer: str) -> TokenRefresher: ...
@@ -48,6 +50,9 @@ class FileAccounts:
 
     def read_state(self, name: str) -> dict[str, Any]:
         return read_state(self.auth_dir, name)
+
+    def read_states(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        return {name: read_state(self.auth_dir, name) for name in names}
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:
         write_state(self.auth_dir, name, state)

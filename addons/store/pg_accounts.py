@@ -241,8 +241,10 @@ class PgAccounts:
         row = self._run(lambda conn: conn.execute("SELECT state FROM cliproxy_account_state WHERE name = %s", (name,)).fetchone())
         return dict(row[0]) if row and isinstance(row[0], dict) else {}
 
-    def states(self) -> dict[str, dict[str, Any]]:
-        rows = self._run(lambda conn: conn.execute("SELECT name, state FROM cliproxy_account_state").fetchall())
+    def read_states(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        rows = self._run(
+            lambda conn: conn.execute("SELECT name, state FROM cliproxy_account_state WHERE name = ANY(%s)", (names,)).fetchall()
+        )
         return {name: dict(state) for name, state in rows if isinstance(state, dict)}
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:

@@ -74,7 +74,9 @@ class Settings:
         try:
             self._apply(cfg, path)
         except pg.StoreUnavailable as exc:
-            raise exceptions.OptionsError(f"cliproxy: the account store cannot be used: {exc}") from None
+            # one line, no traceback: an error logged during startup makes mitmproxy exit (its ErrorCheck);
+            # later, the config in force stays
+            logger.error("cliproxy: the account store cannot be used: %s", exc)
 
     def _apply(self, cfg: configfile.Config, path: Path | None) -> None:
         for warning in cfg.warnings:

@@ -347,11 +347,15 @@ class PgRefresher(TokenRefresher):
         super().__init__(issuer, **kwargs)
         self.store = store
         self._tx: dict[str, Any] = {}  # account name -> the connection whose transaction holds its lock
+        self._latest: dict[str, Account] = {}  # account name -> the newest tokens this process refreshed or adopted
 
     async def ensure_fresh(self, account: Account, *, force: bool = False) -> Account:
         if not force and not self.needs_refresh(account):
             return account
         async with self._local_lock(account.path):
+            known = self._latest.get(account.name)
+            if known is not None and self._adoptable(account, known, force):
+                return known  # refreshed while this caller waited for the local lock: no database round trip
             rested = self._known_failure(account, force)
             if rested is not None:
                 return rested
@@ -362,13 +366,16 @@ class PgRefresher(TokenRefresher):
             try:
                 latest = await asyncio.to_thread(self._locked_read, conn, account)
                 if self._adoptable(account, latest, force):
+                    self._latest[account.name] = latest
                     return latest
                 if latest.refresh_token != account.refresh_token:
                     rested = self._known_failure(latest, force)
                     if rested is not None:
                         return rested
                 self._tx[account.name] = conn
-                return await self._refresh(latest)
+                fresh = await self._refresh(latest)
+                self._latest[account.name] = fresh
+                return fresh
             finally:
                 self._tx.pop(account.name, None)
                 await asyncio.to_thread(_end, conn)

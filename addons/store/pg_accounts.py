@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import logging
 import os
@@ -348,23 +349,26 @@ class PgRefresher(TokenRefresher):
         self.store = store
         self._tx: dict[str, Any] = {}  # account name -> the connection whose transaction holds its lock
         self._latest: dict[str, Account] = {}  # account name -> the newest tokens this process refreshed or adopted
+        # waits for other hosts' refreshes (up to LOCK_TIMEOUT each) get their own threads, not the loop's default executor
+        self._waits = concurrent.futures.ThreadPoolExecutor(32, thread_name_prefix="cliproxy-refresh-lock")
 
     async def ensure_fresh(self, account: Account, *, force: bool = False) -> Account:
         if not force and not self.needs_refresh(account):
             return account
         async with self._local_lock(account.path):
             known = self._latest.get(account.name)
-            if known is not None and self._adoptable(account, known, force):
+            if known is not None and _newer(known, account) and self._adoptable(account, known, force):
                 return known  # refreshed while this caller waited for the local lock: no database round trip
             rested = self._known_failure(account, force)
             if rested is not None:
                 return rested
+            loop = asyncio.get_running_loop()
             try:
-                conn = await asyncio.to_thread(self.store.connect_tx)
+                conn = await loop.run_in_executor(self._waits, self.store.connect_tx)
             except pg.StoreUnavailable as exc:
                 raise _store_error(account, exc) from None
             try:
-                latest = await asyncio.to_thread(self._locked_read, conn, account)
+                latest = await loop.run_in_executor(self._waits, self._locked_read, conn, account)
                 if self._adoptable(account, latest, force):
                     self._latest[account.name] = latest
                     return latest
@@ -378,7 +382,7 @@ class PgRefresher(TokenRefresher):
                 return fresh
             finally:
                 self._tx.pop(account.name, None)
-                await asyncio.to_thread(_end, conn)
+                await loop.run_in_executor(self._waits, _end, conn)
 
     def _locked_read(self, conn: Any, seen: Account) -> Account:
         """Take the account's refresh lock (in `conn`'s transaction), apply a journal, read the row."""
@@ -506,6 +510,11 @@ class PgRefresher(TokenRefresher):
             logger.warning("%s: cannot record the needs-login state: %s", account.label, pg._reason(exc))
         logger.info("%s", error)
         return self._copy(error)
+
+
+def _newer(known: Account, seen: Account) -> bool:
+    """Whether `known`'s access token was issued after `seen`'s (a newer login seen meanwhile is not overridden)."""
+    return known.issued_at is not None and (seen.issued_at is None or known.issued_at > seen.issued_at)
 
 
 def _end(conn: Any) -> None:

@@ -5,6 +5,7 @@ that goes away and comes back."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
 from cliproxy.addons.store.pg_accounts import PgAccounts
 from cliproxy.auth.store import load_accounts
+from cliproxy.scripts import cli
 from tests.fakes.codex_backend import default_responder, usage_limit
 from tests.fakes.oauth_server import FakeOAuthServer
 from tests.proxyproc import Proxy, start_proxy
@@ -119,6 +122,15 @@ def test_an_account_rested_by_a_429_on_one_host_is_not_tried_by_the_others(hosts
     assert accounts_used(backend)[2:] == ["acct-B"] * 4  # A rests on every host
     state = store.read_state("codex-a@example.com-plus.json")
     assert state["rests"] and min(state["rests"].values()) > time.time() + 200
+
+    backend.responder = default_responder  # A has quota again; `rest clear` on any machine lifts its rest everywhere
+    cfg = tmp_path / "cli.yaml"
+    cfg.write_text(f"store: {store.dsn}\n")
+    assert cli.main(["rest", "clear", "a@example.com", "--config", str(cfg)], console=Console(file=io.StringIO())) == 0
+    time.sleep(1.0)
+    for proxy in (first, second, third):
+        assert ask(proxy, text=f"after {time.monotonic()}").status_code == 200
+    assert accounts_used(backend)[6:] == ["acct-A"] * 3
 
 
 def test_kill_9_of_a_host_during_a_refresh_loses_no_account(hosts, oauth, store, tmp_path, backend) -> None:

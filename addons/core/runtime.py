@@ -134,6 +134,8 @@ class Runtime:
                         "cliproxy: the account store is unreachable (%s); serving on the tokens in memory, refreshes wait until it is back",
                         exc,
                     )
+            except Exception:  # the follower must survive anything
+                logger.exception("cliproxy: following the account store failed")
 
     async def follow_once(self, store: AccountStore) -> None:
         changes = await asyncio.to_thread(store.poll, self._state_seq)  # type: ignore[attr-defined]

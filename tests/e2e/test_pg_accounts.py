@@ -193,3 +193,78 @@ def test_an_unreachable_database_at_start_is_one_clear_error(tmp_path, backend_s
     log = str(err.value)
     assert "the account store cannot be used" in log and "127.0.0.1:1" in log
     assert "hunter2" not in log and "Traceback" not in log
+
+
+@pytest.mark.slow  # 40-65 s on a busy 2-core machine
+@pytest.mark.timeout(300)
+def test_kill_9_at_random_moments_on_three_hosts_spends_every_refresh_token_once(hosts, oauth, store, tmp_path, backend) -> None:
+    """Rounds of 30 clients over three hosts on tokens that live 4 s (due every 2 s), one host killed with
+    SIGKILL at a random moment of each and started again. Only mitmdump dies, never its exchange child,
+    so no rotation may be lost at all: afterwards every account's stored refresh token is the issuer's
+    live one, and the issuer never saw a spent one again."""
+    import random
+    import threading
+
+    oauth.access_ttl, oauth.latency = 4, 0.2
+    names = [add_account(oauth, store, tmp_path, f"r{i}@example.com", expires_in=-60, age=DAY) for i in range(2)]
+    live = hosts(3)
+    rng = random.Random(int(time.time()))
+    answered = failed = 0
+
+    def clients(targets: list[Proxy], stop: threading.Event) -> None:
+        nonlocal answered, failed
+
+        async def worker(i: int, client: httpx.AsyncClient) -> None:
+            nonlocal answered, failed
+            while not stop.is_set():
+                proxy = targets[i % len(targets)]
+                try:
+                    r = await client.post(
+                        proxy.base_url + "/v1/chat/completions",
+                        json={"model": "gpt-5.5", "messages": [{"role": "user", "content": f"r {rng.random()}"}]},
+                    )
+                except httpx.HTTPError:
+                    i += 1  # that host was killed: go to another one
+                    continue
+                answered += r.status_code == 200
+                failed += r.status_code != 200
+                i += 1
+
+        async def run() -> None:
+            async with httpx.AsyncClient(timeout=30, trust_env=False) as client:
+                await asyncio.gather(*[worker(i, client) for i in range(30)])
+
+        asyncio.run(run())
+
+    for _ in range(4):
+        stop = threading.Event()
+        burst = threading.Thread(target=clients, args=(list(live), stop), daemon=True)
+        burst.start()
+        time.sleep(rng.uniform(0.5, 3.0))
+        victim = rng.randrange(3)
+        os.kill(live[victim].proc.pid, signal.SIGKILL)
+        live[victim].proc.wait(10)
+        time.sleep(1.0)  # the others go on meanwhile, taking over its refreshes
+        stop.set()
+        burst.join(60)
+        live[victim] = hosts(1)[0]
+    for proxy in live:  # the end: all of them at once, whatever they are doing (they refresh on their own too)
+        os.kill(proxy.proc.pid, signal.SIGKILL)
+        proxy.proc.wait(10)
+    deadline, seen = time.monotonic() + 30, -1
+    while time.monotonic() < deadline:  # exchanges that outlived their hosts finish and journal
+        refreshes = oauth.refresh_requests()
+        if len(refreshes) == seen and all(r.status and (r.status != 200 or r.delivered is not None) for r in refreshes):
+            break
+        seen = len(refreshes)
+        time.sleep(0.5)
+    print(f"rounds=4 answered={answered} non_200={failed} rotations={oauth.refresh_count()}")
+    assert oauth.reused_count == 0, f"{oauth.reused_count} spent refresh tokens were sent again"
+    assert oauth.refresh_count() >= 4
+    accounts = {a.name: a for a in store.load()}  # applies what a dead host's exchange journaled
+    for name, email in zip(names, ("r0@example.com", "r1@example.com"), strict=True):
+        assert accounts[name].refresh_token == oauth.current_refresh_token(email), name
+    [after] = hosts(1)
+    for _ in range(4):
+        assert ask(after).status_code == 200
+    assert oauth.reused_count == 0

@@ -160,7 +160,7 @@ class Runtime:
     def _adopt_rests(self, member: Member, state: dict) -> None:
         """Another host's view: its `rest clear` lifts the rest here too; its rests hold here as well."""
         stamp = str(state.get("rest_cleared_at") or "")
-        if stamp and stamp != self._cleared.get(member.key, ""):
+        if stamp and stamp > self._cleared.get(member.key, ""):  # stamps sort by time
             self._cleared[member.key] = stamp
             if self.pool.lift(member):
                 logger.info("cliproxy: rest of %s lifted (cliproxy rest clear, or another host saw quota again)", member.label)

@@ -250,7 +250,7 @@ class PgAccounts:
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:
         """Store a host's view of the account's state. Rests merge with the stored ones (each ends at
-        the later time) unless this write carries a new `rest_cleared_at` stamp: a clear wins."""
+        the later time) unless this write carries a newer `rest_cleared_at` stamp: a clear wins."""
         from psycopg.types.json import Jsonb
 
         def write(conn: Any) -> None:
@@ -258,9 +258,10 @@ class PgAccounts:
                 row = conn.execute("SELECT state FROM cliproxy_account_state WHERE name = %s FOR UPDATE", (name,)).fetchone()
                 old = row[0] if row and isinstance(row[0], dict) else {}
                 new = dict(state)
-                if (new.get("rest_cleared_at") or "") == (old.get("rest_cleared_at") or ""):
+                if str(new.get("rest_cleared_at") or "") <= str(old.get("rest_cleared_at") or ""):  # stamps sort by time
+                    new["rest_cleared_at"] = old.get("rest_cleared_at")  # a writer that has not seen the last clear yet
                     new["rests"] = merge_rests(old.get("rests") or {}, new.get("rests") or {}, time.time())
-                    new["limited"] = sorted(set(old.get("limited") or ()) | set(new.get("limited") or ()) & set(new["rests"]))
+                    new["limited"] = sorted((set(old.get("limited") or ()) | set(new.get("limited") or ())) & set(new["rests"]))
                     if not new.get("quota") and old.get("quota"):
                         new["quota"] = old["quota"]
                 conn.execute(

@@ -198,3 +198,14 @@ def test_a_journal_entry_left_behind_is_applied_by_the_next_load(store: PgAccoun
     assert store._run(lambda c: c.execute("SELECT count(*) FROM cliproxy_refresh_journal").fetchone()[0]) == 0
     with pg.connect(store.dsn) as conn, conn.transaction():
         assert replay(conn, name) is None
+
+
+def test_a_writer_that_missed_a_clear_does_not_undo_it(store: PgAccounts, srv, tmp_path) -> None:
+    name = put_due(srv, store, tmp_path)
+    later = time.time() + 600
+    store.write_state(name, {"rests": {"*": later}, "limited": ["*"], "rest_cleared_at": "2026-12-06T10:00:00Z"})
+    store.write_state(name, {"rests": {}, "limited": [], "rest_cleared_at": "2026-12-06T11:00:00Z"})  # cleared
+    store.write_state(name, {"rests": {"m": later}, "limited": ["m", "x"], "rest_cleared_at": "2026-12-06T10:00:00Z"})  # stale view
+    state = store.read_state(name)
+    assert state["rest_cleared_at"] == "2026-12-06T11:00:00Z"
+    assert state["rests"] == {"m": later} and state["limited"] == ["m"]

@@ -126,3 +126,22 @@ def test_store_commands_need_a_store_and_an_unreachable_one_is_one_line(tmp_path
     monkeypatch.setenv("CLIPROXY_STORE_DSN", "postgresql://me:hunter2@127.0.0.1:1/db")
     code, out = run("accounts", "--config", str(plain))
     assert code == 1 and "127.0.0.1" in out and "hunter2" not in out and "Traceback" not in out
+
+
+def test_import_codex_and_a_second_workspace_of_one_email(srv, cfg, store, tmp_path) -> None:
+    issued = srv.issue(Identity("cx@example.com", "acct-cx", "plus"))
+    src = tmp_path / "auth.json"
+    tokens = {k: issued[k] for k in ("id_token", "access_token", "refresh_token")}
+    src.write_text(json.dumps({"tokens": {**tokens, "account_id": "acct-cx"}, "last_refresh": "2026-01-01T00:00:00Z"}))
+    code, out = run("import-codex", str(src), "--config", str(cfg))
+    assert code == 0 and "Imported cx@example.com" in out and "Stored codex-cx@example.com-plus.json" in out
+    assert issued["refresh_token"] not in out
+    other = srv.issue(Identity("cx@example.com", "acct-other", "plus"))  # the same email in another workspace
+    tokens = {k: other[k] for k in ("id_token", "access_token", "refresh_token")}
+    src.write_text(json.dumps({"tokens": {**tokens, "account_id": "acct-other"}, "last_refresh": "2026-01-01T00:00:00Z"}))
+    assert run("import-codex", str(src), "--config", str(cfg))[0] == 0
+    names = sorted(a.name for a in store.load())
+    assert len(names) == 2 and "codex-cx@example.com-plus.json" in names
+    hashed = next(n for n in names if n != "codex-cx@example.com-plus.json")
+    assert hashed.startswith("codex-") and hashed.endswith("-cx@example.com-plus.json")
+    assert store.get(hashed).account_id == "acct-other"  # type: ignore[union-attr]

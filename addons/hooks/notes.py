@@ -71,7 +71,9 @@ def comment(st: FlowState, now: float | None = None, running: bool = False) -> s
         now = time.time() if now is None else now
         ttfb = f"ttfb {st['t_headers'] - st['t0']:.2f}s" if st.get("t_headers") else None
         if running:
-            parts.append(f"{ttfb} · streaming…" if ttfb else "waiting for the upstream…" if st.get("upstream") else "running…")
+            parts.append(
+                f"{ttfb} · streaming… {now - st['t0']:.0f}s" if ttfb else "waiting for the upstream…" if st.get("upstream") else "running…"
+            )
         elif _served_upstream(st):
             parts.append(f"{ttfb} · {now - st['t0']:.2f}s" if ttfb else f"{now - st['t0']:.2f}s")
         elif not st.get("websocket"):
@@ -156,17 +158,6 @@ class ClientSide:
             return
         st["door"] = _door(flow)
         st["client_request"] = client_request_state(flow.request, _listener_address(flow))
-        if webview.under_mitmweb() and flow.response is None:
-            # Pushed once the hooks that follow have run up to their first wait (model and account known).
-            asyncio.get_running_loop().call_soon(self._show_running, flow)
-
-    @staticmethod
-    def _show_running(flow: http.HTTPFlow) -> None:
-        st = state(flow)
-        if st is None or st.get("shown") or not flow.live:
-            return
-        flow.comment = comment(st, running=True)
-        webview.show(flow, _client_request(st))
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
@@ -210,10 +201,28 @@ class FlowNotes:
         mask_headers(flow.request.headers)
         resp = flow.response
         if st.get("streamed") and resp is not None and callable(resp.stream):
-            resp.stream = RawRecorder(resp.stream)  # the upstream's raw events, beside the client's
-        if not st.get("websocket"):
-            flow.comment = comment(st, running=True)
-            webview.show(flow, _client_request(st))
+            resp.stream = RawRecorder(resp.stream, lambda: self._show_running(flow))  # the upstream's raw events too
+
+    def update(self, flows) -> None:
+        """mitmproxy runs this after every hook a flow goes through, and mitmweb then pushes the flow as it
+        is (mid-flight: the upstream request). A running flow is pushed again right after, with its comment
+        and the client's request."""
+        if not webview.under_mitmweb():
+            return
+        for flow in flows:
+            st = state(flow) if isinstance(flow, http.HTTPFlow) else None
+            if st is not None and flow.live and not st.get("shown") and not st.get("websocket"):
+                asyncio.get_running_loop().call_soon(self._show_running, flow)
+
+    @staticmethod
+    def _show_running(flow: http.HTTPFlow) -> None:
+        """The comment of a running flow, pushed to mitmweb's list with the client's request."""
+        st = state(flow)
+        if st is None or st.get("shown") or not flow.live:
+            return
+        flow.comment = comment(st, running=True)
+        kept = st.get("client_request") or client_request_state(flow.request, _listener_address(flow))  # before `request`
+        webview.show(flow, http.Request.from_state(dict(kept)))
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._finish(flow)
@@ -235,7 +244,7 @@ class FlowNotes:
         status = flow.response.status_code if flow.response is not None else None
         if status == 429 and self.runtime is not None and st.get("model") and st.get("error"):
             if rest := resting(self.runtime.pool.members, st["model"], time.time()):
-                st["error"] = f"{st['error']} · resting: {rest}"
+                st["error"] = f"429 {rest}"  # what the rest is about; the client's message is in its answer
         flow.comment = comment(st)
         if st.get("error"):
             flow.marked = ":x:" if status == 200 else ":warning:"  # a 200 that failed would look fine otherwise

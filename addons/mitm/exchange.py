@@ -77,8 +77,10 @@ class RawRecorder:
     upstream's raw stream can be shown beside the client's translated one. Exposes what cliproxy reads of
     a stream callable (`translator`, `ends_on_upstream_error`), as the other wrappers do."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, on_progress: Any = None) -> None:
         self.inner = inner
+        self.on_progress = on_progress  # called at most once a second while the stream runs
+        self._next_progress = time.time() + 1.0
         self.translator = getattr(inner, "translator", inner)
         self.ends_on_upstream_error = getattr(inner, "ends_on_upstream_error", False)
         self.raw = bytearray()
@@ -92,4 +94,8 @@ class RawRecorder:
         if len(data) > room:
             self.cut = True
         self.raw += data[: max(room, 0)]
-        return self.inner(data)
+        out = self.inner(data)
+        if self.on_progress is not None and data and time.time() >= self._next_progress:
+            self._next_progress = time.time() + 1.0
+            self.on_progress()
+        return out

@@ -1,12 +1,13 @@
 """mitmweb's flow list, kept current while a flow runs (mitmweb 12 internals, fenced).
 
-mitmweb pushes a flow to the browser when its view hears of a change: at `requestheaders` (added),
-`response` and `error` (updated), or when an addon triggers the public `update` hook. Mid-flight a flow
-holds the upstream request (the backend's URL), which is not what the list should show; so `show` sends
-the view's update signal with a shallow copy that carries the client's request and the current comment
-(the flow itself is not touched). That signal is mitmweb 12's internal, so `supported` checks the version
-and the attributes used, and `tests/unit/test_mitm_contract.py` checks their shape in milliseconds; where
-they are missing, the public `update` hook pushes the flow as it is.
+mitmweb pushes a flow to the browser whenever its view is updated: after every hook a flow goes through
+(mitmproxy runs the public `update` hook after each), and when an addon triggers `update` itself.
+Mid-flight a flow holds the upstream request (the backend's URL), which is not what the list should show;
+so `show` sends the view's update signal with a shallow copy that carries the client's request (the flow
+itself is not touched), called just after mitmweb's own push. That signal is mitmweb 12's internal, so
+`supported` checks the version and the attributes used, and `tests/unit/test_webview_contract.py` checks
+their shape in milliseconds; where they are missing, a running flow shows as mitmproxy has it, and the
+client's side once it is answered.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import copy
 import logging
 
 from mitmproxy import ctx, http, version
-from mitmproxy.hooks import UpdateHook
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +39,7 @@ def show(flow: http.HTTPFlow, request: http.Request | None) -> None:
         return
     view = getattr(ctx.master, "view", None)
     try:
-        if view is None or not supported(view):
-            ctx.master.addons.trigger(UpdateHook([flow]))
-            return
-        if view.get_by_id(flow.id) is None:
+        if view is None or not supported(view) or view.get_by_id(flow.id) is None:
             return  # not in the list (yet, or filtered out)
         shown = copy.copy(flow)  # shares everything but the attributes set here
         if request is not None:

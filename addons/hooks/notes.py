@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 _HINT_EVERY = 300.0
 #: mitmweb's columns when cliproxy runs under it (its own default lacks the comment).
 WEB_COLUMNS = ["icon", "path", "method", "status", "size", "time", "comment"]
+#: What an answer carrying an image holds (images_in looks closer only then).
+_IMAGE_MARKERS = (b'"b64_json"', b"image_generation_call", b"data:image/", b'"base64"')
 #: Routes answered by a host beyond cliproxy (timing then means something).
 _FORWARDED_ROUTES = frozenset({"amp_proxy"})
 
@@ -161,7 +163,7 @@ class ClientSide:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         st = state(flow)
-        if st is not None and st.get("upstream") and flow.response is not None and not st.get("websocket"):
+        if st is not None and st.get("upstream") and flow.response is not None and not st.get("websocket") and not st.get("answered"):
             keep_answer(st, flow.response.status_code, flow.response.headers.items(multi=True), b"")
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -277,9 +279,10 @@ class FlowNotes:
         resp = flow.response
         if resp is None or resp.status_code != 200 or not webview.under_mitmweb():
             return
-        if not st.get("images_path") and b"image_generation_call" not in (resp.raw_content or b""):
+        body = resp.get_content(strict=False) or b""
+        if not any(marker in body for marker in _IMAGE_MARKERS):
             return
-        for n, image in enumerate(images_in(resp.get_content(strict=False) or b""), 1):
+        for n, image in enumerate(images_in(body), 1):
             kind = "png" if image.startswith(b"\x89PNG") else "jpeg" if image.startswith(b"\xff\xd8") else "webp"
             shown = http.HTTPFlow(flow.client_conn, flow.server_conn)
             shown.id = str(uuid.uuid4())

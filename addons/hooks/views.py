@@ -20,7 +20,9 @@ from cliproxy.addons.mitm.flowstate import FlowState, state
 from cliproxy.addons.translate.conversation import pretty_json, render, render_body, render_request, usage_line
 
 #: Routes whose requests are client API bodies (a transcript shows them); others show the answer only.
-TRANSCRIBED = frozenset({"chat", "responses", "compact", "messages", "codex", "codex_compact", "amp_provider"})
+TRANSCRIBED = frozenset(
+    {"chat", "responses", "compact", "messages", "codex", "codex_compact", "amp_provider", "images_generations", "images_edits"}
+)
 NOT_STORED = "(the streamed answer was not stored: run mitmweb or mitmdump with --set store_streamed_bodies=true to keep it)"
 
 

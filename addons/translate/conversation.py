@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from cliproxy.addons.translate.sse import COMMENT, SSEParser
@@ -18,6 +19,12 @@ from cliproxy.addons.translate.sse import COMMENT, SSEParser
 FOLD_AT = 600
 #: System prompts and instructions are context, rarely what a user looks for: folded sooner.
 FOLD_SYSTEM_AT = 200
+#: An image inlined as a data URL (Chat answers carry generated images so); named, never shown as text.
+DATA_URL = re.compile(r"data:image/([a-z+.-]+);base64,([A-Za-z0-9+/=]{16,})")
+
+
+def _name_data_urls(text: str) -> str:
+    return DATA_URL.sub(lambda m: f"(image/{m[1]}, {len(m[2]) * 3 // 4:,} bytes)", text)
 
 
 def fold(text: str, limit: int = FOLD_AT) -> str:
@@ -47,7 +54,7 @@ class _Transcript:
         self.lines.append([kind, text])
 
     def render(self) -> str:
-        return "\n".join(f"[{kind}] {text}" for kind, text in self.lines)
+        return "\n".join(f"[{kind}] {_name_data_urls(text)}" for kind, text in self.lines)
 
 
 def _int(value: Any) -> int | None:
@@ -152,6 +159,8 @@ class _Answer:
             block = ev.get("content_block") or {}
             if block.get("type") == "tool_use":
                 self.blocks[ev.get("index")] = f"tool use {block.get('name')} ({block.get('id')})"
+            elif block.get("type") == "image":
+                t.note("image", _image_note((block.get("source") or {}).get("data")))
             else:
                 self.blocks[ev.get("index")] = "thinking" if block.get("type") == "thinking" else "assistant"
         elif kind == "content_block_delta":
@@ -288,7 +297,16 @@ def render_request(body: Any) -> str:
     if not isinstance(body, dict):
         return ""
     settings = [f"model {body['model']}"] if isinstance(body.get("model"), str) else []
-    for key in ("reasoning_effort", "max_tokens", "max_output_tokens", "max_completion_tokens", "temperature", "service_tier"):
+    for key in (
+        "reasoning_effort",
+        "max_tokens",
+        "max_output_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "service_tier",
+        "size",
+        "quality",
+    ):
         if body.get(key) is not None:
             settings.append(f"{key} {body[key]}")
     if isinstance(body.get("reasoning"), dict) and body["reasoning"].get("effort"):
@@ -305,6 +323,8 @@ def render_request(body: Any) -> str:
     system = body.get("system", body.get("instructions"))
     if system:
         t.note("system", fold(_content_text(system), FOLD_SYSTEM_AT))
+    if isinstance(body.get("prompt"), str):  # Images
+        t.note("prompt", fold(body["prompt"]))
     messages = body.get("messages")
     items = body.get("input")
     if isinstance(items, str):
@@ -369,7 +389,7 @@ def render_body(data: bytes, content_type: str) -> str:
 
 def images_in(data: bytes) -> list[bytes]:
     """The images an answer carries, decoded: Images answers (`data[].b64_json`), Responses answers and
-    streams (`image_generation_call` results)."""
+    streams (`image_generation_call` results), Anthropic image blocks, and data URLs (Chat answers)."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
@@ -379,6 +399,8 @@ def images_in(data: bytes) -> list[bytes]:
                 return
             if isinstance(node.get("b64_json"), str):
                 found.append(node["b64_json"])
+            if node.get("type") == "base64" and isinstance(node.get("data"), str) and "image" in str(node.get("media_type")):
+                found.append(node["data"])  # an Anthropic image block's source
             for value in node.values():
                 if isinstance(value, (dict, list)):
                     walk(value)
@@ -395,13 +417,17 @@ def images_in(data: bytes) -> list[bytes]:
                 payload = json.loads(ev.data)
             except ValueError:
                 continue
-            if (ev.event or payload.get("type")) == "response.output_item.done":
+            kind = ev.event or payload.get("type")
+            if kind == "response.output_item.done":
                 walk(payload.get("item"))
+            elif kind == "content_block_start":
+                walk(payload.get("content_block"))
     else:
         try:
             walk(json.loads(data))
         except ValueError:
             return []
+    found += [m[2] for m in DATA_URL.finditer(data.decode("utf-8", "replace"))] if b"data:image/" in data else []
     out = []
     for text in dict.fromkeys(found):  # a result repeated in the final answer counts once
         try:

@@ -1,11 +1,11 @@
 // Drives mitmweb's page in headless Chromium (playwright-core) for tests/e2e/test_mitmweb.py.
-// Usage: node mitmweb_page.mjs URL SCREENSHOT [WAIT_FOR_TEXT] [REPLAY_ROW_WITH_TEXT]
+// Usage: node mitmweb_page.mjs URL SCREENSHOT [WAIT_FOR_TEXT] [REPLAY_ROW_WITH_TEXT] [DETAIL_ROW_WITH_TEXT]
 // Prints `ready` once the page is open (the test may then start traffic the open page must follow), then one
 // JSON line: the flow list's rows as the page shows them (no clicking), and after a replay (row selected,
 // `r` pressed, as a user does) the rows again.
 import { chromium } from "playwright-core";
 
-const [url, screenshot, waitFor, replayRow] = process.argv.slice(2);
+const [url, screenshot, waitFor, replayRow, detailRow] = process.argv.slice(2);
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
 try {
   const page = await browser.newPage({ viewport: { width: 1800, height: 640 } });
@@ -58,7 +58,16 @@ try {
     after = await rows();
     await page.screenshot({ path: screenshot.replace(/\.png$/, "-replayed.png") });
   }
-  console.log(JSON.stringify({ found, before, after }));
+  let detail = null;
+  if (detailRow) {
+    // One click on a row: its Response tab, in the view cliproxy picks by itself.
+    await page.locator(".flow-table tbody tr", { hasText: detailRow }).first().click();
+    await page.getByText("Response", { exact: true }).first().click();
+    await page.waitForFunction(() => document.querySelector(".flow-detail")?.innerText.includes("── the answer"), null, { timeout: 20000 });
+    detail = await page.$eval(".flow-detail", (d) => d.innerText);
+    await page.screenshot({ path: screenshot.replace(/\.png$/, "-detail.png") });
+  }
+  console.log(JSON.stringify({ found, before, after, detail }));
 } finally {
   await browser.close();
 }

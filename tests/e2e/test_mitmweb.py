@@ -6,6 +6,7 @@ Screenshots are left in the test's tmp dir (`flows.png`, `running.png`, `flows-r
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -50,7 +51,7 @@ def start_mitmweb(tmp: Path, proxy_home: Path, backend_url: str) -> tuple[Proxy,
     return proxy, match[1]
 
 
-def page(tmp: Path, url: str, screenshot: str, wait_for: str = "", replay_row: str = "", meanwhile=None) -> dict:
+def page(tmp: Path, url: str, screenshot: str, wait_for: str = "", replay_row: str = "", detail_row: str = "", meanwhile=None) -> dict:
     """Run the page script (headless Chromium through playwright-core); its JSON line, parsed. `meanwhile`
     runs once the page is open (traffic the open page must follow)."""
     modules = npm_modules("playwright-core")
@@ -59,7 +60,7 @@ def page(tmp: Path, url: str, screenshot: str, wait_for: str = "", replay_row: s
         shutil.copyfile(SCRIPT, script)
         (tmp / "node_modules").symlink_to(modules, target_is_directory=True)
     proc = subprocess.Popen(
-        ["node", str(script), url, str(tmp / screenshot), wait_for, replay_row],
+        ["node", str(script), url, str(tmp / screenshot), wait_for, replay_row, detail_row],
         cwd=tmp,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -78,12 +79,21 @@ def page(tmp: Path, url: str, screenshot: str, wait_for: str = "", replay_row: s
     return json.loads(out.strip().splitlines()[-1])
 
 
-def api_flows(url: str) -> list[dict]:
-    """mitmweb's own JSON list of flows (what the page is fed)."""
+def api(url: str, path: str) -> httpx.Response:
+    """mitmweb's own API (what the page is fed), with its token."""
     base, token = url.split("/?token=")
-    r = httpx.get(f"{base}/flows", headers={"authorization": f"Bearer {token}"}, timeout=10)
+    r = httpx.get(f"{base}{path}", headers={"authorization": f"Bearer {token}"}, timeout=10)
     r.raise_for_status()
-    return r.json()
+    return r
+
+
+def api_flows(url: str) -> list[dict]:
+    return api(url, "/flows").json()
+
+
+def view_text(url: str, flow_id: str, message: str, view: str) -> dict:
+    """A content view of a flow's request or response, as mitmweb's page fetches it."""
+    return api(url, f"/flows/{flow_id}/{message}/content/{view.replace(' ', '%20')}.json").json()
 
 
 def row(rows: list[dict], path: str, comment: str = "") -> dict:
@@ -143,11 +153,40 @@ def test_a_session_in_mitmweb(tmp_path, backend_server, backend):
         assert redone["is_replay"] == "request" and redone["request"]["path"] == "/v1/chat/completions"
         assert backend.received[-1].json["input"][-1]["content"][0]["text"] == "hi"  # the client's prompt, sent again
 
+        # The upstream side, one click away: the views mitmweb's page fetches.
+        good = redone  # replayed in place: the flow now holds the new run
+        auto = view_text(url, good["id"], "response", "auto")
+        assert (
+            auto["view_name"] == "cliproxy conversation" and "[user] hi" in auto["text"] and "\n[assistant] " in auto["text"]
+        )
+        sent = view_text(url, good["id"], "request", "cliproxy upstream request")["text"]
+        assert sent.startswith(f"POST {backend_server.base_url}/responses") or "/responses\n" in sent.splitlines()[0] + "\n", sent[:300]
+        assert "authorization: Bearer …(redacted)" in sent and '"reasoning"' in sent
+        got = view_text(url, good["id"], "response", "cliproxy upstream answer")["text"]
+        assert got.startswith("200\n") and "event: response.completed" in got
+
+        # An image answer: added to the list as a flow whose Response tab is the picture itself.
+        r = httpx.post(proxy.base_url + "/v1/images/generations", json={"prompt": "a red square"}, timeout=30)
+        assert r.status_code == 200
+        png = base64.b64decode(r.json()["data"][0]["b64_json"])
+        image = next(f for f in api_flows(url) if f["request"]["host"] == "cliproxy")
+        assert image["request"]["path"].endswith("/1.png") and image["response"]["headers"] == [
+            ["content-type", "image/png"],
+            ["content-length", str(len(png))],
+        ]
+        assert api(url, f"/flows/{image['id']}/response/content.data").content == png
+        images = next(f for f in api_flows(url) if f["request"]["path"] == "/v1/images/generations")
+        assert "b64_json" not in images["comment"] and "[image 1] PNG" in view_text(url, images["id"], "response", "auto")["text"]
+
         # A 429: the comment says which account rests, why and until when.
         backend.replies.append(usage_limit(resets_in=3600))
         with pytest.raises(openai.RateLimitError):
             chat.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "limit"}])
-        limited = row(page(tmp_path, url, "flows-429.png", wait_for="usage_limit_reached")["before"], "/v1/chat/completions", "usage_limit")
+        last = page(tmp_path, url, "flows-429.png", wait_for="usage_limit_reached", detail_row="claude-sonnet-4-5 →")
+        limited = row(last["before"], "/v1/chat/completions", "usage_limit")
         assert limited["status"] == "429" and limited["comment"].startswith("✗ 429 dev@example.com usage_limit_reached until "), limited
+        assert "[assistant] You said: hello" in last["detail"] and "── the client sent POST /v1/messages" in last["detail"]
+        limited_flow = next(f for f in api_flows(url) if "usage_limit_reached" in f["comment"])
+        assert '"usage_limit_reached"' in view_text(url, limited_flow["id"], "response", "cliproxy upstream answer")["text"]
     finally:
         proxy.stop()

@@ -156,6 +156,15 @@ def test_images_are_found_decoded_and_never_shown_as_text():
     assert images_in(stream) == [PNG]  # once, though the final answer repeats it
     assert images_in(json.dumps({"output": [{"type": "image_generation_call", "result": b64}]}).encode()) == [PNG]
     assert images_in(b"not json") == []
+    chat = (
+        "data: " + json.dumps({"choices": [{"delta": {"content": f"![generated image](data:image/png;base64,{b64})"}}]}) + "\n\n"
+    ).encode()
+    block = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}}
+    anthropic = (
+        "event: content_block_start\ndata: " + json.dumps({"type": "content_block_start", "index": 0, "content_block": block}) + "\n\n"
+    ).encode()
+    assert images_in(chat) == [PNG] and images_in(anthropic) == [PNG]
+    assert "[assistant] ![generated image]((image/png, 48 bytes))" in render(chat) and "[image] PNG, 48 bytes" in render(anthropic)
     assert b64[:20] not in render(stream) and "[image] PNG" in render(stream)
 
 

@@ -156,9 +156,7 @@ def test_a_session_in_mitmweb(tmp_path, backend_server, backend):
         # The upstream side, one click away: the views mitmweb's page fetches.
         good = redone  # replayed in place: the flow now holds the new run
         auto = view_text(url, good["id"], "response", "auto")
-        assert (
-            auto["view_name"] == "cliproxy conversation" and "[user] hi" in auto["text"] and "\n[assistant] " in auto["text"]
-        )
+        assert auto["view_name"] == "cliproxy conversation" and "[user] hi" in auto["text"] and "\n[assistant] " in auto["text"]
         sent = view_text(url, good["id"], "request", "cliproxy upstream request")["text"]
         assert sent.startswith(f"POST {backend_server.base_url}/responses") or "/responses\n" in sent.splitlines()[0] + "\n", sent[:300]
         assert "authorization: Bearer …(redacted)" in sent and '"reasoning"' in sent

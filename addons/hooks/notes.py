@@ -203,7 +203,8 @@ class FlowNotes:
         mask_headers(flow.request.headers)
         resp = flow.response
         if st.get("streamed") and resp is not None and callable(resp.stream):
-            resp.stream = RawRecorder(resp.stream, lambda: self._show_running(flow))  # the upstream's raw events too
+            keep = bool(getattr(ctx.options, "store_streamed_bodies", False))  # the upstream's raw events too, then
+            resp.stream = RawRecorder(resp.stream, lambda: self._show_running(flow), keep)
 
     def update(self, flows) -> None:
         """mitmproxy runs this after every hook a flow goes through, and mitmweb then pushes the flow as it

@@ -77,8 +77,9 @@ class RawRecorder:
     upstream's raw stream can be shown beside the client's translated one. Exposes what cliproxy reads of
     a stream callable (`translator`, `ends_on_upstream_error`), as the other wrappers do."""
 
-    def __init__(self, inner: Any, on_progress: Any = None) -> None:
+    def __init__(self, inner: Any, on_progress: Any = None, keep: bool = True) -> None:
         self.inner = inner
+        self.keep = keep  # False: only the timing is taken (mitmproxy keeps no streamed bodies either)
         self.on_progress = on_progress  # called at most once a second while the stream runs
         self._next_progress = time.time() + 1.0
         self.translator = getattr(inner, "translator", inner)
@@ -90,8 +91,8 @@ class RawRecorder:
     def __call__(self, data: bytes) -> Any:
         if self.t_first_token is None and b"delta" in data:
             self.t_first_token = time.time()
-        room = ANSWER_LIMIT - len(self.raw)
-        if len(data) > room:
+        room = ANSWER_LIMIT - len(self.raw) if self.keep else 0
+        if len(data) > room and self.keep:
             self.cut = True
         self.raw += data[: max(room, 0)]
         out = self.inner(data)

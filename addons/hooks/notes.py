@@ -47,7 +47,13 @@ _FORWARDED_ROUTES = frozenset({"amp_proxy"})
 
 
 def _served_upstream(st: FlowState) -> bool:
-    return bool(st.get("upstream") or st.get("passthrough") or st.get("amp") == "upstream" or st.get("route") in _FORWARDED_ROUTES)
+    return bool(
+        st.get("upstream")
+        or st.get("passthrough")
+        or st.get("images_path")  # the backend's image endpoints, called by the Images hook itself
+        or st.get("amp") == "upstream"
+        or st.get("route") in _FORWARDED_ROUTES
+    )
 
 
 def comment(st: FlowState, now: float | None = None, running: bool = False) -> str:
@@ -270,7 +276,7 @@ class FlowNotes:
         if st.get("shown") or flow.websocket is not None or not (kept := st.get("client_request")):
             return
         st["shown"] = True
-        if _served_upstream(st):
+        if st.get("upstream") or st.get("passthrough") or st.get("amp") == "upstream" or st.get("route") in _FORWARDED_ROUTES:
             st["upstream_request"] = request_state(flow.request)
         flow.request = http.Request.from_state(dict(kept))
 

@@ -118,6 +118,8 @@ def _headers_text(fields: Any) -> str:
 def _nothing_upstream(st: FlowState | None) -> str | None:
     if st is None:
         return "cliproxy did not serve this flow: it went to its host as it was (see the Request and Response tabs)."
+    if st.get("images_path") == "native" and not st.get("upstream_request"):
+        return "cliproxy called the backend's native image endpoint for this request; that call is not kept on the flow."
     if not st.get("upstream") and not st.get("upstream_request"):
         return "cliproxy answered this request itself: nothing was sent upstream."
     return None

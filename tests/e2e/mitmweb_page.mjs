@@ -42,6 +42,12 @@ try {
     );
   const before = await rows();
   await page.screenshot({ path: screenshot });
+  // What a user sees after double-clicks on the Path and Comment columns' edges (mitmweb fits each to its content).
+  for (const col of ["path", "comment"]) {
+    const handle = page.locator(`th.col-${col} .col-resize-handle`).first();
+    if ((await handle.count()) > 0) await handle.dblclick();
+  }
+  await page.screenshot({ path: screenshot.replace(/\.png$/, "-wide.png") });
   let after = null;
   if (replayRow) {
     const row = page.locator(".flow-table tbody tr", { hasText: replayRow }).first();

@@ -206,6 +206,11 @@ BASE = {"route": "chat", "client_model": "gpt-5.5(high)", "model": "gpt-5.5", "e
             "models · answered by cliproxy · via proxy",
         ),  # no meaningless ttfb 0.00s
         (
+            {"route": "images_generations", "model": "gpt-image-1.5", "images_path": "native", "t0": 100.0},
+            False,
+            "images_generations · gpt-image-1.5 · image via native · 2.00s",
+        ),
+        (
             {**BASE, "t0": 100.0, "upstream": True},
             True,
             "chat · gpt-5.5(high) → gpt-5.5 · high · dev@example.com · waiting for the upstream…",

@@ -102,7 +102,6 @@ def row(rows: list[dict], path: str, comment: str = "") -> dict:
     return found[-1]
 
 
-@pytest.mark.slow
 def test_a_session_in_mitmweb(tmp_path, backend_server, backend):
     mint_account(tmp_path / "auth")  # its own account: the 429 below leaves it resting
     proxy, url = start_mitmweb(tmp_path / "p", tmp_path, backend_server.base_url)

@@ -119,6 +119,7 @@ def test_a_session_in_mitmweb(tmp_path, backend_server, backend):
         live = row(running["before"], "/v1/chat/completions", "streaming…")
         assert live["path"] == f"{proxy.base_url}/v1/chat/completions", live  # the client's URL, not the backend's
         assert "dev@example.com" in live["comment"] and "ttfb" in live["comment"]
+        assert live["time"] == "..."  # mitmweb's mark of a flow not finished
 
         backend.replies.append(sse(turn().reasoning("Think.").text("Streamed words.").events()))
         list(chat.chat.completions.create(model="gpt-5.5(high)", messages=[{"role": "user", "content": "hi"}], stream=True))
@@ -135,7 +136,7 @@ def test_a_session_in_mitmweb(tmp_path, backend_server, backend):
         ok = row(seen, "/v1/chat/completions", "gpt-5.5(high) → gpt-5.5")
         assert ok["path"] == f"{proxy.base_url}/v1/chat/completions" and ok["status"] == "200"
         assert "dev@example.com" in ok["comment"] and "via base URL" in ok["comment"] and ok["marker"] == ""
-        assert ok["time"] and "…" not in ok["time"]  # timestamp_end set: the SDK hung up after [DONE]
+        assert ok["time"] and "..." not in ok["time"]  # not "...": timestamp_end set though the SDK hung up after [DONE]
         messages = row(seen, "/v1/messages", "claude-sonnet-4-5 →")
         assert "42→17 tok" in messages["comment"]
         cut = row(seen, "/v1/chat/completions", "stream error")

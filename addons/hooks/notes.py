@@ -94,8 +94,8 @@ def comment(st: FlowState, now: float | None = None, running: bool = False) -> s
         )
     if st.get("door"):
         parts.append(f"via {st['door']}")
-    if st.get("error"):
-        parts.insert(0, f"✗ {st['error']}")  # first: the list shows a comment's start
+    if st.get("error"):  # first: the list shows a comment's start; a 429 says what the rest is about
+        parts.insert(0, f"✗ 429 {st['rest']}" if st.get("rest") else f"✗ {st['error']}")
     return "\n".join([" · ".join(str(p) for p in parts), *(turn_line(n, t) for n, t in enumerate(st.get("turns") or (), 1))])
 
 
@@ -253,7 +253,7 @@ class FlowNotes:
         status = flow.response.status_code if flow.response is not None else None
         if status == 429 and self.runtime is not None and st.get("model") and st.get("error"):
             if rest := resting(self.runtime.pool.members, st["model"], time.time()):
-                st["error"] = f"429 {rest}"  # what the rest is about; the client's message is in its answer
+                st["rest"] = rest
         flow.comment = comment(st)
         if st.get("error"):
             flow.marked = ":x:" if status == 200 else ":warning:"  # a 200 that failed would look fine otherwise

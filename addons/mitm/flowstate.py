@@ -45,6 +45,7 @@ class FlowState(TypedDict, total=False):
     upstream_request: dict[str, Any]  # the rewritten request, as last sent upstream
     upstream_answer: dict[str, Any]  # the upstream's answer as it arrived (status, headers, body; streams when stored)
     shown: bool  # the client's request is back on the flow
+    rest: str  # a 429's cause for the comment: the accounts resting for the model, why and until when
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream

@@ -226,7 +226,7 @@ BASE = {"route": "chat", "client_model": "gpt-5.5(high)", "model": "gpt-5.5", "e
             "chat · gpt-5.5(high) → gpt-5.5 · high · dev@example.com · ttfb 0.50s · 2.00s",
         ),
         (
-            {**BASE, "error": "429 a@x usage_limit_reached until 15:42 (in 58m)"},
+            {**BASE, "error": "429 All credentials are cooling down", "rest": "a@x usage_limit_reached until 15:42 (in 58m)"},
             False,
             "✗ 429 a@x usage_limit_reached until 15:42 (in 58m) · chat · ",
         ),

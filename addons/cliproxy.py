@@ -30,7 +30,7 @@ from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
 from cliproxy.addons.hooks.images import Images  # noqa: E402
 from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
-from cliproxy.addons.hooks.notes import FlowNotes  # noqa: E402
+from cliproxy.addons.hooks.notes import ClientSide, FlowNotes  # noqa: E402
 from cliproxy.addons.hooks.quota_probe import QuotaProbe  # noqa: E402
 from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
@@ -53,6 +53,7 @@ addons = [
     ClientAccess(runtime),  # peers beyond loopback need a client key on every flow (407/401): no open relay
     Router(runtime),  # claims cliproxy's requests, local answers
     StatusPage(runtime),  # GET / on the base-URL listener: the status page; /cliproxy/status.json its data
+    ClientSide(),  # keeps the client's request as sent (and the upstream's raw answer) for mitmweb
     Amp(runtime),  # Amp CLI: provider calls served locally or sent to ampcode.com, control plane proxied
     conversations,  # /v1/responses state (previous_response_id, item references, conversations) and stored-state routes
     ClientApis(runtime),  # /v1/chat/completions, /v1/responses, /v1/messages → Codex bodies; count_tokens answered
@@ -63,7 +64,7 @@ addons = [
     UpstreamDeadline(runtime),  # an upstream silent for request-timeout-seconds is given up (and failed over)
     HttpConventions(runtime),  # OPTIONS preflights and CORS for cors-origins; x-request-id on every answer
     Guard(),  # a claimed flow never leaves unmodified
-    FlowNotes(),  # flow comments, masked secrets, SSE content view, CA hints
+    FlowNotes(runtime),  # flow comments, the client's request back on the flow, content views, CA hints
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
     HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
     UsageLedger(runtime),  # one ledger row per finished request or WebSocket turn, written off the request path

@@ -56,13 +56,16 @@ def expiry_text(account: Account, at: datetime) -> str:
     return f"in {humanize(expires - at)}" if expires > at else f"expired {humanize(at - expires)} ago"
 
 
-def accounts_table(accounts: list[Account], auth_dir: Path, at: datetime | None = None) -> Table:
+def accounts_table(
+    accounts: list[Account], auth_dir: Path, at: datetime | None = None, *, states: dict[str, dict[str, Any]] | None = None, where: str = ""
+) -> Table:
+    """`states` (by account name) and `where` replace the auth dir's state files and name for a shared store."""
     at = at or now()
-    table = Table(title=f"Accounts in {auth_dir}", title_justify="left", header_style="bold")
+    table = Table(title=f"Accounts in {where or auth_dir}", title_justify="left", header_style="bold")
     for column in ("Account", "Email", "Plan", "Expires", "Last refresh", "State", "Quota"):
         table.add_column(column, overflow="fold")
     for account in accounts:
-        state = read_state(auth_dir, account.name)
+        state = states.get(account.name, {}) if states is not None else read_state(auth_dir, account.name)
         shown = display_state(account, state, at)
         style = STATE_STYLES.get(shown.split(" (")[0], "")
         table.add_row(

@@ -9,9 +9,12 @@
     cliproxy models [--offline] [--json]
     cliproxy usage [--since 24h] [--by account|model|key|day|hour] [--json]
     cliproxy rest clear ACCOUNT
+    cliproxy store import [AUTH_DIR] [--replace]
+    cliproxy store export DIR
 
 Every command reads `auth-dir` and `oauth-issuer` from the config file (`--config`, default
-`./config.yaml` when present); `--auth-dir` overrides. Expected failures print one short message
+`./config.yaml` when present); `--auth-dir` overrides. With `store` (a PostgreSQL DSN, in the config
+or `CLIPROXY_STORE_DSN`), the account commands work on the database instead of the auth dir. Expected failures print one short message
 and exit with status 1 (2 for usage errors, 130 when interrupted); tokens are never printed.
 """
 
@@ -25,9 +28,11 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 import webbrowser
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,19 +42,19 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 from cliproxy.addons.core import config as configfile
-from cliproxy.addons.store import ledger
-from cliproxy.addons.store.pg import StoreUnavailable
+from cliproxy.addons.store import ledger, pg
+from cliproxy.addons.store.accounts import AccountStore, FileAccounts, open_accounts
 from cliproxy.addons.store.pg_ledger import PostgresLedger
 from cliproxy.auth.codex_import import SHARED_LOGIN_WARNING, CodexImportError, default_codex_auth_path, import_codex_auth
 from cliproxy.auth.constants import CALLBACK_PORTS, DEFAULT_AUTH_DIR
 from cliproxy.auth.device import DeviceCode, device_login
 from cliproxy.auth.journal import replay_journal
 from cliproxy.auth.locking import LockTimeout, account_lock_sync, lock_path
-from cliproxy.auth.login import LOGIN_TIMEOUT, LoginResult, browser_login
+from cliproxy.auth.login import LOGIN_KEYS, LOGIN_TIMEOUT, LoginResult, browser_login
 from cliproxy.auth.oauth import LoginError, revoke
-from cliproxy.auth.quota import STATE_DIR, parse_wham_usage, read_state, state_path, write_state
-from cliproxy.auth.refresh import RefreshError, TokenRefresher, refresh_sync
-from cliproxy.auth.store import Account, AccountFileError, load_account, load_accounts
+from cliproxy.auth.quota import STATE_DIR, parse_wham_usage, state_path
+from cliproxy.auth.refresh import RefreshError, refresh_sync
+from cliproxy.auth.store import Account, AccountFileError, account_filename, load_account, load_accounts, write_account_file
 from cliproxy.auth.timeutil import relative
 from cliproxy.scripts.accounts_view import accounts_table
 from cliproxy.scripts.models_view import model_rows, models_table
@@ -70,6 +75,11 @@ class Settings:
     issuer: str
     config: configfile.Config | None = None  # the whole config, for commands that need more than the two
 
+    @property
+    def store(self) -> str | None:
+        """The shared store's DSN (PostgreSQL), or None for the auth dir."""
+        return self.config.store if self.config is not None else None
+
 
 # -- configuration ------------------------------------------------------------------------------------
 def load_settings(config: str | None, auth_dir: str | None) -> Settings:
@@ -83,9 +93,17 @@ def load_settings(config: str | None, auth_dir: str | None) -> Settings:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def find_account(auth_dir: Path, query: str) -> Account:
+def open_store(settings: Settings) -> AccountStore:
+    """Where the accounts are: the database named by `store`, else the auth dir."""
+    try:
+        return open_accounts(settings.store, settings.auth_dir)
+    except pg.StoreUnavailable as exc:
+        raise CliError(str(exc)) from None
+
+
+def find_account(store: AccountStore, query: str) -> Account:
     """The account whose file name, file stem or email is `query`."""
-    accounts = load_accounts(auth_dir)
+    accounts = store.load()
     q = query.strip()
     exact = [a for a in accounts if q in (a.name, a.path.stem)]
     if exact:
@@ -96,12 +114,52 @@ def find_account(auth_dir: Path, query: str) -> Account:
     if by_email:
         raise CliError(f"{q} matches several accounts ({', '.join(a.name for a in by_email)}); name the file instead")
     known = ", ".join(a.name for a in accounts) or "none"
-    raise CliError(f"no account {q!r} in {auth_dir} (accounts: {known})")
+    raise CliError(f"no account {q!r} in {store.where} (accounts: {known})")
 
 
-def _saved(console: Console, result: LoginResult) -> None:
+def store_login(store: AccountStore, account: Account) -> tuple[str, bool]:
+    """Put a login made in a scratch dir into a shared store, under the name its file would have: the
+    existing row of the same account (its extra keys kept), else the plain name, else the hashed one.
+    Returns the name and whether an existing account was updated."""
+    assert not isinstance(store, FileAccounts)
+    existing = {a.name: a for a in store.load()}
+    same = next((a for a in existing.values() if a.account_id == account.account_id and a.email.lower() == account.email.lower()), None)
+    if same is not None:
+        data = {k: v for k, v in same.data.items() if k not in LOGIN_KEYS}
+        data.update(account.data)
+        store.put(same.name, data)  # type: ignore[attr-defined]
+        return same.name, True
+    name = account_filename(account.identity)
+    if name in existing:
+        name = account_filename(account.identity, hashed=True)
+    store.put(name, account.data)  # type: ignore[attr-defined]
+    return name, False
+
+
+@contextmanager
+def login_target(settings: Settings, console: Console) -> Iterator[Path]:
+    """The directory a login or import writes its account file to: the auth dir, or with a shared
+    store a private scratch dir whose accounts go into the database afterwards."""
+    if not settings.store:
+        yield settings.auth_dir
+        return
+    store = open_store(settings)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cliproxy-login-") as scratch:
+            yield Path(scratch)
+            for account in load_accounts(scratch):
+                name, replaced = store_login(store, account)
+                console.print(f"{'Updated' if replaced else 'Stored'} {escape(name)} in {escape(store.where)}")
+    finally:
+        store.close()
+
+
+def _saved(console: Console, result: LoginResult, settings: Settings) -> None:
     account = result.account
     plan = f" ({escape(account.plan)})" if account.plan else ""
+    if settings.store:  # `login_target` says where it went
+        console.print(f"[green]✓[/] Signed in as [bold]{escape(account.email)}[/]{plan}.")
+        return
     verb = "Updated" if result.replaced else "Saved"
     console.print(f"[green]✓[/] Signed in as [bold]{escape(account.email)}[/]{plan}. {verb} {escape(str(account.path))}")
 
@@ -135,16 +193,19 @@ def cmd_login(args: argparse.Namespace, settings: Settings, console: Console) ->
                 "user@host) or use `cliproxy login --device`.[/]"
             )
 
-    with console.status(f"Waiting for the browser sign-in (up to {args.timeout / 60:g} min; Ctrl+C to cancel)…"):
+    with (
+        login_target(settings, console) as target,
+        console.status(f"Waiting for the browser sign-in (up to {args.timeout / 60:g} min; Ctrl+C to cancel)…"),
+    ):
         result = browser_login(
-            settings.auth_dir,
+            target,
             settings.issuer,
             open_browser=None if no_browser else (lambda url: webbrowser.open(url)),
             on_url=show_url,
             ports=CALLBACK_PORTS,
             timeout=args.timeout,
         )
-    _saved(console, result)
+        _saved(console, result, settings)
     return 0
 
 
@@ -167,31 +228,33 @@ def _device(args: argparse.Namespace, settings: Settings, console: Console) -> i
         minutes, seconds = divmod(int(left), 60)
         status.update(f"Waiting for approval… code expires in {minutes}:{seconds:02d} (Ctrl+C to cancel)")
 
-    with status:
-        result = device_login(settings.auth_dir, settings.issuer, on_code=show_code, on_progress=progress, timeout=args.timeout)
-    _saved(console, result)
+    with login_target(settings, console) as target:
+        with status:
+            result = device_login(target, settings.issuer, on_code=show_code, on_progress=progress, timeout=args.timeout)
+        _saved(console, result, settings)
     return 0
 
 
 def cmd_import(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     source = Path(args.path).expanduser() if args.path else default_codex_auth_path()
-    result = import_codex_auth(settings.auth_dir, source)
-    account = result.account
-    console.print(
-        f"[green]✓[/] Imported [bold]{escape(account.email)}[/]"
-        f"{f' ({escape(account.plan)})' if account.plan else ''} from {escape(str(source))} "
-        f"into {escape(str(account.path))}"
-    )
+    with login_target(settings, console) as target:
+        result = import_codex_auth(target, source)
+        account = result.account
+        console.print(
+            f"[green]✓[/] Imported [bold]{escape(account.email)}[/]"
+            f"{f' ({escape(account.plan)})' if account.plan else ''} from {escape(str(source))}"
+            + ("" if settings.store else f" into {escape(str(account.path))}")
+        )
     console.print(f"[yellow]Warning:[/] {escape(SHARED_LOGIN_WARNING)}")
     return 0
 
 
 def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    accounts = load_accounts(settings.auth_dir)
+    store = open_store(settings)
+    accounts = store.load()
     if not accounts:
         console.print(
-            f"No accounts in {escape(str(settings.auth_dir))}. Sign in with `cliproxy login` "
-            "(or `cliproxy login --device`, `cliproxy import-codex`)."
+            f"No accounts in {escape(store.where)}. Sign in with `cliproxy login` (or `cliproxy login --device`, `cliproxy import-codex`)."
         )
         return 0
     failed = 0
@@ -200,11 +263,14 @@ def cmd_accounts(args: argparse.Namespace, settings: Settings, console: Console)
             if account.disabled:
                 continue
             try:
-                probe_account(account, settings)
+                probe_account(account, settings, store)
             except (RefreshError, httpx.HTTPError, ValueError) as exc:
                 failed += 1
                 console.print(f"[yellow]![/] {escape(account.label)}: quota not read ({escape(str(exc) or type(exc).__name__)})")
-    console.print(accounts_table(accounts, settings.auth_dir))
+    if store.shared:
+        console.print(accounts_table(accounts, settings.auth_dir, states=store.read_states([a.name for a in accounts]), where=store.where))
+    else:
+        console.print(accounts_table(accounts, settings.auth_dir))
     return 1 if failed else 0
 
 
@@ -214,9 +280,10 @@ def wham_usage_url(settings: Settings) -> str:
     return base.rstrip("/").removesuffix("/codex") + "/wham/usage"
 
 
-def probe_account(account: Account, settings: Settings) -> None:
-    """Read the account's live quota (wham/usage) into its state file, where `accounts` and the proxy see it."""
-    fresh = refresh_sync(account, refresher=TokenRefresher(settings.issuer))
+def probe_account(account: Account, settings: Settings, store: AccountStore | None = None) -> None:
+    """Read the account's live quota (wham/usage) into its state, where `accounts` and the proxy see it."""
+    store = store or FileAccounts(settings.auth_dir)
+    fresh = refresh_sync(account, refresher=store.refresher(settings.issuer))
     headers = {"authorization": f"Bearer {fresh.access_token}"}
     if fresh.account_id:
         headers["chatgpt-account-id"] = fresh.account_id
@@ -227,19 +294,22 @@ def probe_account(account: Account, settings: Settings) -> None:
     if not isinstance(body, dict):
         raise ValueError("wham/usage answered something other than an object")
     usage = parse_wham_usage(body)
-    state = read_state(settings.auth_dir, account.name)
+    state = store.read_state(account.name)
     state["quota"] = usage["quota"] or state.get("quota", {})
     state["wham"] = {k: usage[k] for k in ("plan", "reset_credits", "credits")}
-    write_state(settings.auth_dir, account.name, state)
+    store.write_state(account.name, state)
 
 
 def cmd_rest(args: argparse.Namespace, settings: Settings, console: Console) -> int:
     """`rest clear ACCOUNT`: lift the account's rest; a running proxy reads the stamp before its next choice."""
-    account = find_account(settings.auth_dir, args.account)
-    state = read_state(settings.auth_dir, account.name)
+    store = open_store(settings)
+    account = find_account(store, args.account)
+    state = store.read_state(account.name)
     state["cooldown_until"] = None
     state["rest_cleared_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
-    write_state(settings.auth_dir, account.name, state)
+    if store.shared:
+        state["rests"], state["limited"] = {}, []  # a new stamp: replaces the rests of every host
+    store.write_state(account.name, state)
     console.print(f"[green]✓[/] {escape(account.label)}: rest cleared; a running proxy serves with it again at once")
     return 0
 
@@ -251,7 +321,7 @@ def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) ->
         seconds = ledger.parse_since(args.since)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    dsn = settings.config.store if settings.config else None
+    dsn = settings.store
     path = settings.auth_dir / STATE_DIR / ledger.FILE_NAME
     if not dsn and not path.exists():
         summary = ledger.Summary(dict.fromkeys(ledger.TOTAL_KEYS, 0), [])
@@ -262,7 +332,7 @@ def cmd_usage(args: argparse.Namespace, settings: Settings, console: Console) ->
                 summary = book.summary(time.time() - seconds, args.by)
             finally:
                 book.close()
-        except StoreUnavailable as exc:  # the database's address (password hidden) and why
+        except pg.StoreUnavailable as exc:  # the database's address (password hidden) and why
             raise CliError(str(exc)) from None
     if args.json:
         console.print_json(json.dumps(summary.as_json()))
@@ -298,15 +368,16 @@ def cmd_models(args: argparse.Namespace, settings: Settings, console: Console) -
 
 
 def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    store = open_store(settings)
     if args.all or not args.account:
-        accounts = load_accounts(settings.auth_dir)
+        accounts = store.load()
         if not accounts:
-            raise CliError(f"no accounts in {settings.auth_dir}; sign in with `cliproxy login`")
+            raise CliError(f"no accounts in {store.where}; sign in with `cliproxy login`")
         if not args.all and len(accounts) > 1:
             raise CliError("several accounts: name one (file name or email) or use --all")
     else:
-        accounts = [find_account(settings.auth_dir, args.account)]
-    refresher = TokenRefresher(settings.issuer)
+        accounts = [find_account(store, args.account)]
+    refresher = store.refresher(settings.issuer)
     failed = 0
     for account in accounts:
         try:
@@ -320,22 +391,74 @@ def cmd_refresh(args: argparse.Namespace, settings: Settings, console: Console) 
 
 
 def cmd_logout(args: argparse.Namespace, settings: Settings, console: Console) -> int:
-    account = find_account(settings.auth_dir, args.account)
-    with account_lock_sync(account.path, timeout=60):
-        replay_journal(account.path)  # an interrupted refresh's tokens are the ones to revoke
-        current = load_account(account.path)  # the tokens as they are now, not as listed before the lock
-        account.path.unlink(missing_ok=True)
-        state_path(settings.auth_dir, account.name).unlink(missing_ok=True)
-    lock_path(account.path).unlink(missing_ok=True)
-    console.print(
-        f"[green]✓[/] Removed {escape(account.label)} ({escape(str(account.path))}). A running proxy stops using it within seconds."
-    )
+    store = open_store(settings)
+    account = find_account(store, args.account)
+    if isinstance(store, FileAccounts):
+        with account_lock_sync(account.path, timeout=60):
+            replay_journal(account.path)  # an interrupted refresh's tokens are the ones to revoke
+            current = load_account(account.path)  # the tokens as they are now, not as listed before the lock
+            account.path.unlink(missing_ok=True)
+            state_path(settings.auth_dir, account.name).unlink(missing_ok=True)
+        lock_path(account.path).unlink(missing_ok=True)
+        where = str(account.path)
+    else:
+        removed = store.remove(account.name)  # type: ignore[attr-defined]  # under its refresh lock, journal applied
+        if removed is None:
+            raise CliError(f"{account.label} was removed meanwhile")
+        current, where = removed, f"{account.name} in {store.where}"
+    console.print(f"[green]✓[/] Removed {escape(account.label)} ({escape(where)}). A running proxy stops using it within seconds.")
     if not args.keep_login:
         problem = revoke(settings.issuer, current.refresh_token, current.access_token)
         if problem:
             console.print(f"[yellow]![/] The login could not be revoked at the issuer ({escape(problem)}); it ends when its tokens expire.")
         else:
             console.print("Signed out at the issuer too (tokens revoked).")
+    return 0
+
+
+def cmd_store(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """`store import [AUTH_DIR]`: the auth dir's account files into the database; `store export DIR`: back to files."""
+    if not settings.store:
+        raise CliError(f"no store configured: set `store: postgresql://…` in the config or {pg.DSN_ENV}")
+    store = open_store(settings)
+    try:
+        if args.action == "import":
+            return _store_import(args, settings, store, console)
+        if not args.dir:
+            raise UsageError("store export: name the directory to write the account files to")
+        return _store_export(Path(args.dir).expanduser(), store, console)
+    finally:
+        store.close()
+
+
+def _store_import(args: argparse.Namespace, settings: Settings, store: AccountStore, console: Console) -> int:
+    source = Path(args.dir).expanduser() if args.dir else settings.auth_dir
+    if not source.is_dir():
+        raise CliError(f"{source}: no such directory")
+    accounts = FileAccounts(source).load()  # completes an interrupted refresh's journal first
+    if not accounts:
+        raise CliError(f"no account files in {source}")
+    added = skipped = 0
+    for account in accounts:
+        if store.put(account.name, account.data, replace=args.replace):  # type: ignore[attr-defined]
+            added += 1
+            console.print(f"[green]✓[/] {escape(account.name)}")
+        else:
+            skipped += 1
+            console.print(f"[yellow]-[/] {escape(account.name)}: already in the store, kept (--replace overwrites)")
+    console.print(
+        f"Imported {added} account(s) from {escape(str(source))} into {escape(store.where)}"
+        + (f"; {skipped} skipped" if skipped else "")
+        + ". Stop other programs from refreshing these files: a refresh token is used once."
+    )
+    return 0
+
+
+def _store_export(directory: Path, store: AccountStore, console: Console) -> int:
+    accounts = store.load()
+    for account in accounts:
+        write_account_file(directory / account.name, account.data)  # atomic, mode 0600
+    console.print(f"Exported {len(accounts)} account(s) from {escape(store.where)} to {escape(str(directory))}")
     return 0
 
 
@@ -464,6 +587,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     use.add_argument("--json", action="store_true", help="print JSON (`totals`, `rows`) instead of tables")
     use.set_defaults(func=cmd_usage)
+
+    sto = sub.add_parser(
+        "store",
+        parents=[common],
+        help="import: copy an auth dir's accounts into the PostgreSQL store; export DIR: write them back as files",
+    )
+    sto.add_argument("action", choices=["import", "export"])
+    sto.add_argument("dir", nargs="?", metavar="DIR", help="import: the auth dir (default: auth-dir); export: where to write")
+    sto.add_argument("--replace", action="store_true", help="import: overwrite accounts the store already holds")
+    sto.set_defaults(func=cmd_store)
 
     env = sub.add_parser("env", parents=[common], help="print shell settings that point tools at cliproxy")
     env.add_argument("--listen", default="127.0.0.1:8317", help="cliproxy's base-URL listener")

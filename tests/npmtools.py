@@ -17,6 +17,7 @@ PINS = {
     "@ampcode/cli": "0.0.1790142911-g7618fb",  # the newest with a linux-x64 binary
     "ai": "7.0.173",  # the Vercel AI SDK and its OpenAI provider, for scripts run by node
     "@ai-sdk/openai": "4.0.118",
+    "playwright-core": "1.65.1",  # drives Debian's chromium (no browser download) for the mitmweb e2e test
 }
 
 

@@ -12,6 +12,10 @@ on the listener:
   (the key as password), `Basic base64(KEY:)` (the key as user name) or `Bearer KEY`. It is checked on
   CONNECT (then the whole tunnel is authorised) and on each absolute-form plain-HTTP request;
 - base-URL listener: the API headers, `Authorization: Bearer KEY`, `x-api-key` or `x-goog-api-key`.
+
+A loopback peer on the base-URL listener that sends no valid key must also name the proxy by an IP
+address or `localhost` in its Host header: a web page that re-points its own DNS name at 127.0.0.1
+(DNS rebinding) reaches the listener as a loopback peer, but its requests carry its own name.
 """
 
 from __future__ import annotations
@@ -76,6 +80,33 @@ def key_valid(presented: list[str], configured: tuple[str, ...]) -> bool:
         for key in configured:
             ok |= hmac.compare_digest(candidate.encode("utf-8", "surrogateescape"), key.encode("utf-8", "surrogateescape"))
     return ok
+
+
+def local_host(host_header: str) -> bool:
+    """Whether a Host header names this machine without a DNS name: an IP literal or `localhost`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8317
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def host_refusal(host_header: str, presented: list[str], configured: tuple[str, ...]) -> str | None:
+    """For a loopback peer on the base-URL listener: the reason to refuse a DNS-named Host without a key, else None."""
+    if local_host(host_header) or key_valid(presented, configured):
+        return None
+    return (
+        f"without a client key cliproxy answers only requests addressed to 127.0.0.1, [::1] or localhost "
+        f"(this one named {host_header[:100]!r}: a guard against DNS rebinding); use http://127.0.0.1:PORT "
+        "or send a client key as Authorization: Bearer"
+    )
 
 
 def refusal(peer: str | None, presented: list[str], configured: tuple[str, ...], *, proxy: bool) -> str | None:

@@ -9,7 +9,6 @@ ledger's short hash, and API-key upstreams by their number.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,25 +65,6 @@ def window_start(rng: Range, now: float) -> float:
 
 
 # -- who may see the page -----------------------------------------------------------------------------
-
-
-def local_host(host_header: str) -> bool:
-    """Whether a Host header names this machine without a DNS name: an IP literal or `localhost`.
-
-    The pages answer loopback peers without a key; a page on another site that re-points its own DNS name
-    at 127.0.0.1 (DNS rebinding) would reach them as a loopback peer, but its requests carry its name."""
-    host = host_header.strip().lower()
-    if host.startswith("["):  # [::1]:8317
-        host = host[1 : host.find("]")] if "]" in host else ""
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 # -- accounts -----------------------------------------------------------------------------------------

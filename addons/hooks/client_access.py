@@ -28,7 +28,7 @@ from mitmproxy import connection, http
 
 from cliproxy.addons.core import access, routes
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.mitm.flowstate import claim, reply_error
+from cliproxy.addons.mitm.flowstate import CLIENT_HOST, claim, reply_error
 from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
 
@@ -74,12 +74,16 @@ class ClientAccess:
             logger.exception("cliproxy: client key check failed; refusing the flow")
             reason = "cliproxy could not check the client key; see the proxy log"
         headers.pop("proxy-authorization", None)
+        if reason is None and not proxy and access.is_loopback(_peer(flow.client_conn)):
+            if host_reason := access.host_refusal(flow.metadata.get(CLIENT_HOST, ""), presented, self.runtime.config.api_keys):
+                self._refuse(flow, host_reason, proxy=False, status=403)
+                return False
         if reason is None:
             return True
         self._refuse(flow, reason, proxy=proxy)
         return False
 
-    def _refuse(self, flow: http.HTTPFlow, reason: str, *, proxy: bool) -> None:
+    def _refuse(self, flow: http.HTTPFlow, reason: str, *, proxy: bool, status: int = 401) -> None:
         req = flow.request
         target = f"{req.host}:{req.port}" if req.method == "CONNECT" else (req.pretty_url if proxy else req.path).split("?")[0]
         logger.warning(
@@ -87,13 +91,21 @@ class ClientAccess:
             req.method,
             target,
             _peer(flow.client_conn),
-            "no valid client key" if self.runtime.config.api_keys else "no api-keys configured",
+            "a named Host without a client key (DNS rebinding guard)"
+            if status == 403
+            else "no valid client key"
+            if self.runtime.config.api_keys
+            else "no api-keys configured",
         )
         if proxy:
             err = errors.ProxyError(407, reason, "authentication_error", "proxy_authentication_required")
             fmt: routes.ClientFormat = "openai"
         else:
-            err = errors.ProxyError(401, reason, "authentication_error", "invalid_api_key")
+            err = (
+                errors.ProxyError(403, reason, "permission_error", "host_not_allowed")
+                if status == 403
+                else errors.ProxyError(401, reason, "authentication_error", "invalid_api_key")
+            )
             route = routes.classify(
                 req.pretty_host, req.path, req.method, reverse_listener=True, anthropic_client="anthropic-version" in req.headers
             )
@@ -104,7 +116,7 @@ class ClientAccess:
         assert flow.response is not None, "reply_error just set it"
         if proxy:
             flow.response.headers["proxy-authenticate"] = f'Basic realm="{REALM}"'
-        else:
+        elif status == 401:
             flow.response.headers["www-authenticate"] = f'Bearer realm="{REALM}"'
 
     def client_disconnected(self, client: connection.Client) -> None:

@@ -26,6 +26,7 @@ from cliproxy.addons.core.config import DEFAULT_CLIENT_VERSION
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
 from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.conversations import Conversations
+from cliproxy.addons.mitm.exchange import keep_answer
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json, state
 from cliproxy.addons.mitm.upstream_failures import abandon_upstream
 from cliproxy.addons.store.ledger import image_usage_of, usage_fields
@@ -372,6 +373,7 @@ class CodexUpstream:
         except httpx.HTTPError as exc:
             return _made_up(502, "upstream_unreachable", f"cannot reach the upstream: {type(exc).__name__}")
         body = b"".join(chunks)
+        keep_answer(st, status, received.items(), body)  # the upstream's side, for mitmweb
         attempt = Attempt(status, received, body, cut=cut)
         if watch is not None and watch.collector.ended_locally:
             return replace(attempt, collector=watch.collector)

@@ -16,6 +16,7 @@ from mitmproxy import ctx, exceptions
 
 from cliproxy.addons.core import config as configfile
 from cliproxy.addons.core.runtime import Runtime
+from cliproxy.addons.store import pg
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Settings:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._task: asyncio.Task | None = None
+        self._follower: asyncio.Task | None = None  # follows a shared account store (PostgreSQL)
         self._config_sig: tuple | None = None
         self._dir_sig: tuple | None = None
 
@@ -69,7 +71,12 @@ class Settings:
             cfg = configfile.load(path)
         except configfile.ConfigError as exc:
             raise exceptions.OptionsError(f"cliproxy config: {exc}") from None
-        self._apply(cfg, path)
+        try:
+            self._apply(cfg, path)
+        except pg.StoreUnavailable as exc:
+            # one line, no traceback: an error logged during startup makes mitmproxy exit (its ErrorCheck);
+            # later, the config in force stays
+            logger.error("cliproxy: the account store cannot be used: %s", exc)
 
     def _apply(self, cfg: configfile.Config, path: Path | None) -> None:
         for warning in cfg.warnings:
@@ -83,6 +90,8 @@ class Settings:
         self._fit_tcp_timeout()
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._watch())
+        if self._follower is None:
+            self._follower = asyncio.get_running_loop().create_task(self.runtime.follow())
 
     def _fit_tcp_timeout(self) -> None:
         """Keep mitmproxy's inactivity timeout (which drops the client's connection without an answer)
@@ -93,9 +102,11 @@ class Settings:
             logger.info("cliproxy: tcp_timeout raised to %ss (request-timeout-seconds + 30)", wanted)
 
     def done(self) -> None:
-        if self._task:
-            self._task.cancel()
-            self._task = None
+        for task in (self._task, self._follower):
+            if task:
+                task.cancel()
+        self._task = self._follower = None
+        self.runtime.accounts.close()
 
     async def _watch(self) -> None:
         while True:
@@ -115,9 +126,15 @@ class Settings:
             except configfile.ConfigError as exc:
                 logger.error("cliproxy: config change rejected, keeping the last good config: %s", exc)
                 return
-            self._apply(cfg, path)
+            try:
+                self._apply(cfg, path)
+            except pg.StoreUnavailable as exc:
+                logger.error("cliproxy: config change rejected, keeping the last good config: the account store cannot be used: %s", exc)
+                return
             self._fit_tcp_timeout()
             return
+        if self.runtime.accounts.shared:
+            return  # the runtime follows a shared store itself
         sig = _dir_signature(self.runtime.config.auth_dir)
         if sig != self._dir_sig:
             self._dir_sig = sig

@@ -3,10 +3,9 @@ quota, usage over time, recent errors); `GET /cliproxy/status.json` the same dat
 answers (no account is used, no ledger row is written); what they show is built by `core.status` and
 `pages.status_page`, pure.
 
-Access is the API's (ClientAccess, before the Router, refuses peers beyond loopback without a client key),
-plus a Host check: an answer given without a key (a loopback peer) needs a Host that is an IP literal or
-`localhost`, so a web page that re-points its own DNS name at 127.0.0.1 (DNS rebinding) cannot read it.
-A key is never taken from the URL (it would land in browser history and in flow logs).
+Access is the API's (ClientAccess, before the Router: peers beyond loopback need a client key, and a
+loopback peer without one must address the proxy by IP or `localhost`, against DNS rebinding). A key is
+never taken from the URL (it would land in browser history and in flow logs).
 
 Ledger reads run on their own thread with their own connection: a slow or locked database delays the
 page, never the event loop, and a broken one leaves the page without its usage part.
@@ -25,13 +24,12 @@ from typing import Any
 
 from mitmproxy import http
 
-from cliproxy.addons.core import access, status
+from cliproxy.addons.core import status
 from cliproxy.addons.core.runtime import Runtime
-from cliproxy.addons.mitm.flowstate import CLIENT_HOST, FlowState, on_claimed, reply_json
+from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_json
 from cliproxy.addons.pages import status_page
 from cliproxy.addons.store.ledger import UsageLedger
 from cliproxy.addons.store.pg_ledger import open_ledger
-from cliproxy.addons.translate import errors
 from cliproxy.auth.pool import Member
 from cliproxy.auth.quota import read_state
 from cliproxy.auth.store import Account
@@ -58,7 +56,6 @@ class StatusPage:
 
     @on_claimed(*ROUTES)
     async def request(self, flow: http.HTTPFlow, st: FlowState) -> None:
-        self._check_host(flow)
         rng = status.range_of(flow.request.query.get("range"))
         now = time.time()
         accounts = [status.account_view(m, now, self._facts(m)) for m in self.runtime.pool.members]
@@ -80,22 +77,6 @@ class StatusPage:
                 "x-frame-options": "DENY",
                 "referrer-policy": "no-referrer",
             },
-        )
-
-    def _check_host(self, flow: http.HTTPFlow) -> None:
-        """Without a valid key (ClientAccess let a loopback peer through), the Host must not be a DNS name."""
-        if access.key_valid(access.presented_keys(flow.request.headers), self.runtime.config.api_keys):
-            return
-        host = flow.metadata.get(CLIENT_HOST, "")
-        if status.local_host(host):
-            return
-        raise errors.ProxyError(
-            403,
-            f"the status page answers requests without a client key only when addressed as 127.0.0.1, [::1] or localhost "
-            f"(this one named {host[:100]!r}: a guard against DNS rebinding); open http://127.0.0.1:PORT/ or send a client key "
-            "as Authorization: Bearer",
-            "permission_error",
-            "host_not_allowed",
         )
 
     def _facts(self, member: Member) -> dict[str, Any]:

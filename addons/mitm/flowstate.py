@@ -40,6 +40,13 @@ class FlowState(TypedDict, total=False):
     body_refused: bool  # answered 413 while the body was still arriving; the rest is drained
     cors_origin: str  # the request's Origin, when `cors-origins` lists it
     ids: list[str]  # stored responses and conversations: the ids in the path
+    # the two sides of the exchange, for mitmweb (hooks.notes); request/response states with secrets masked
+    door: str  # base URL | proxy: the listener the client came through
+    client_request: dict[str, Any]  # the request as the client sent it, put back on the flow once it is answered
+    upstream_request: dict[str, Any]  # the rewritten request, as last sent upstream
+    upstream_answer: dict[str, Any]  # the upstream's answer as it arrived (status, headers, body; streams when stored)
+    shown: bool  # the client's request is back on the flow
+    rest: str  # a 429's cause for the comment: the accounts resting for the model, why and until when
     # translated (client API hooks)
     ready: bool  # a Codex body is in place; CodexUpstream takes it from here
     stream: bool  # the client asked for a stream

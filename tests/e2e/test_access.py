@@ -473,3 +473,28 @@ def test_head_over_http2_sends_no_data_frames(proxy: Proxy):
     for (method, path, got, body), (_, status) in zip(answers[:5], HEADS):
         assert (got, body) == (status, b""), (method, path)
     assert answers[-1][2] == 200 and json.loads(answers[-1][3])["object"] == "list"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "anthropic_format"),
+    [
+        ("/v1/models", None, False),
+        ("/v1/chat/completions", {"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}, False),
+        ("/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}, True),
+    ],
+)
+def test_a_loopback_request_naming_a_dns_host_needs_a_key(proxy, backend, path, body, anthropic_format):
+    """DNS rebinding: a web page that points its own name at 127.0.0.1 reaches the base URL as a loopback peer,
+    but its Host is its name; without a client key that is a 403 in the client's format, and nothing goes upstream."""
+    headers = {"host": f"rebound.attacker.example:{proxy.base_port}"}
+    if anthropic_format:
+        headers["anthropic-version"] = "2023-06-01"
+    with httpx.Client(base_url=proxy.base_url, timeout=20) as client:
+        r = client.request("POST" if body else "GET", path, json=body, headers=headers)
+        assert r.status_code == 403, r.text
+        error = r.json()["error"]
+        assert error["type"] == "permission_error" and "DNS rebinding" in error["message"]
+        assert r.json()["type"] == "error" if anthropic_format else error["code"] == "host_not_allowed"
+        assert not backend.received
+        r = client.request("POST" if body else "GET", path, json=body, headers={**headers, "host": f"localhost:{proxy.base_port}"})
+        assert r.status_code == 200, r.text

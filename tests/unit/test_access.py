@@ -106,3 +106,40 @@ def test_refusal(peer, presented, configured, proxy, refused_with):
         assert reason is None
     else:
         assert reason is not None and refused_with in reason
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1:8317", True),
+        ("127.0.0.1", True),
+        ("localhost:8317", True),
+        ("LOCALHOST", True),
+        ("app.localhost:8317", True),
+        ("[::1]:8317", True),
+        ("10.0.0.5:8317", True),  # an IP literal: a rebinding page cannot send one (its own name is in the Host)
+        ("evil.example:8317", False),
+        ("127.0.0.1.nip.io:8317", False),
+        ("localhost.evil.example", False),
+        ("", False),
+        ("[::1", False),
+    ],
+)
+def test_local_host(host, local):
+    assert access.local_host(host) is local
+
+
+@pytest.mark.parametrize(
+    ("host", "presented", "refused"),
+    [
+        ("127.0.0.1:8317", [], False),
+        ("rebound.example:8317", [], True),  # a loopback peer naming a DNS host: a rebinding page
+        ("rebound.example:8317", ["sk-wrong"], True),
+        ("rebound.example:8317", ["sk-good"], False),  # a named host is fine with a key
+    ],
+)
+def test_host_refusal_guards_dns_rebinding(host, presented, refused):
+    reason = access.host_refusal(host, presented, ("sk-good",))
+    assert (reason is not None) is refused
+    if reason:
+        assert "DNS rebinding" in reason and "sk-good" not in reason

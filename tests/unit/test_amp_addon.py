@@ -153,7 +153,7 @@ async def test_flow_notes_say_which_way_it_went(runtime):
         f.response = tutils.tresp(status_code=500, content=b"{}", headers=http.Headers(content_type="application/json"))
         notes.response(f)
         answers.response(f)
-    assert mapped.comment.startswith("amp: local gpt-5.5 (mapped from claude-x) · chat")
+    assert mapped.comment.startswith("amp: local gpt-5.5 (mapped from claude-x) · ") and " · chat · gpt-5.5" in mapped.comment
     assert credits.comment.startswith("amp: upstream (amp credits) claude-y")
 
 

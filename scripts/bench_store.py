@@ -1,5 +1,6 @@
 """What the shared store costs per request: time to first byte with `store: postgresql://…` against the
-embedded default (SQLite in the state folder), both proxies in one run, requests interleaved.
+embedded default (the auth dir and SQLite in the state folder), both proxies in one run, requests
+interleaved. With `store` the accounts, the usage ledger and the response store are all in PostgreSQL.
 
     python scripts/bench_store.py [--rounds 300]
 
@@ -78,6 +79,7 @@ def main() -> int:
             cfg = {"auth-dir": str(home / "auth"), "codex-base-url": backend.base_url, "oauth-issuer": "http://127.0.0.1:9"}
             if store:
                 cfg["store"] = store
+                seed(store, home / "auth")
             proxies[name] = start_proxy(home, cfg)
         try:
             times: dict[tuple[str, str], list[float]] = {(v, k): [] for v in proxies for k in KINDS}
@@ -119,6 +121,19 @@ def main() -> int:
         finally:
             for p in proxies.values():
                 p.stop()
+
+
+def seed(dsn: str, auth_dir: Path) -> None:
+    """The account into the database too: with `store`, the accounts are read from there."""
+    from cliproxy.addons.store.pg_accounts import PgAccounts
+    from cliproxy.auth.store import load_accounts
+
+    accounts = PgAccounts(dsn)
+    try:
+        for account in load_accounts(auth_dir):
+            accounts.put(account.name, account.data)
+    finally:
+        accounts.close()
 
 
 def direct(dsn: str, tmp: Path, n: int) -> None:

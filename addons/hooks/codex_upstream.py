@@ -112,6 +112,7 @@ class _EndsUpstream:
     mitmproxy ends the client's response (the upstream_failures patch takes the cut as the end of body)."""
 
     ends_on_upstream_error = True
+    joins_reads = True  # as the translator it wraps
 
     def __init__(self, stream: Any, translator: CodexStream, flow: http.HTTPFlow) -> None:
         self.stream, self.translator, self.flow = stream, translator, flow
@@ -137,6 +138,7 @@ class _Decoding:
     """Feeds a translator with decompressed bytes when the upstream compressed the stream anyway."""
 
     ends_on_upstream_error = True
+    joins_reads = True  # decompressing a whole read at once is as good
 
     def __init__(self, translator: CodexStream, encoding: str) -> None:
         self.translator = translator

@@ -126,8 +126,10 @@ class CodexStream:
     WANTS: frozenset[str] = frozenset()
     #: forward upstream keep-alive comments to the client
     FORWARD_KEEPALIVE = True
-    #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/streamfix.py)
+    #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/mitm/upstream_failures.py)
     ends_on_upstream_error = True
+    #: takes all the body bytes of one upstream read in one call (see addons/mitm/stream_reads.py)
+    joins_reads = True
 
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         self.limiter = Limiter.from_options(limits)  # the client's stop sequences and token limit, if any
@@ -165,12 +167,14 @@ class CodexStream:
                         )
                     )
                 )
-        if out:
-            if self.first_output_at is None:
-                self.first_output_at = time.monotonic()
-            if self.sent is not None:
-                for chunk in out:
-                    self.sent += chunk
+        if not out:
+            return out
+        if self.first_output_at is None:
+            self.first_output_at = time.monotonic()
+        if len(out) > 1:  # one chunk, so one socket write, per call: what one upstream read brought goes out together
+            out = [b"".join(out)]
+        if self.sent is not None:
+            self.sent += out[0]
         return out
 
     def _dispatch(self, ev: SSEEvent, out: list[bytes]) -> None:

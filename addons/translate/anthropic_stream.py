@@ -19,6 +19,7 @@ covered from here: the translator only runs when bytes arrive.)
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -30,6 +31,14 @@ from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode
 from cliproxy.addons.translate.stream import CodexStream, Collector
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+#: The head of a content_block_delta frame as `encode` writes it, up to the delta's text (%d: the block index).
+_TEXT_DELTA_AT = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":'
+_THINKING_DELTA_AT = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"thinking_delta","thinking":'
+)
+# Members of an event head that holds no backslash (see sse.delta_literal): an int output_index, a string item_id.
+_OUTPUT_INDEX = re.compile(rb'"output_index"[ \t\r\n]*:[ \t\r\n]*(-?[0-9]+)[ \t\r\n]*,')
+_ITEM_ID = re.compile(rb'"item_id"[ \t\r\n]*:[ \t\r\n]*"([^"]*)"')
 
 
 def _str(value: Any) -> str:
@@ -150,6 +159,7 @@ class MessagesStream(CodexStream):
             "response.function_call_arguments.done",
         )
     )
+    RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
     FORWARD_KEEPALIVE = False  # keep-alives become `event: ping` (see `_dispatch`)
     #: seconds of upstream activity without client output before a ping is sent
     PING_AFTER = 5.0
@@ -288,6 +298,27 @@ class MessagesStream(CodexStream):
         return None
 
     # -- events ----------------------------------------------------------------------------------
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        # What `on_event` sends for a non-empty text (thinking) delta of the block being sent, once that
+        # block has started: one content_block_delta frame with the delta's literal as it came. The block
+        # is found as `_block` finds it, from the output_index and item_id written before the delta.
+        literal = delta[1]
+        if not self._started or len(literal) == 2 or (kind != "response.output_text.delta" and not self.thinking):
+            return None
+        head = data[: delta.start()]
+        index = _OUTPUT_INDEX.search(head)
+        item = _ITEM_ID.search(head)
+        if index is None or item is None or head.count(b'"output_index"') != 1 or head.count(b'"item_id"') != 1:
+            return None
+        blocks = self._blocks
+        block = blocks.get(int(index[1])) or blocks.get(item[1].decode())
+        if block is None or not block.started or not self._queue or self._queue[0] is not block:
+            return None
+        block.streamed = True
+        if kind == "response.output_text.delta":
+            return _TEXT_DELTA_AT % block.index + literal + b"}}\n\n"
+        return _THINKING_DELTA_AT % block.index + literal + b"}}\n\n"
+
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if kind in ("response.created", "response.in_progress"):
             return self._message_start(ev)

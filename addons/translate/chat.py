@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -354,6 +355,7 @@ class ChatStream(CodexStream):
             "response.custom_tool_call_input.done",
         )
     )
+    RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
 
     def __init__(
         self,
@@ -429,6 +431,19 @@ class ChatStream(CodexStream):
             "function": {"name": self.tool_names.get(name, name), "arguments": arguments},
         }
         return index, self._chunk({"tool_calls": [call]})
+
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        # What `on_event` sends for a text (or, in the default mode, reasoning) delta once the answer has
+        # started and no <think> is open: one chunk, the delta's literal as it came.
+        if not self._started or self._in_think:
+            return None
+        if kind == "response.output_text.delta":
+            key = b'{"content":'
+        elif self.reasoning == "reasoning_content":
+            key = b'{"reasoning_content":'
+        else:
+            return None
+        return b"data: " + self._prefix + key + delta[1] + b'},"finish_reason":null}]}\n\n'
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if kind in ("response.created", "response.in_progress"):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.limits import Limiter
-from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser, dumps
+from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
@@ -130,6 +131,8 @@ class CodexStream:
     ends_on_upstream_error = True
     #: takes all the body bytes of one upstream read in one call (see addons/mitm/stream_reads.py)
     joins_reads = True
+    #: delta event types the subclass can translate from the raw `delta` literal (`on_raw_delta`)
+    RAW_DELTAS: frozenset[str] = frozenset()
 
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         self.limiter = Limiter.from_options(limits)  # the client's stop sequences and token limit, if any
@@ -186,6 +189,10 @@ class CodexStream:
             return
         self.events += 1
         kind = ev.event
+        if kind in self.RAW_DELTAS and self.limiter is None and (m := delta_literal(ev.data)) is not None:
+            if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
+                out.append(chunk)
+                return
         payload: dict[str, Any] | None = None
         if kind is None or kind == "message" or kind in _COLLECTED or kind in self.WANTS or (self.limiter and kind in _LIMITED):
             if ev.data == b"[DONE]":
@@ -252,6 +259,12 @@ class CodexStream:
         yield kind, payload, ev
 
     # -- to implement ---------------------------------------------------------------------------
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        """The client frame for a `RAW_DELTAS` event, built from its delta's JSON literal (`delta[1]`; see
+        `sse.delta_literal`), or None to have the event parsed and handed to `on_event` as usual.
+        Must give what `on_event` would (the same JSON) and keep the same state."""
+        return None
+
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         return []
 

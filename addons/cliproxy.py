@@ -27,6 +27,7 @@ from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
 from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
+from cliproxy.addons.hooks.heap import StartupHeap  # noqa: E402
 from cliproxy.addons.hooks.images import Images  # noqa: E402
 from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
@@ -66,4 +67,5 @@ addons = [
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
     HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
     UsageLedger(runtime),  # one ledger row per finished request or WebSocket turn, written off the request path
+    StartupHeap(),  # once running: start-up objects leave the garbage collector's generations (less CPU per request)
 ]

@@ -24,6 +24,7 @@ from cliproxy.addons.translate.codex_body import CodexCall
 logger = logging.getLogger(__name__)
 
 KEY = "cliproxy"
+_dumps = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(…, ensure_ascii=False) without building an encoder per call
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # for flows claimed without a limit of their own (the config's default)
 
 
@@ -134,7 +135,7 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     """Hand a translated request over to CodexUpstream (shared by every client format)."""
     flow.request.headers.pop("content-encoding", None)
     try:
-        flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
+        flow.request.content = _dumps(call.body).encode()
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
     st.update(

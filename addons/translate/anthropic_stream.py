@@ -27,8 +27,8 @@ from typing import Any
 
 from cliproxy.addons.translate import errors, images
 from cliproxy.addons.translate.anthropic import safe_id
-from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode
-from cliproxy.addons.translate.stream import CodexStream, Collector
+from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode, is_utf8
+from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
 #: The head of a content_block_delta frame as `encode` writes it, up to the delta's text (%d: the block index).
@@ -39,6 +39,7 @@ _THINKING_DELTA_AT = (
 # Members of an event head that holds no backslash (see sse.delta_literal): an int output_index, a string item_id.
 _OUTPUT_INDEX = re.compile(rb'"output_index"[ \t\r\n]*:[ \t\r\n]*(-?[0-9]+)[ \t\r\n]*,')
 _ITEM_ID = re.compile(rb'"item_id"[ \t\r\n]*:[ \t\r\n]*"([^"]*)"')
+_IDS = re.compile(rb'"item_id": ?"([^"]*)", ?"output_index": ?(-?[0-9]+),')  # the backend's order: one search
 
 
 def _str(value: Any) -> str:
@@ -298,6 +299,29 @@ class MessagesStream(CodexStream):
         return None
 
     # -- events ----------------------------------------------------------------------------------
+    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        if not self._started or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
+            return pos
+        match, item, index, head, n = TEXT_DELTA_FRAME.match, None, None, b"", 0
+        while m is not None:
+            literal = m[3]
+            if len(literal) > 2:  # an empty delta sends nothing
+                if not literal.isascii() and not is_utf8(literal):
+                    break  # parsed as usual: an event that is not UTF-8 is dropped
+                if m[1] != item or m[2] != index:  # the block, found as `_block` finds it (first frame, or another item)
+                    blocks = self._blocks
+                    block = blocks.get(int(m[2])) or blocks.get(m[1].decode())
+                    if block is None or not block.started or not self._queue or self._queue[0] is not block:
+                        break
+                    item, index, head = m[1], m[2], _TEXT_DELTA_AT % block.index
+                    block.streamed = True
+                out.append(head + literal + b"}}\n\n")
+            n += 1
+            pos = m.end()
+            m = match(data, pos)
+        self.events += n
+        return pos
+
     def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
         # What `on_event` sends for a non-empty text (thinking) delta of the block being sent, once that
         # block has started: one content_block_delta frame with the delta's literal as it came. The block
@@ -305,13 +329,17 @@ class MessagesStream(CodexStream):
         literal = delta[1]
         if not self._started or len(literal) == 2 or (kind != "response.output_text.delta" and not self.thinking):
             return None
-        head = data[: delta.start()]
-        index = _OUTPUT_INDEX.search(head)
-        item = _ITEM_ID.search(head)
-        if index is None or item is None or head.count(b'"output_index"') != 1 or head.count(b'"item_id"') != 1:
+        end = delta.start()  # the members before the delta: no backslash in them (see sse.delta_literal)
+        if (ids := _IDS.search(data, 0, end)) is not None:
+            index, item = ids[2], ids[1]
+        elif (found := _OUTPUT_INDEX.search(data, 0, end)) is not None and (named := _ITEM_ID.search(data, 0, end)) is not None:
+            index, item = found[1], named[1]
+        else:
             return None
+        if data.count(b'"output_index"', 0, end) != 1 or data.count(b'"item_id"', 0, end) != 1:
+            return None  # repeated: a parse would keep the last
         blocks = self._blocks
-        block = blocks.get(int(index[1])) or blocks.get(item[1].decode())
+        block = blocks.get(int(index)) or blocks.get(item.decode())
         if block is None or not block.started or not self._queue or self._queue[0] is not block:
             return None
         block.streamed = True

@@ -8,8 +8,8 @@ import uuid
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, images, limits
-from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode
-from cliproxy.addons.translate.stream import CodexStream, Collector
+from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode, is_utf8
+from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -431,6 +431,21 @@ class ChatStream(CodexStream):
             "function": {"name": self.tool_names.get(name, name), "arguments": arguments},
         }
         return index, self._chunk({"tool_calls": [call]})
+
+    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        if not self._started or self._in_think or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
+            return pos
+        head, tail, match, n = b"data: " + self._prefix + b'{"content":', b'},"finish_reason":null}]}\n\n', TEXT_DELTA_FRAME.match, 0
+        while m is not None:
+            literal = m[3]
+            if not literal.isascii() and not is_utf8(literal):
+                break  # parsed as usual: an event that is not UTF-8 is dropped
+            out.append(head + literal + tail)
+            n += 1
+            pos = m.end()
+            m = match(data, pos)
+        self.events += n
+        return pos
 
     def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
         # What `on_event` sends for a text (or, in the default mode, reasoning) delta once the answer has

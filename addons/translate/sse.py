@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,23 +55,33 @@ class SSEParser:
         self._has_field = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        out: list[SSEEvent] = []
+        self.feed_into(chunk, out.append)
+        return out
+
+    def feed_into(self, chunk: bytes, emit: Callable[[SSEEvent], object], run: Callable[[bytes, int], int] | None = None) -> None:
+        """Like `feed`, handing each event to `emit` as soon as it is complete. `run(data, pos)`, when given,
+        is offered every frame boundary (no event pending): it may consume whole frames itself and return
+        where it stopped (`pos` when it takes none)."""
         buf = self._buf
         if buf:
             buf += chunk
             if buf.find(b"\n", self._scan) < 0:  # still no complete line
                 self._scan = len(buf)
-                return []
+                return
             data = bytes(buf)
             buf.clear()
         else:  # at a line start (the usual case): read the chunk itself, no copy
             data = chunk if type(chunk) is bytes else bytes(chunk)
-        out: list[SSEEvent] = []
         start = 0
         size = len(data)
         while start < size:
             # A whole frame as the backend writes it (an optional `event: ` line, one `data: ` line, a blank
             # line, `\n` endings) with no event pending is taken at once; anything else goes line by line.
             if not self._has_field and self.FRAMES:
+                if run is not None and (after := run(data, start)) != start:
+                    start = after
+                    continue
                 name: str | None = None
                 at = start
                 if data.startswith(b"event: ", at) and (nl := data.find(b"\n", at + 7)) >= 0 and data[nl - 1] != 13:
@@ -79,18 +90,17 @@ class SSEParser:
                     at = nl + 1
                 if data.startswith(b"data: ", at) and (nl := data.find(b"\n", at + 6)) >= 0 and data[nl - 1] != 13:
                     if nl + 1 < size and data[nl + 1] == 10:
-                        out.append(SSEEvent(name, data[at + 6 : nl]))
+                        emit(SSEEvent(name, data[at + 6 : nl]))
                         start = nl + 2
                         continue
             if (nl := data.find(b"\n", start)) < 0:
                 break
             end = nl - 1 if nl > start and data[nl - 1] == 13 else nl  # strip a trailing \r
-            self._line(data[start:end], out)
+            self._line(data[start:end], emit)
             start = nl + 1
         if start < size:
             buf += data[start:]  # a partial line: it holds no newline
         self._scan = len(buf)
-        return out
 
     def close(self) -> list[SSEEvent]:
         """End of body: a final unterminated line still counts, then a pending event is dispatched."""
@@ -99,8 +109,8 @@ class SSEParser:
             line = bytes(self._buf).rstrip(b"\r")
             self._buf.clear()
             self._scan = 0
-            self._line(line, out)
-        self._line(b"", out)
+            self._line(line, out.append)
+        self._line(b"", out.append)
         return out
 
     @property
@@ -108,14 +118,14 @@ class SSEParser:
         """Bytes held back waiting for the rest of a line."""
         return len(self._buf)
 
-    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
+    def _line(self, line: bytes, emit: Callable[[SSEEvent], object]) -> None:
         if not line:
             if self._has_field:
-                out.append(SSEEvent(self._event, b"\n".join(self._data)))
+                emit(SSEEvent(self._event, b"\n".join(self._data)))
             self._event, self._data, self._has_field = None, [], False
             return
         if line[0] == 58:  # ":" comment, e.g. keep-alive
-            out.append(COMMENT)
+            emit(COMMENT)
             return
         field, _, value = line.partition(b":")
         if value[:1] == b" ":
@@ -151,12 +161,12 @@ dumps = _dumps
 
 # A JSON string literal as JSON allows it, except that a \u escape of a surrogate must be a high one
 # followed by a low one (a lone surrogate cannot be re-encoded as UTF-8, so it takes the slow path).
-_STRING = (
+JSON_STRING = (
     rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]'
     rb"|\\u(?:[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?![dD][89a-fA-F])[0-9a-fA-F]{4}))*"
     rb'"'
 )
-_DELTA = re.compile(rb'"delta"[ \t\r\n]*:[ \t\r\n]*(' + _STRING + rb")")
+_DELTA = re.compile(rb'"delta"[ \t\r\n]*:[ \t\r\n]*(' + JSON_STRING + rb")")
 
 
 def delta_literal(data: bytes) -> re.Match[bytes] | None:
@@ -176,9 +186,14 @@ def delta_literal(data: bytes) -> re.Match[bytes] | None:
         return None
     if data.find(b'"delta"', m.end()) >= 0:
         return None
-    if not data.isascii():
-        try:
-            data.decode()
-        except UnicodeDecodeError:
-            return None
+    if not data.isascii() and not is_utf8(data):
+        return None
     return m
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -15,7 +15,7 @@ from typing import Any
 
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.limits import Limiter
-from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps
+from cliproxy.addons.translate.sse import COMMENT, JSON_STRING, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
@@ -24,6 +24,15 @@ TERMINAL_OK = ("response.completed", "response.incomplete")
 TERMINAL_FAIL = ("response.failed", "error")
 _COLLECTED = frozenset(("response.created", "response.in_progress", "response.output_item.done") + TERMINAL_OK + TERMINAL_FAIL)
 _TEXT_DELTA = "response.output_text.delta"
+#: A whole text-delta frame exactly as the backend writes it (compact, or with json.dumps's spaces): every
+#: member is matched, so the `delta` string (group 3, a JSON literal) is the object's own, and nothing else
+#: in the event is left unread. Groups 1 and 2 are the item id and output index. Any other form of the
+#: event (another key order, logprobs, escapes in the id) is not matched and is parsed as usual.
+TEXT_DELTA_FRAME = re.compile(
+    rb'event: response\.output_text\.delta\ndata: \{"type": ?"response\.output_text\.delta", ?(?:"sequence_number": ?[0-9]+, ?)?'
+    rb'"item_id": ?"([A-Za-z0-9_-]*)", ?"output_index": ?([0-9]+), ?"content_index": ?[0-9]+, ?"delta": ?(' + JSON_STRING + rb")"
+    rb'(?:, ?"logprobs": ?\[\])?(?:, ?"obfuscation": ?"[A-Za-z0-9+/=_-]*")?\}\n\n'
+)
 #: events a `Limiter` reads: a message item starts, its text grows, its text is complete
 _LIMITED = frozenset(("response.output_item.added", _TEXT_DELTA, "response.output_text.done", "response.content_part.done"))
 
@@ -153,9 +162,13 @@ class CodexStream:
         self.last_input_at = time.monotonic()
         out: list[bytes] = []
         try:
-            events = self.parser.feed(data) if data else self.parser.close()
-            for ev in events:
-                self._dispatch(ev, out)
+            if data:
+                dispatch = self._dispatch
+                run = None if self.limiter is not None or not self.RAW_DELTAS else self._run
+                self.parser.feed_into(data, lambda ev: dispatch(ev, out), None if run is None else lambda chunk, pos: run(chunk, pos, out))
+            else:
+                for ev in self.parser.close():
+                    self._dispatch(ev, out)
             if not data and not self.finished:
                 self.finished = True
                 out.extend(self.on_end(self.collector.error or disconnected_error()))
@@ -259,6 +272,11 @@ class CodexStream:
         yield kind, payload, ev
 
     # -- to implement ---------------------------------------------------------------------------
+    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        """Translate the whole text-delta frames that start at `pos` of `data` (see `TEXT_DELTA_FRAME`)
+        straight into `out`, as `on_raw_delta` would one by one; returns where they end (`pos`: none taken)."""
+        return pos
+
     def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
         """The client frame for a `RAW_DELTAS` event, built from its delta's JSON literal (`delta[1]`; see
         `sse.delta_literal`), or None to have the event parsed and handed to `on_event` as usual.

@@ -70,6 +70,7 @@ TRANSLATORS = {
 
 
 def run(make, chunks: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """What the client receives, and the count of upstream events (kept for the flow's notes)."""
     with monkeypatch.context() as m:
         if not fast:
             m.setattr(SSEParser, "FRAMES", False)
@@ -77,7 +78,7 @@ def run(make, chunks: list[bytes], fast: bool, monkeypatch: pytest.MonkeyPatch) 
         if not fast:
             tr.RAW_DELTAS = frozenset()
         out = [piece for chunk in chunks for piece in tr(chunk)] + tr(b"")
-    return b"".join(out)
+    return b"".join(out) + b"events: %d" % tr.events
 
 
 def frames(body: bytes) -> list[Any]:
@@ -120,23 +121,29 @@ def test_fast_paths_give_what_the_general_paths_give(translator, scenario, style
 
 
 def test_the_fast_paths_are_taken(monkeypatch):
-    """A guard for the test above: with the backend's own framing, deltas go the raw way (else the
-    comparison compares the general path with itself)."""
+    """A guard for the test above: with the backend's own framing, text deltas go by whole runs of frames
+    and reasoning deltas the raw way (else the comparison compares the general path with itself)."""
     data = wire(turns()["reasoning then text"], "compact")
     for name in ("chat", "messages"):
         taken: list[str] = []
         tr = TRANSLATORS[name]()
-        original = type(tr).on_raw_delta
+        cls = type(tr)
+        raw, run = cls.on_raw_delta, cls._run
 
-        def spy(self, kind, event, m, original=original, taken=taken):
-            frame = original(self, kind, event, m)
-            if frame is not None:
-                taken.append(kind)
+        def raw_spy(self, kind, event, m, raw=raw, taken=taken):
+            frame = raw(self, kind, event, m)
+            taken.extend([kind] if frame is not None else [])
             return frame
 
-        monkeypatch.setattr(type(tr), "on_raw_delta", spy)
+        def run_spy(self, chunk, pos, out, run=run, taken=taken):
+            end = run(self, chunk, pos, out)
+            taken.extend(["run"] if end != pos else [])
+            return end
+
+        monkeypatch.setattr(cls, "on_raw_delta", raw_spy)
+        monkeypatch.setattr(cls, "_run", run_spy)
         tr(data)
-        assert "response.output_text.delta" in taken and "response.reasoning_summary_text.delta" in taken, name
+        assert "run" in taken and "response.reasoning_summary_text.delta" in taken, name
     lines: list[bytes] = []
     with monkeypatch.context() as m:
         m.setattr(SSEParser, "_line", lambda self, line, out: lines.append(line))

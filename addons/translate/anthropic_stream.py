@@ -299,7 +299,7 @@ class MessagesStream(CodexStream):
         return None
 
     # -- events ----------------------------------------------------------------------------------
-    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
         if not self._started or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
             return pos
         match, item, index, head, n = TEXT_DELTA_FRAME.match, None, None, b"", 0

@@ -432,7 +432,7 @@ class ChatStream(CodexStream):
         }
         return index, self._chunk({"tool_calls": [call]})
 
-    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
         if not self._started or self._in_think or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
             return pos
         head, tail, match, n = b"data: " + self._prefix + b'{"content":', b'},"finish_reason":null}]}\n\n', TEXT_DELTA_FRAME.match, 0

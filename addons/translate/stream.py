@@ -164,7 +164,7 @@ class CodexStream:
         try:
             if data:
                 dispatch = self._dispatch
-                run = None if self.limiter is not None or not self.RAW_DELTAS else self._run
+                run = None if self.limiter is not None or not self.RAW_DELTAS else self.on_text_run
                 self.parser.feed_into(data, lambda ev: dispatch(ev, out), None if run is None else lambda chunk, pos: run(chunk, pos, out))
             else:
                 for ev in self.parser.close():
@@ -272,7 +272,7 @@ class CodexStream:
         yield kind, payload, ev
 
     # -- to implement ---------------------------------------------------------------------------
-    def _run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
         """Translate the whole text-delta frames that start at `pos` of `data` (see `TEXT_DELTA_FRAME`)
         straight into `out`, as `on_raw_delta` would one by one; returns where they end (`pos`: none taken)."""
         return pos

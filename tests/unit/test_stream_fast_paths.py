@@ -128,7 +128,7 @@ def test_the_fast_paths_are_taken(monkeypatch):
         taken: list[str] = []
         tr = TRANSLATORS[name]()
         cls = type(tr)
-        raw, run = cls.on_raw_delta, cls._run
+        raw, run = cls.on_raw_delta, cls.on_text_run
 
         def raw_spy(self, kind, event, m, raw=raw, taken=taken):
             frame = raw(self, kind, event, m)
@@ -141,7 +141,7 @@ def test_the_fast_paths_are_taken(monkeypatch):
             return end
 
         monkeypatch.setattr(cls, "on_raw_delta", raw_spy)
-        monkeypatch.setattr(cls, "_run", run_spy)
+        monkeypatch.setattr(cls, "on_text_run", run_spy)
         tr(data)
         assert "run" in taken and "response.reasoning_summary_text.delta" in taken, name
     lines: list[bytes] = []

@@ -161,6 +161,7 @@ class MessagesStream(CodexStream):
         )
     )
     RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
+    TEXT_RUNS = True
     FORWARD_KEEPALIVE = False  # keep-alives become `event: ping` (see `_dispatch`)
     #: seconds of upstream activity without client output before a ping is sent
     PING_AFTER = 5.0

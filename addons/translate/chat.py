@@ -356,6 +356,7 @@ class ChatStream(CodexStream):
         )
     )
     RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
+    TEXT_RUNS = True
 
     def __init__(
         self,

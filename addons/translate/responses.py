@@ -8,7 +8,7 @@ from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, limits
 from cliproxy.addons.translate.sse import SSEEvent, encode
-from cliproxy.addons.translate.stream import TERMINAL_OK, CodexStream
+from cliproxy.addons.translate.stream import TERMINAL_OK, TEXT_DELTA_FRAME, CodexStream
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,26 @@ class ResponsesStream(CodexStream):
     `on_final`, when set, receives the finished response object just before its terminal event is
     handed on to the client (the store books it there, so a follow-up can never overtake it)."""
 
+    TEXT_RUNS = True
+
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         super().__init__(limits)
         self._sequence = 0
         self.on_final: Callable[[dict[str, Any]], None] | None = None
+
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        # Text deltas pass through as they came (`on_event` re-frames them byte for byte): a run of them is
+        # one slice of the upstream bytes.
+        if self.finished:
+            return pos
+        start, match, n = pos, TEXT_DELTA_FRAME.match, 0
+        while (m := match(data, pos)) is not None:
+            pos = m.end()
+            n += 1
+        if n:
+            out.append(data[start:pos])
+            self.events += n
+        return pos
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if ev is not None and isinstance(ev.get("sequence_number"), int):

@@ -142,6 +142,8 @@ class CodexStream:
     joins_reads = True
     #: delta event types the subclass can translate from the raw `delta` literal (`on_raw_delta`)
     RAW_DELTAS: frozenset[str] = frozenset()
+    #: the subclass translates runs of whole text-delta frames itself (`on_text_run`)
+    TEXT_RUNS = False
 
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         self.limiter = Limiter.from_options(limits)  # the client's stop sequences and token limit, if any
@@ -164,7 +166,7 @@ class CodexStream:
         try:
             if data:
                 dispatch = self._dispatch
-                run = None if self.limiter is not None or not self.RAW_DELTAS else self.on_text_run
+                run = self.on_text_run if self.TEXT_RUNS and self.limiter is None else None
                 self.parser.feed_into(data, lambda ev: dispatch(ev, out), None if run is None else lambda chunk, pos: run(chunk, pos, out))
             else:
                 for ev in self.parser.close():

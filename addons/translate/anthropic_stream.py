@@ -27,7 +27,7 @@ from typing import Any
 
 from cliproxy.addons.translate import errors, images
 from cliproxy.addons.translate.anthropic import safe_id
-from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode, is_utf8
+from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode, is_utf8, literal_text
 from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
@@ -303,20 +303,24 @@ class MessagesStream(CodexStream):
     def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
         if not self._started or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
             return pos
-        match, item, index, head, n = TEXT_DELTA_FRAME.match, None, None, b"", 0
+        match, item, index, head, n, limiter = TEXT_DELTA_FRAME.match, None, None, b"", 0, self.limiter
         while m is not None:
-            literal = m[3]
+            literal = m["delta"]
             if len(literal) > 2:  # an empty delta sends nothing
                 if not literal.isascii() and not is_utf8(literal):
                     break  # parsed as usual: an event that is not UTF-8 is dropped
-                if m[1] != item or m[2] != index:  # the block, found as `_block` finds it (first frame, or another item)
+                if m["item"] != item or m["index"] != index:  # the block, found as `_block` finds it (first frame, or another item)
                     blocks = self._blocks
-                    block = blocks.get(int(m[2])) or blocks.get(m[1].decode())
+                    block = blocks.get(int(m["index"])) or blocks.get(m["item"].decode())
                     if block is None or not block.started or not self._queue or self._queue[0] is not block:
                         break
-                    item, index, head = m[1], m[2], _TEXT_DELTA_AT % block.index
+                    item, index, head = m["item"], m["index"], _TEXT_DELTA_AT % block.index
                     block.streamed = True
+                if limiter is not None and not limiter.take(literal_text(literal)):
+                    break  # the limiter cuts or holds it: parsed as usual
                 out.append(head + literal + b"}}\n\n")
+            elif limiter is not None and not limiter.take(""):
+                break
             n += 1
             pos = m.end()
             m = match(data, pos)

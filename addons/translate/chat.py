@@ -8,7 +8,7 @@ import uuid
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, images, limits
-from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode, is_utf8
+from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode, is_utf8, literal_text
 from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -437,10 +437,13 @@ class ChatStream(CodexStream):
         if not self._started or self._in_think or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
             return pos
         head, tail, match, n = b"data: " + self._prefix + b'{"content":', b'},"finish_reason":null}]}\n\n', TEXT_DELTA_FRAME.match, 0
+        limiter = self.limiter
         while m is not None:
-            literal = m[3]
+            literal = m["delta"]
             if not literal.isascii() and not is_utf8(literal):
                 break  # parsed as usual: an event that is not UTF-8 is dropped
+            if limiter is not None and not limiter.take(literal_text(literal)):
+                break  # the limiter cuts or holds it: parsed as usual
             out.append(head + literal + tail)
             n += 1
             pos = m.end()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, limits
-from cliproxy.addons.translate.sse import SSEEvent, encode
+from cliproxy.addons.translate.sse import SSEEvent, encode, is_utf8, literal_text
 from cliproxy.addons.translate.stream import TERMINAL_OK, TEXT_DELTA_FRAME, CodexStream
 
 logger = logging.getLogger(__name__)
@@ -137,8 +137,13 @@ class ResponsesStream(CodexStream):
         # one slice of the upstream bytes.
         if self.finished:
             return pos
-        start, match, n = pos, TEXT_DELTA_FRAME.match, 0
+        start, match, n, limiter = pos, TEXT_DELTA_FRAME.match, 0, self.limiter
         while (m := match(data, pos)) is not None:
+            if limiter is not None:  # a limited answer parses its deltas: their text is booked, their number kept
+                if not is_utf8(m["delta"]) or not limiter.take(literal_text(m["delta"])):
+                    break  # not UTF-8 (dropped), or cut or held by the limiter: parsed as usual
+                if m["seq"] is not None:
+                    self._sequence = int(m["seq"])
             pos = m.end()
             n += 1
         if n:

@@ -191,6 +191,14 @@ def delta_literal(data: bytes) -> re.Match[bytes] | None:
     return m
 
 
+_decode_json = json.JSONDecoder().decode
+
+
+def literal_text(literal: bytes) -> str:
+    """The string a JSON string literal (as `JSON_STRING` matches it, valid UTF-8) stands for."""
+    return literal[1:-1].decode() if b"\\" not in literal else _decode_json(literal.decode())
+
+
 def is_utf8(data: bytes) -> bool:
     try:
         data.decode()

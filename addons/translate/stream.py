@@ -15,7 +15,7 @@ from typing import Any
 
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.limits import Limiter
-from cliproxy.addons.translate.sse import COMMENT, JSON_STRING, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps
+from cliproxy.addons.translate.sse import COMMENT, JSON_STRING, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps, literal_text
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
@@ -25,13 +25,15 @@ TERMINAL_FAIL = ("response.failed", "error")
 _COLLECTED = frozenset(("response.created", "response.in_progress", "response.output_item.done") + TERMINAL_OK + TERMINAL_FAIL)
 _TEXT_DELTA = "response.output_text.delta"
 #: A whole text-delta frame exactly as the backend writes it (compact, or with json.dumps's spaces): every
-#: member is matched, so the `delta` string (group 3, a JSON literal) is the object's own, and nothing else
-#: in the event is left unread. Groups 1 and 2 are the item id and output index. Any other form of the
-#: event (another key order, logprobs, escapes in the id) is not matched and is parsed as usual.
+#: member is matched, so the `delta` string (a JSON literal) is the object's own, and nothing else in the
+#: event is left unread. Groups: `seq` (sequence_number, when present), `item` (item_id), `index`
+#: (output_index), `delta`. Any other form of the event (another key order, logprobs, escapes in the id)
+#: is not matched and is parsed as usual.
 TEXT_DELTA_FRAME = re.compile(
-    rb'event: response\.output_text\.delta\ndata: \{"type": ?"response\.output_text\.delta", ?(?:"sequence_number": ?[0-9]+, ?)?'
-    rb'"item_id": ?"([A-Za-z0-9_-]*)", ?"output_index": ?([0-9]+), ?"content_index": ?[0-9]+, ?"delta": ?(' + JSON_STRING + rb")"
-    rb'(?:, ?"logprobs": ?\[\])?(?:, ?"obfuscation": ?"[A-Za-z0-9+/=_-]*")?\}\n\n'
+    rb'event: response\.output_text\.delta\ndata: \{"type": ?"response\.output_text\.delta", ?(?:"sequence_number": ?(?P<seq>[0-9]+), ?)?'
+    rb'"item_id": ?"(?P<item>[A-Za-z0-9_-]*)", ?"output_index": ?(?P<index>[0-9]+), ?"content_index": ?[0-9]+, ?"delta": ?(?P<delta>'
+    + JSON_STRING
+    + rb')(?:, ?"logprobs": ?\[\])?(?:, ?"obfuscation": ?"[A-Za-z0-9+/=_-]*")?\}\n\n'
 )
 #: events a `Limiter` reads: a message item starts, its text grows, its text is complete
 _LIMITED = frozenset(("response.output_item.added", _TEXT_DELTA, "response.output_text.done", "response.content_part.done"))
@@ -166,7 +168,7 @@ class CodexStream:
         try:
             if data:
                 dispatch = self._dispatch
-                run = self.on_text_run if self.TEXT_RUNS and self.limiter is None else None
+                run = self.on_text_run if self.TEXT_RUNS and (self.limiter is None or not self.limiter.stop) else None
                 self.parser.feed_into(data, lambda ev: dispatch(ev, out), None if run is None else lambda chunk, pos: run(chunk, pos, out))
             else:
                 for ev in self.parser.close():
@@ -204,22 +206,21 @@ class CodexStream:
             return
         self.events += 1
         kind = ev.event
-        if kind in self.RAW_DELTAS and self.limiter is None and (m := delta_literal(ev.data)) is not None:
-            if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
-                out.append(chunk)
+        if kind in self.RAW_DELTAS and (m := delta_literal(ev.data)) is not None:
+            if self.limiter is None or kind != _TEXT_DELTA:  # only text deltas are limited
+                if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
+                    out.append(chunk)
+                    return
+            elif self.limiter.take(literal_text(m[1])):  # released whole, and booked: not limited again below
+                if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
+                    out.append(chunk)
+                elif (parsed := self._payload(ev)) is not None:
+                    self._deliver(kind, parsed, ev, out)
                 return
         payload: dict[str, Any] | None = None
         if kind is None or kind == "message" or kind in _COLLECTED or kind in self.WANTS or (self.limiter and kind in _LIMITED):
-            if ev.data == b"[DONE]":
+            if (payload := self._payload(ev)) is None:
                 return
-            try:
-                parsed = _decode(ev.data.decode())
-            except ValueError:
-                logger.warning("cliproxy: ignoring an upstream event whose data is not JSON")
-                return
-            if not isinstance(parsed, dict):
-                return
-            payload = parsed
             if kind is None or kind == "message":
                 kind = str(payload.get("type", ""))
         if self.limiter is not None and payload is not None:
@@ -233,6 +234,18 @@ class CodexStream:
                 out.extend(self.on_end(None))
             return
         self._deliver(kind, payload, ev, out)
+
+    @staticmethod
+    def _payload(ev: SSEEvent) -> dict[str, Any] | None:
+        """The event's JSON object; None for `[DONE]`, data that is not JSON (logged) or not an object."""
+        if ev.data == b"[DONE]":
+            return None
+        try:
+            parsed = _decode(ev.data.decode())
+        except ValueError:
+            logger.warning("cliproxy: ignoring an upstream event whose data is not JSON")
+            return None
+        return parsed if isinstance(parsed, dict) else None
 
     def _deliver(self, kind: str, payload: dict[str, Any] | None, ev: SSEEvent, out: list[bytes]) -> None:
         if payload is not None and kind in _COLLECTED:
@@ -276,7 +289,8 @@ class CodexStream:
     # -- to implement ---------------------------------------------------------------------------
     def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
         """Translate the whole text-delta frames that start at `pos` of `data` (see `TEXT_DELTA_FRAME`)
-        straight into `out`, as `on_raw_delta` would one by one; returns where they end (`pos`: none taken)."""
+        straight into `out`, as `on_raw_delta` would one by one; returns where they end (`pos`: none taken).
+        With a limiter, a frame goes only once `self.limiter.take()` released its text whole."""
         return pos
 
     def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:

@@ -60,6 +60,10 @@ def wire(events: list[tuple[str, dict[str, Any]]], style: str) -> bytes:
     return b"".join(frames)
 
 
+def limit(max_tokens: int | None, stop: list[str] | None = None) -> dict[str, Any]:
+    return {"stop": stop or [], "max_tokens": max_tokens, "input_tokens": 3}
+
+
 TRANSLATORS = {
     "chat": lambda: ChatStream("gpt-5.5", include_usage=True),
     "chat think-tags": lambda: ChatStream("gpt-5.5", reasoning="think-tags"),
@@ -67,6 +71,14 @@ TRANSLATORS = {
     "messages": lambda: MessagesStream("gpt-5.5", input_tokens=3, clock=lambda: 0.0),
     "messages without thinking": lambda: MessagesStream("gpt-5.5", thinking=False, clock=lambda: 0.0),
     "responses": lambda: registry.stream_translator("responses", "gpt-5.5", {}),
+    # client-set limits: a token budget that holds, one that cuts the answer short, stop sequences
+    "chat max_tokens": lambda: ChatStream("gpt-5.5", limits=limit(1000)),
+    "chat cut short": lambda: ChatStream("gpt-5.5", limits=limit(3)),
+    "chat stop": lambda: ChatStream("gpt-5.5", limits=limit(None, ["wö", "ne"])),
+    "messages max_tokens": lambda: MessagesStream("gpt-5.5", clock=lambda: 0.0, limits=limit(1000)),
+    "messages cut short": lambda: MessagesStream("gpt-5.5", clock=lambda: 0.0, limits=limit(2)),
+    "responses max_output_tokens": lambda: registry.stream_translator("responses", "gpt-5.5", {"limits": limit(1000)}),
+    "responses cut short": lambda: registry.stream_translator("responses", "gpt-5.5", {"limits": limit(2)}),
 }
 
 
@@ -125,7 +137,7 @@ def test_the_fast_paths_are_taken(monkeypatch):
     """A guard for the test above: with the backend's own framing, text deltas go by whole runs of frames
     and reasoning deltas the raw way (else the comparison compares the general path with itself)."""
     data = wire(turns()["reasoning then text"], "compact")
-    for name in ("chat", "messages", "responses"):
+    for name in ("chat", "messages", "responses", "chat max_tokens", "messages max_tokens", "responses max_output_tokens"):
         taken: list[str] = []
         tr = TRANSLATORS[name]()
         cls = type(tr)
@@ -145,7 +157,7 @@ def test_the_fast_paths_are_taken(monkeypatch):
         monkeypatch.setattr(cls, "on_text_run", run_spy)
         tr(data)
         assert "run" in taken, name
-        assert name == "responses" or "response.reasoning_summary_text.delta" in taken, name
+        assert name.startswith("responses") or "response.reasoning_summary_text.delta" in taken, name
     lines: list[bytes] = []
     with monkeypatch.context() as m:
         m.setattr(SSEParser, "_line", lambda self, line, out: lines.append(line))

@@ -27,6 +27,7 @@ from cliproxy.addons.hooks.conventions import HttpConventions  # noqa: E402
 from cliproxy.addons.hooks.conversations import Conversations  # noqa: E402
 from cliproxy.addons.hooks.deadline import UpstreamDeadline  # noqa: E402
 from cliproxy.addons.hooks.guard import Guard, HeadWithoutBody  # noqa: E402
+from cliproxy.addons.hooks.heap import StartupHeap  # noqa: E402
 from cliproxy.addons.hooks.images import Images  # noqa: E402
 from cliproxy.addons.hooks.ledger import UsageLedger  # noqa: E402
 from cliproxy.addons.hooks.listener import Listener  # noqa: E402
@@ -36,10 +37,11 @@ from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
 from cliproxy.addons.hooks.status import StatusPage  # noqa: E402
-from cliproxy.addons.mitm import http_framing, upstream_failures, websocket_close  # noqa: E402
+from cliproxy.addons.mitm import http_framing, stream_reads, upstream_failures, websocket_close  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
+stream_reads.install()  # a streamed answer's translator gets each upstream read in one call
 websocket_close.install()  # Responses WebSockets can be closed with a code (1012 replay, 1003, 1008, 1009)
 
 runtime = Runtime()
@@ -68,4 +70,5 @@ addons = [
     AmpAnswers(),  # Amp fix-ups of local answers (wraps CodexUpstream's stream), Amp's flow notes
     HeadWithoutBody(),  # answers to HEAD carry headers only (keep-alive stays in step)
     UsageLedger(runtime),  # one ledger row per finished request or WebSocket turn, written off the request path
+    StartupHeap(),  # once running: start-up objects leave the garbage collector's generations (less CPU per request)
 ]

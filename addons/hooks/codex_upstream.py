@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 from mitmproxy import ctx, http
+from mitmproxy.net.http import url
 from mitmproxy.net.http.url import hostport
+from mitmproxy.utils.strutils import always_str
 
 from cliproxy.addons.core.config import DEFAULT_CLIENT_VERSION
 from cliproxy.addons.core.failover import FAILURE_HEADER, Attempt, decide
@@ -54,6 +56,35 @@ def forwarded_headers(client: http.Headers) -> list[tuple[str, str]]:
     fields = [(k.lower(), v) for k, v in client.items(multi=True) if k.lower() in keep or k.lower().startswith("x-codex-")]
     check_client_headers(fields)
     return fields
+
+
+@functools.lru_cache(maxsize=64)
+def _target(target: str) -> tuple[bytes, str, int, bytes, str]:
+    scheme, host, port, path = url.parse(target)
+    name = always_str(host, "idna", "strict")
+    return scheme, name, port, path, hostport(scheme.decode(), name, port)
+
+
+def aim(req: http.Request, target: str) -> None:
+    """`req.url = target`, with the few backend URLs parsed once: mitmproxy's setter parses the URL on
+    every call and rewrites the Host header and authority once per part it sets."""
+    scheme, host, port, path, authority = _target(target)
+    data = req.data
+    data.scheme, data.host, data.port, data.path = scheme, host, port, path
+    if "Host" in data.headers:
+        data.headers["Host"] = authority
+    if data.authority:
+        req.authority = authority
+
+
+def header_map(headers: http.Headers) -> dict[str, str]:
+    """A response's headers as a dict of lower-case names, read in one pass: each of mitmproxy's
+    `Headers.get` scans every field. Repeated headers are joined with ", " as `Headers.get` joins them."""
+    out: dict[str, str] = {}
+    for name, value in headers.fields:
+        key, text = name.lower().decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
+        out[key] = f"{out[key]}, {text}" if key in out else text
+    return out
 
 
 def credential_headers(cred: Credential) -> list[tuple[str, str]]:
@@ -113,6 +144,7 @@ class _EndsUpstream:
     mitmproxy ends the client's response (the upstream_failures patch takes the cut as the end of body)."""
 
     ends_on_upstream_error = True
+    joins_reads = True  # as the translator it wraps
 
     def __init__(self, stream: Any, translator: CodexStream, flow: http.HTTPFlow) -> None:
         self.stream, self.translator, self.flow = stream, translator, flow
@@ -138,6 +170,7 @@ class _Decoding:
     """Feeds a translator with decompressed bytes when the upstream compressed the stream anyway."""
 
     ends_on_upstream_error = True
+    joins_reads = True  # decompressing a whole read at once is as good
 
     def __init__(self, translator: CodexStream, encoding: str) -> None:
         self.translator = translator
@@ -236,7 +269,7 @@ class CodexUpstream:
             body["model"] = cred.model
             req.content = json.dumps(body, ensure_ascii=False).encode()
         req.method = "POST"
-        req.url = cred.url
+        aim(req, cred.url)
         req.headers = upstream_headers(
             forwarded,
             cred,
@@ -257,10 +290,11 @@ class CodexUpstream:
         resp = flow.response
         assert resp is not None, "mitmproxy runs responseheaders with the response in place"
         st["status"] = resp.status_code
-        if (request_id := resp.headers.get("x-request-id")) and safe_value(request_id):
+        received = header_map(resp.headers)
+        if (request_id := received.get("x-request-id")) and safe_value(request_id):
             st["request_id"] = request_id  # passed on to the client (HttpConventions)
-        self._quota(st, resp.headers)
-        is_sse = resp.headers.get("content-type", "").startswith("text/event-stream")
+        self._quota(st, received)
+        is_sse = received.get("content-type", "").startswith("text/event-stream")
         if resp.status_code != 200 or not is_sse or not st["stream"]:
             return  # buffered: aggregated, failed over, or mapped to an error in `response`
         translator = registry.stream_translator(st["route"], st["model"], st["options"])
@@ -268,7 +302,7 @@ class CodexUpstream:
             translator.keep_output()
         if self.books is not None and st.get("book") and isinstance(translator, ResponsesStream):
             translator.on_final = functools.partial(self.books.book, flow, st)
-        encoding = resp.headers.get("content-encoding", "").strip().lower()
+        encoding = received.get("content-encoding", "").strip().lower()
         fields = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
         if flow.request.http_version == "HTTP/1.1":
             fields.append(("transfer-encoding", "chunked"))
@@ -348,8 +382,8 @@ class CodexUpstream:
         watch = CodexStream(limits) if limits else None  # ends the read at the client's stop sequence or token limit
         try:
             async with self.runtime.http.stream("POST", req.url, content=req.raw_content, headers=fields) as r:
-                self._quota(st, r.headers)
                 status, received = r.status_code, {k.lower(): v for k, v in r.headers.items()}
+                self._quota(st, received)
                 if received.get("x-request-id") and safe_value(received["x-request-id"]):
                     st["request_id"] = received["x-request-id"]  # passed on to the client (HttpConventions)
                 cut = False
@@ -397,7 +431,7 @@ class CodexUpstream:
         wait = self.runtime.pool.soonest(model)
         return wait is not None and wait > 0
 
-    def _quota(self, st: FlowState, headers) -> None:
+    def _quota(self, st: FlowState, headers: dict[str, str]) -> None:
         self.runtime.catalog.etag_seen(st.get("account_key"), headers.get("x-models-etag"))  # the catalog moved: read it again
         quota = parse_quota(headers)
         member = self.runtime.pool.get(st.get("account_key", ""))

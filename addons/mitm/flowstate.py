@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 KEY = "cliproxy"
 CLIENT_HOST = "cliproxy_client_host"  # metadata key: the Host a base-URL client sent (hooks.listener keeps it)
+_dumps = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(…, ensure_ascii=False) without building an encoder per call
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024  # for flows claimed without a limit of their own (the config's default)
 
 
@@ -143,7 +144,7 @@ def set_codex_body(flow: http.HTTPFlow, st: FlowState, call: CodexCall) -> None:
     """Hand a translated request over to CodexUpstream (shared by every client format)."""
     flow.request.headers.pop("content-encoding", None)
     try:
-        flow.request.content = json.dumps(call.body, ensure_ascii=False).encode()
+        flow.request.content = _dumps(call.body).encode()
     except RecursionError:
         raise errors.bad_request("the request body is nested too deeply") from None
     st.update(

@@ -19,6 +19,7 @@ covered from here: the translator only runs when bytes arrive.)
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,10 +27,19 @@ from typing import Any
 
 from cliproxy.addons.translate import errors, images
 from cliproxy.addons.translate.anthropic import safe_id
-from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode
-from cliproxy.addons.translate.stream import CodexStream, Collector
+from cliproxy.addons.translate.sse import COMMENT, SSEEvent, encode, is_utf8, literal_text
+from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'
+#: The head of a content_block_delta frame as `encode` writes it, up to the delta's text (%d: the block index).
+_TEXT_DELTA_AT = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":'
+_THINKING_DELTA_AT = (
+    b'event: content_block_delta\ndata: {"type":"content_block_delta","index":%d,"delta":{"type":"thinking_delta","thinking":'
+)
+# Members of an event head that holds no backslash (see sse.delta_literal): an int output_index, a string item_id.
+_OUTPUT_INDEX = re.compile(rb'"output_index"[ \t\r\n]*:[ \t\r\n]*(-?[0-9]+)[ \t\r\n]*,')
+_ITEM_ID = re.compile(rb'"item_id"[ \t\r\n]*:[ \t\r\n]*"([^"]*)"')
+_IDS = re.compile(rb'"item_id": ?"([^"]*)", ?"output_index": ?(-?[0-9]+),')  # the backend's order: one search
 
 
 def _str(value: Any) -> str:
@@ -150,6 +160,8 @@ class MessagesStream(CodexStream):
             "response.function_call_arguments.done",
         )
     )
+    RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
+    TEXT_RUNS = True
     FORWARD_KEEPALIVE = False  # keep-alives become `event: ping` (see `_dispatch`)
     #: seconds of upstream activity without client output before a ping is sent
     PING_AFTER = 5.0
@@ -288,6 +300,58 @@ class MessagesStream(CodexStream):
         return None
 
     # -- events ----------------------------------------------------------------------------------
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        if not self._started or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
+            return pos
+        match, item, index, head, n, limiter = TEXT_DELTA_FRAME.match, None, None, b"", 0, self.limiter
+        while m is not None:
+            literal = m["delta"]
+            if len(literal) > 2:  # an empty delta sends nothing
+                if not literal.isascii() and not is_utf8(literal):
+                    break  # parsed as usual: an event that is not UTF-8 is dropped
+                if m["item"] != item or m["index"] != index:  # the block, found as `_block` finds it (first frame, or another item)
+                    blocks = self._blocks
+                    block = blocks.get(int(m["index"])) or blocks.get(m["item"].decode())
+                    if block is None or not block.started or not self._queue or self._queue[0] is not block:
+                        break
+                    item, index, head = m["item"], m["index"], _TEXT_DELTA_AT % block.index
+                    block.streamed = True
+                if limiter is not None and not limiter.take(literal_text(literal)):
+                    break  # the limiter cuts or holds it: parsed as usual
+                out.append(head + literal + b"}}\n\n")
+            elif limiter is not None and not limiter.take(""):
+                break
+            n += 1
+            pos = m.end()
+            m = match(data, pos)
+        self.events += n
+        return pos
+
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        # What `on_event` sends for a non-empty text (thinking) delta of the block being sent, once that
+        # block has started: one content_block_delta frame with the delta's literal as it came. The block
+        # is found as `_block` finds it, from the output_index and item_id written before the delta.
+        literal = delta[1]
+        if not self._started or len(literal) == 2 or (kind != "response.output_text.delta" and not self.thinking):
+            return None
+        end = delta.start()  # the members before the delta: no backslash in them (see sse.delta_literal)
+        if (ids := _IDS.search(data, 0, end)) is not None:
+            index, item = ids[2], ids[1]
+        elif (found := _OUTPUT_INDEX.search(data, 0, end)) is not None and (named := _ITEM_ID.search(data, 0, end)) is not None:
+            index, item = found[1], named[1]
+        else:
+            return None
+        if data.count(b'"output_index"', 0, end) != 1 or data.count(b'"item_id"', 0, end) != 1:
+            return None  # repeated: a parse would keep the last
+        blocks = self._blocks
+        block = blocks.get(int(index)) or blocks.get(item.decode())
+        if block is None or not block.started or not self._queue or self._queue[0] is not block:
+            return None
+        block.streamed = True
+        if kind == "response.output_text.delta":
+            return _TEXT_DELTA_AT % block.index + literal + b"}}\n\n"
+        return _THINKING_DELTA_AT % block.index + literal + b"}}\n\n"
+
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if kind in ("response.created", "response.in_progress"):
             return self._message_start(ev)

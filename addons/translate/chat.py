@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, images, limits
-from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode
-from cliproxy.addons.translate.stream import CodexStream, Collector
+from cliproxy.addons.translate.sse import DONE, SSEEvent, dumps, encode, is_utf8, literal_text
+from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream, Collector
 
 _ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -354,6 +355,8 @@ class ChatStream(CodexStream):
             "response.custom_tool_call_input.done",
         )
     )
+    RAW_DELTAS = frozenset(("response.output_text.delta", "response.reasoning_summary_text.delta", "response.reasoning_text.delta"))
+    TEXT_RUNS = True
 
     def __init__(
         self,
@@ -429,6 +432,37 @@ class ChatStream(CodexStream):
             "function": {"name": self.tool_names.get(name, name), "arguments": arguments},
         }
         return index, self._chunk({"tool_calls": [call]})
+
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        if not self._started or self._in_think or self.finished or (m := TEXT_DELTA_FRAME.match(data, pos)) is None:
+            return pos
+        head, tail, match, n = b"data: " + self._prefix + b'{"content":', b'},"finish_reason":null}]}\n\n', TEXT_DELTA_FRAME.match, 0
+        limiter = self.limiter
+        while m is not None:
+            literal = m["delta"]
+            if not literal.isascii() and not is_utf8(literal):
+                break  # parsed as usual: an event that is not UTF-8 is dropped
+            if limiter is not None and not limiter.take(literal_text(literal)):
+                break  # the limiter cuts or holds it: parsed as usual
+            out.append(head + literal + tail)
+            n += 1
+            pos = m.end()
+            m = match(data, pos)
+        self.events += n
+        return pos
+
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        # What `on_event` sends for a text (or, in the default mode, reasoning) delta once the answer has
+        # started and no <think> is open: one chunk, the delta's literal as it came.
+        if not self._started or self._in_think:
+            return None
+        if kind == "response.output_text.delta":
+            key = b'{"content":'
+        elif self.reasoning == "reasoning_content":
+            key = b'{"reasoning_content":'
+        else:
+            return None
+        return b"data: " + self._prefix + key + delta[1] + b'},"finish_reason":null}]}\n\n'
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if kind in ("response.created", "response.in_progress"):

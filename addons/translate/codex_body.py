@@ -12,6 +12,7 @@ the CLI expects, so answers map back as for the classic form.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import uuid
@@ -203,9 +204,18 @@ def lite_headers(lite: bool) -> dict[str, str]:
     return {LITE_HEADER: "true"} if lite else {}
 
 
+#: `json.dumps(parts, sort_keys=True, default=str)`, with the encoder built once rather than per call
+_canonical = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def derived_cache_key(*parts: Any) -> str:
     """A stable prompt cache key for a conversation: same opening → same key → cache hits."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return _key_of(hashlib.sha256(_canonical(parts).encode()).hexdigest())
+
+
+@functools.lru_cache(maxsize=512)
+def _key_of(digest: str) -> str:
+    # A conversation's turns share their opening, so its UUID is worked out once (entries are small).
     return str(uuid.uuid5(_CACHE_NAMESPACE, digest))
 
 

@@ -13,6 +13,7 @@ which a locally ended answer never receives; tool-call arguments are not cut.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,16 @@ from typing import Any
 from cliproxy.addons.translate import anthropic, errors  # anthropic holds the token estimate (and imports this module)
 
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit for chat `stop`
+
+
+@functools.lru_cache(maxsize=4096)
+def _short_tokens(text: str) -> float:
+    return anthropic.text_tokens(text)
+
+
+def _tokens(text: str) -> float:
+    """`anthropic.text_tokens`, remembered for short strings: a stream's deltas are tokens, and they repeat."""
+    return _short_tokens(text) if len(text) <= 24 else anthropic.text_tokens(text)
 
 
 def positive_int(value: Any, param: str) -> int | None:
@@ -98,6 +109,21 @@ class Limiter:
         out, self.held = buf[: len(buf) - keep], buf[len(buf) - keep :]
         return self._budget(out)
 
+    def take(self, delta: str) -> bool:
+        """Release `delta` whole when `text()` certainly would (no stop sequences to watch, nothing held,
+        within the token budget), booking it as `text()` does; False, with nothing changed, otherwise."""
+        if self.stop or self.held or self.ended:
+            return False
+        if not delta:
+            return True
+        cost = _tokens(delta)
+        room = math.inf if self.max_tokens is None else self.max_tokens - self.used
+        if cost <= room and room > 0:  # as `_budget` decides
+            self.used += cost
+            self.item_text.append(delta)
+            return True
+        return False
+
     def flush(self) -> str:
         """The item's text is complete: held text was no stop sequence after all."""
         held, self.held = self.held, ""
@@ -117,7 +143,7 @@ class Limiter:
         """`text` as far as the token limit allows; at the limit the answer ends with `length`."""
         if not text:
             return ""
-        cost = anthropic.text_tokens(text)
+        cost = _tokens(text)
         room = math.inf if self.max_tokens is None else self.max_tokens - self.used
         if cost <= room and room > 0:
             self.used += cost

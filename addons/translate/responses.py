@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cliproxy.addons.translate import codex_body, errors, headers, limits
-from cliproxy.addons.translate.sse import SSEEvent, encode
-from cliproxy.addons.translate.stream import TERMINAL_OK, CodexStream
+from cliproxy.addons.translate.sse import SSEEvent, encode, is_utf8, literal_text
+from cliproxy.addons.translate.stream import TERMINAL_OK, TEXT_DELTA_FRAME, CodexStream
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,31 @@ class ResponsesStream(CodexStream):
     `on_final`, when set, receives the finished response object just before its terminal event is
     handed on to the client (the store books it there, so a follow-up can never overtake it)."""
 
+    TEXT_RUNS = True
+
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         super().__init__(limits)
         self._sequence = 0
         self.on_final: Callable[[dict[str, Any]], None] | None = None
+
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        # Text deltas pass through as they came (`on_event` re-frames them byte for byte): a run of them is
+        # one slice of the upstream bytes.
+        if self.finished:
+            return pos
+        start, match, n, limiter = pos, TEXT_DELTA_FRAME.match, 0, self.limiter
+        while (m := match(data, pos)) is not None:
+            if limiter is not None:  # a limited answer parses its deltas: their text is booked, their number kept
+                if not is_utf8(m["delta"]) or not limiter.take(literal_text(m["delta"])):
+                    break  # not UTF-8 (dropped), or cut or held by the limiter: parsed as usual
+                if m["seq"] is not None:
+                    self._sequence = int(m["seq"])
+            pos = m.end()
+            n += 1
+        if n:
+            out.append(data[start:pos])
+            self.events += n
+        return pos
 
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         if ev is not None and isinstance(ev.get("sequence_number"), int):

@@ -1,13 +1,15 @@
 """Incremental Server-Sent Events parsing and encoding.
 
 The parser accepts body bytes cut at any boundary (inside a line, between `\\r` and `\\n`, inside a
-UTF-8 sequence) and returns complete events. Every byte is scanned once, so feeding a stream of n
-bytes costs O(n) however it is chunked.
+UTF-8 sequence) and returns complete events. A byte is scanned and copied a bounded number of times,
+so feeding a stream of n bytes costs O(n) however it is chunked.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,11 +28,24 @@ class SSEEvent:
 #: A comment frame (`: …`) seen by the parser, reported so translators can forward keep-alives.
 COMMENT = SSEEvent("__comment__", b"")
 
+_NAMES: dict[bytes, str] = {}  # event names seen, decoded once (a stream has a handful)
+
+
+def _event_name(raw: bytes) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode("utf-8", "replace")
+        if len(_NAMES) < 512:  # bounded: names come from the upstream
+            _NAMES[raw] = name
+    return name
+
 
 class SSEParser:
     """Feed bytes with `feed()`; get back the events completed by them."""
 
     __slots__ = ("_buf", "_scan", "_event", "_data", "_has_field")
+    #: take a whole common frame in one step (False: line by line only, the reference the tests compare with)
+    FRAMES = True
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -40,18 +55,52 @@ class SSEParser:
         self._has_field = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buf = self._buf
-        buf += chunk
         out: list[SSEEvent] = []
-        start = 0
-        while (nl := buf.find(b"\n", self._scan)) >= 0:
-            end = nl - 1 if nl > start and buf[nl - 1] == 13 else nl  # strip a trailing \r
-            self._line(bytes(buf[start:end]), out)
-            start = self._scan = nl + 1
-        if start:
-            del buf[:start]
-        self._scan = len(buf)
+        self.feed_into(chunk, out.append)
         return out
+
+    def feed_into(self, chunk: bytes, emit: Callable[[SSEEvent], object], run: Callable[[bytes, int], int] | None = None) -> None:
+        """Like `feed`, handing each event to `emit` as soon as it is complete. `run(data, pos)`, when given,
+        is offered every frame boundary (no event pending): it may consume whole frames itself and return
+        where it stopped (`pos` when it takes none)."""
+        buf = self._buf
+        if buf:
+            buf += chunk
+            if buf.find(b"\n", self._scan) < 0:  # still no complete line
+                self._scan = len(buf)
+                return
+            data = bytes(buf)
+            buf.clear()
+        else:  # at a line start (the usual case): read the chunk itself, no copy
+            data = chunk if type(chunk) is bytes else bytes(chunk)
+        start = 0
+        size = len(data)
+        while start < size:
+            # A whole frame as the backend writes it (an optional `event: ` line, one `data: ` line, a blank
+            # line, `\n` endings) with no event pending is taken at once; anything else goes line by line.
+            if not self._has_field and self.FRAMES:
+                if run is not None and (after := run(data, start)) != start:
+                    start = after
+                    continue
+                name: str | None = None
+                at = start
+                if data.startswith(b"event: ", at) and (nl := data.find(b"\n", at + 7)) >= 0 and data[nl - 1] != 13:
+                    raw = data[at + 7 : nl]
+                    name = _NAMES.get(raw) or _event_name(raw)
+                    at = nl + 1
+                if data.startswith(b"data: ", at) and (nl := data.find(b"\n", at + 6)) >= 0 and data[nl - 1] != 13:
+                    if nl + 1 < size and data[nl + 1] == 10:
+                        emit(SSEEvent(name, data[at + 6 : nl]))
+                        start = nl + 2
+                        continue
+            if (nl := data.find(b"\n", start)) < 0:
+                break
+            end = nl - 1 if nl > start and data[nl - 1] == 13 else nl  # strip a trailing \r
+            self._line(data[start:end], emit)
+            start = nl + 1
+        if start < size:
+            buf += data[start:]  # a partial line: it holds no newline
+        self._scan = len(buf)
 
     def close(self) -> list[SSEEvent]:
         """End of body: a final unterminated line still counts, then a pending event is dispatched."""
@@ -60,8 +109,8 @@ class SSEParser:
             line = bytes(self._buf).rstrip(b"\r")
             self._buf.clear()
             self._scan = 0
-            self._line(line, out)
-        self._line(b"", out)
+            self._line(line, out.append)
+        self._line(b"", out.append)
         return out
 
     @property
@@ -69,14 +118,14 @@ class SSEParser:
         """Bytes held back waiting for the rest of a line."""
         return len(self._buf)
 
-    def _line(self, line: bytes, out: list[SSEEvent]) -> None:
+    def _line(self, line: bytes, emit: Callable[[SSEEvent], object]) -> None:
         if not line:
             if self._has_field:
-                out.append(SSEEvent(self._event, b"\n".join(self._data)))
+                emit(SSEEvent(self._event, b"\n".join(self._data)))
             self._event, self._data, self._has_field = None, [], False
             return
         if line[0] == 58:  # ":" comment, e.g. keep-alive
-            out.append(COMMENT)
+            emit(COMMENT)
             return
         field, _, value = line.partition(b":")
         if value[:1] == b" ":
@@ -108,3 +157,51 @@ def encode(data: Any, event: str | None = None) -> bytes:
 KEEPALIVE = b": keep-alive\n\n"
 DONE = b"data: [DONE]\n\n"
 dumps = _dumps
+
+
+# A JSON string literal as JSON allows it, except that a \u escape of a surrogate must be a high one
+# followed by a low one (a lone surrogate cannot be re-encoded as UTF-8, so it takes the slow path).
+JSON_STRING = (
+    rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]'
+    rb"|\\u(?:[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?![dD][89a-fA-F])[0-9a-fA-F]{4}))*"
+    rb'"'
+)
+_DELTA = re.compile(rb'"delta"[ \t\r\n]*:[ \t\r\n]*(' + JSON_STRING + rb")")
+
+
+def delta_literal(data: bytes) -> re.Match[bytes] | None:
+    """Where the top-level `delta` string of an event's JSON object sits, found without parsing the object:
+    group 1 is its JSON string literal, to be re-embedded as it is (a decode/encode round trip costs more
+    than the rest of a delta's translation); `data[:m.start()]` holds the members before it.
+
+    None (parse the event instead) unless this is provably the top-level member: the object's members
+    before it hold no backslash (so every quote there is a real one and an even count means `"delta"`
+    starts a key) and no nested object, and no other `delta` member follows. The members after it are
+    taken as the backend writes them (well-formed JSON). The event must be valid UTF-8, as a parse needs."""
+    m = _DELTA.search(data)
+    if m is None or data[0] != 123 or data[-1] != 125:  # an object: `{` … `}`
+        return None
+    start = m.start()
+    if data.find(b"\\", 0, start) >= 0 or data.find(b"{", 1, start) >= 0 or data.count(b'"', 0, start) & 1:
+        return None
+    if data.find(b'"delta"', m.end()) >= 0:
+        return None
+    if not data.isascii() and not is_utf8(data):
+        return None
+    return m
+
+
+_decode_json = json.JSONDecoder().decode
+
+
+def literal_text(literal: bytes) -> str:
+    """The string a JSON string literal (as `JSON_STRING` matches it, valid UTF-8) stands for."""
+    return literal[1:-1].decode() if b"\\" not in literal else _decode_json(literal.decode())
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True

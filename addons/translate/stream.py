@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Any
 
 from cliproxy.addons.translate import errors
 from cliproxy.addons.translate.limits import Limiter
-from cliproxy.addons.translate.sse import COMMENT, KEEPALIVE, SSEEvent, SSEParser, dumps
+from cliproxy.addons.translate.sse import COMMENT, JSON_STRING, KEEPALIVE, SSEEvent, SSEParser, delta_literal, dumps, literal_text
 
 logger = logging.getLogger(__name__)
 _decode = json.JSONDecoder().decode  # event data is UTF-8 by the SSE spec
@@ -23,6 +24,17 @@ TERMINAL_OK = ("response.completed", "response.incomplete")
 TERMINAL_FAIL = ("response.failed", "error")
 _COLLECTED = frozenset(("response.created", "response.in_progress", "response.output_item.done") + TERMINAL_OK + TERMINAL_FAIL)
 _TEXT_DELTA = "response.output_text.delta"
+#: A whole text-delta frame exactly as the backend writes it (compact, or with json.dumps's spaces): every
+#: member is matched, so the `delta` string (a JSON literal) is the object's own, and nothing else in the
+#: event is left unread. Groups: `seq` (sequence_number, when present), `item` (item_id), `index`
+#: (output_index), `delta`. Any other form of the event (another key order, logprobs, escapes in the id)
+#: is not matched and is parsed as usual.
+TEXT_DELTA_FRAME = re.compile(
+    rb'event: response\.output_text\.delta\ndata: \{"type": ?"response\.output_text\.delta", ?(?:"sequence_number": ?(?P<seq>[0-9]+), ?)?'
+    rb'"item_id": ?"(?P<item>[A-Za-z0-9_-]*)", ?"output_index": ?(?P<index>[0-9]+), ?"content_index": ?[0-9]+, ?"delta": ?(?P<delta>'
+    + JSON_STRING
+    + rb')(?:, ?"logprobs": ?\[\])?(?:, ?"obfuscation": ?"[A-Za-z0-9+/=_-]*")?\}\n\n'
+)
 #: events a `Limiter` reads: a message item starts, its text grows, its text is complete
 _LIMITED = frozenset(("response.output_item.added", _TEXT_DELTA, "response.output_text.done", "response.content_part.done"))
 
@@ -126,8 +138,14 @@ class CodexStream:
     WANTS: frozenset[str] = frozenset()
     #: forward upstream keep-alive comments to the client
     FORWARD_KEEPALIVE = True
-    #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/streamfix.py)
+    #: a broken upstream connection ends the stream through `__call__(b"")` (see addons/mitm/upstream_failures.py)
     ends_on_upstream_error = True
+    #: takes all the body bytes of one upstream read in one call (see addons/mitm/stream_reads.py)
+    joins_reads = True
+    #: delta event types the subclass can translate from the raw `delta` literal (`on_raw_delta`)
+    RAW_DELTAS: frozenset[str] = frozenset()
+    #: the subclass translates runs of whole text-delta frames itself (`on_text_run`)
+    TEXT_RUNS = False
 
     def __init__(self, limits: dict[str, Any] | None = None) -> None:
         self.limiter = Limiter.from_options(limits)  # the client's stop sequences and token limit, if any
@@ -148,9 +166,13 @@ class CodexStream:
         self.last_input_at = time.monotonic()
         out: list[bytes] = []
         try:
-            events = self.parser.feed(data) if data else self.parser.close()
-            for ev in events:
-                self._dispatch(ev, out)
+            if data:
+                dispatch = self._dispatch
+                run = self.on_text_run if self.TEXT_RUNS and (self.limiter is None or not self.limiter.stop) else None
+                self.parser.feed_into(data, lambda ev: dispatch(ev, out), None if run is None else lambda chunk, pos: run(chunk, pos, out))
+            else:
+                for ev in self.parser.close():
+                    self._dispatch(ev, out)
             if not data and not self.finished:
                 self.finished = True
                 out.extend(self.on_end(self.collector.error or disconnected_error()))
@@ -165,12 +187,14 @@ class CodexStream:
                         )
                     )
                 )
-        if out:
-            if self.first_output_at is None:
-                self.first_output_at = time.monotonic()
-            if self.sent is not None:
-                for chunk in out:
-                    self.sent += chunk
+        if not out:
+            return out
+        if self.first_output_at is None:
+            self.first_output_at = time.monotonic()
+        if len(out) > 1:  # one chunk, so one socket write, per call: what one upstream read brought goes out together
+            out = [b"".join(out)]
+        if self.sent is not None:
+            self.sent += out[0]
         return out
 
     def _dispatch(self, ev: SSEEvent, out: list[bytes]) -> None:
@@ -182,18 +206,21 @@ class CodexStream:
             return
         self.events += 1
         kind = ev.event
+        if kind in self.RAW_DELTAS and (m := delta_literal(ev.data)) is not None:
+            if self.limiter is None or kind != _TEXT_DELTA:  # only text deltas are limited
+                if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
+                    out.append(chunk)
+                    return
+            elif self.limiter.take(literal_text(m[1])):  # released whole, and booked: not limited again below
+                if (chunk := self.on_raw_delta(kind, ev.data, m)) is not None:
+                    out.append(chunk)
+                elif (parsed := self._payload(ev)) is not None:
+                    self._deliver(kind, parsed, ev, out)
+                return
         payload: dict[str, Any] | None = None
         if kind is None or kind == "message" or kind in _COLLECTED or kind in self.WANTS or (self.limiter and kind in _LIMITED):
-            if ev.data == b"[DONE]":
+            if (payload := self._payload(ev)) is None:
                 return
-            try:
-                parsed = _decode(ev.data.decode())
-            except ValueError:
-                logger.warning("cliproxy: ignoring an upstream event whose data is not JSON")
-                return
-            if not isinstance(parsed, dict):
-                return
-            payload = parsed
             if kind is None or kind == "message":
                 kind = str(payload.get("type", ""))
         if self.limiter is not None and payload is not None:
@@ -207,6 +234,18 @@ class CodexStream:
                 out.extend(self.on_end(None))
             return
         self._deliver(kind, payload, ev, out)
+
+    @staticmethod
+    def _payload(ev: SSEEvent) -> dict[str, Any] | None:
+        """The event's JSON object; None for `[DONE]`, data that is not JSON (logged) or not an object."""
+        if ev.data == b"[DONE]":
+            return None
+        try:
+            parsed = _decode(ev.data.decode())
+        except ValueError:
+            logger.warning("cliproxy: ignoring an upstream event whose data is not JSON")
+            return None
+        return parsed if isinstance(parsed, dict) else None
 
     def _deliver(self, kind: str, payload: dict[str, Any] | None, ev: SSEEvent, out: list[bytes]) -> None:
         if payload is not None and kind in _COLLECTED:
@@ -248,6 +287,18 @@ class CodexStream:
         yield kind, payload, ev
 
     # -- to implement ---------------------------------------------------------------------------
+    def on_text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
+        """Translate the whole text-delta frames that start at `pos` of `data` (see `TEXT_DELTA_FRAME`)
+        straight into `out`, as `on_raw_delta` would one by one; returns where they end (`pos`: none taken).
+        With a limiter, a frame goes only once `self.limiter.take()` released its text whole."""
+        return pos
+
+    def on_raw_delta(self, kind: str, data: bytes, delta: re.Match[bytes]) -> bytes | None:
+        """The client frame for a `RAW_DELTAS` event, built from its delta's JSON literal (`delta[1]`; see
+        `sse.delta_literal`), or None to have the event parsed and handed to `on_event` as usual.
+        Must give what `on_event` would (the same JSON) and keep the same state."""
+        return None
+
     def on_event(self, kind: str, ev: dict[str, Any] | None, raw: SSEEvent) -> list[bytes]:
         return []
 

@@ -432,3 +432,31 @@ def test_answer_headers_only_for_listed_origins():
 )
 def test_options_route(host, path, reverse, expected):
     assert classify(host, path, "OPTIONS", reverse_listener=reverse, anthropic_client=False).name == expected
+
+
+@pytest.mark.parametrize(
+    "stop,max_tokens,held,deltas",
+    [
+        ([], None, "", ["Hello", " world", ""]),
+        ([], 3, "", ["Hello", " world, and more", "x"]),  # the budget runs out: take() declines, text() cuts
+        (["END"], None, "", ["Hello"]),  # stop sequences are watched by text() only
+        ([], 100, "x", ["Hello"]),
+    ],
+)
+def test_take_releases_only_what_text_would_release_whole(stop, max_tokens, held, deltas):
+    taken, reference = Limiter(list(stop), max_tokens, 5), Limiter(list(stop), max_tokens, 5)
+    taken.held = reference.held = held
+    for delta in deltas:
+        before = (taken.used, list(taken.item_text), taken.held, taken.ended)
+        if taken.take(delta):
+            assert reference.text(delta) == delta
+            assert (taken.used, taken.item_text, taken.held, taken.ended) == (
+                reference.used,
+                reference.item_text,
+                reference.held,
+                reference.ended,
+            )
+        else:
+            assert (taken.used, taken.item_text, taken.held, taken.ended) == before  # nothing booked
+            assert stop or held or max_tokens is not None
+            taken.text(delta), reference.text(delta)  # both go the general way

@@ -103,3 +103,102 @@ def test_websocket_install_is_idempotent():
     websocket_close.install()
     websocket_close.install()
     assert WebsocketLayer.relay_messages is websocket_close._relay_messages
+
+
+# -- addons/mitm/stream_reads.py -------------------------------------------------------------------
+
+
+class _Marked:
+    joins_reads = True
+
+    def __init__(self) -> None:
+        self.calls: list[bytes] = []
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        self.calls.append(data)
+        return [data] if data else []
+
+
+def _chunked(*pieces: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces)
+
+
+_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def _upstream_reads(stream, reads: list[bytes]) -> list:
+    """Drive mitmproxy's Http1Client (the upstream side of a connection) through `reads`, setting
+    `stream` on the response when its head arrives (where the responseheaders hook does), and return
+    the HTTP events it passes on to the stream."""
+    from mitmproxy import connection, http, options
+    from mitmproxy.proxy import events
+    from mitmproxy.proxy.context import Context
+    from mitmproxy.proxy.layers.http import ResponseHeaders, _http1
+    from mitmproxy.proxy.layers.http._base import ReceiveHttp
+
+    context = Context(connection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2), timestamp_start=0), options.Options())
+    context.server = connection.Server(address=("127.0.0.1", 3))
+    layer = _http1.Http1Client(context)
+    layer.stream_id, layer.request, layer.state = 1, http.Request.make("POST", "http://127.0.0.1:3/r"), layer.read_headers
+    got = []
+    for data in reads:
+        for command in layer._handle_event(events.DataReceived(context.server, data)):
+            if isinstance(command, ReceiveHttp):
+                if isinstance(command.event, ResponseHeaders):
+                    command.event.response.stream = stream
+                got.append(command.event)
+    return got
+
+
+def _data(got: list) -> list[bytes]:
+    from mitmproxy.proxy.layers.http import ResponseData
+
+    return [e.data for e in got if isinstance(e, ResponseData)]
+
+
+def test_stream_reads_fence_and_install():
+    from mitmproxy.proxy.layers.http import _http1
+
+    from cliproxy.addons.mitm import stream_reads
+
+    assert stream_reads.SUPPORTED
+    assert stream_reads.install() and stream_reads.install()
+    assert _http1.Http1Client.read_body is stream_reads._read_body
+    assert stream_reads._original is _http1.Http1Connection.read_body  # the reader it wraps, not itself
+
+
+@pytest.mark.parametrize(
+    "reads,marked,expected",
+    [
+        # one read with three chunks: one call when the stream asks for it, mitmproxy's three otherwise
+        ([_HEAD + _chunked(b"a", b"bc", b"d")], True, [b"abcd"]),
+        ([_HEAD + _chunked(b"a", b"bc", b"d")], False, [b"a", b"bc", b"d"]),
+        # reads are never held for the next one: each read's bytes go out with that read
+        ([_HEAD + _chunked(b"a"), _chunked(b"b", b"c")[:-3], _chunked(b"c")[-3:]], True, [b"a", b"b", b"c"]),
+        ([_HEAD, _chunked(b"x", b"y") + b"0\r\n\r\n"], True, [b"xy"]),
+    ],
+)
+def test_one_stream_call_per_upstream_read(reads, marked, expected):
+    """mitmproxy's HTTP/1 client still emits one ResponseData per chunk, reads the body in `read_body`
+    reached through `state`, and puts the head's Response (whose `stream` the hook sets) on the layer:
+    the patch merges exactly the data of one read, in order."""
+    from mitmproxy.proxy.layers.http import ResponseEndOfMessage
+
+    from cliproxy.addons.mitm import stream_reads
+
+    stream_reads.install()
+    stream = _Marked() if marked else (lambda data: data)
+    got = _upstream_reads(stream, reads)
+    assert _data(got) == expected
+    if reads[-1].endswith(b"0\r\n\r\n"):
+        assert isinstance(got[-1], ResponseEndOfMessage)  # the end still comes after the data
+
+
+def test_http_stream_calls_the_callable_once_per_data_event_and_writes_each_piece():
+    """The other half of the contract: HttpStream passes each ResponseData to the callable and sends one
+    ResponseData (one write) per piece it returns, so a translator returning one joined chunk costs one write."""
+    from mitmproxy.proxy.layers.http import HttpStream
+
+    source = inspect.getsource(HttpStream.state_stream_response_body)
+    for needle in ("chunks = self.flow.response.stream(event.data)", "for chunk in chunks:", "ResponseData(self.stream_id, chunk)"):
+        assert needle in source, needle

@@ -161,9 +161,9 @@ dumps = _dumps
 
 # A JSON string literal as JSON allows it, except that a \u escape of a surrogate must be a high one
 # followed by a low one (a lone surrogate cannot be re-encoded as UTF-8, so it takes the slow path).
-JSON_STRING = (
-    rb'"(?:[^"\\\x00-\x1f]+|\\["\\/bfnrt]'
-    rb"|\\u(?:[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?![dD][89a-fA-F])[0-9a-fA-F]{4}))*"
+JSON_STRING = (  # possessive: a near miss fails in linear time (nested greedy quantifiers backtrack exponentially)
+    rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]'
+    rb"|\\u(?:[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|(?![dD][89a-fA-F])[0-9a-fA-F]{4}))*+"
     rb'"'
 )
 _DELTA = re.compile(rb'"delta"[ \t\r\n]*:[ \t\r\n]*(' + JSON_STRING + rb")")

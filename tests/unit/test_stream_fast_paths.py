@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -24,7 +25,7 @@ from cliproxy.addons.translate import registry
 from cliproxy.addons.translate.anthropic_stream import MessagesStream
 from cliproxy.addons.translate.chat import ChatStream
 from cliproxy.addons.translate.sse import SSEParser, delta_literal
-from cliproxy.addons.translate.stream import CodexStream
+from cliproxy.addons.translate.stream import TEXT_DELTA_FRAME, CodexStream
 from tests.fakes.codex_backend import turn
 
 AWKWARD = ["hé", 'llo "w', 'örld" \\', " 😀", "\u2028\t\n", "</think>", '{"delta":"x"}', "\\u0041", "末尾"]
@@ -213,3 +214,16 @@ def test_delta_literal(data, literal):
     assert (m[1] if m else None) == literal
     if m is not None:
         assert json.loads(data)["delta"] == json.loads(m[1])
+
+
+@pytest.mark.parametrize("tail", [b',"logprobs":[{"x":1}]}\n\n', b"}\n", b""])
+def test_a_near_miss_frame_fails_in_linear_time(tail):
+    """A long delta in a frame the fast path does not take (an unknown field after it, a frame cut short) must
+    fail to match at once: nested greedy quantifiers made this exponential and froze the proxy's event loop."""
+    frame = (
+        b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","item_id":"m","output_index":0,'
+        b'"content_index":0,"delta":"' + b"a b " * 50_000 + b'"' + tail
+    )
+    started = time.process_time()
+    assert TEXT_DELTA_FRAME.match(frame) is None
+    assert time.process_time() - started < 0.5

@@ -58,7 +58,7 @@ def runtime(tmp_path) -> tuple[Runtime, FakeStore]:
 
 
 A = "codex-a@example.com-plus.json"
-LATER = time.time() + 600
+LATER = time.time() + 7 * 86400  # taken at collection: far enough ahead for a long suite run
 
 
 @pytest.mark.parametrize(

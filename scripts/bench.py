@@ -3,7 +3,8 @@
     python scripts/bench.py                   # full run: 5 rounds (~10 minutes on 2 cores)
     python scripts/bench.py --peers           # also ChatMock (installed once into ~/.cache/cliproxy-bench)
     python scripts/bench.py --quick           # CI smoke run: every metric, tiny scale, 1 round; exit 1 only on errors
-    python scripts/bench.py --variant pg='--config usage-db=postgresql://...' --out bench.md --json bench.json
+    python scripts/bench.py --variant pg='--config usage-db=postgresql://...' --json --out bench.json
+    python scripts/bench.py --render bench.json     # the markdown of a saved JSON report
 
 Everything runs on 127.0.0.1, each system in its own process: the fake Codex backend
 (`python -m tests.fakes.bench_backend`), `direct` (the client talks to the fake), `bare` (a `mitmdump`
@@ -852,6 +853,7 @@ async def run(args: argparse.Namespace) -> int:
                 for part, runner in RUNNERS.items():
                     if part not in args.only:
                         continue
+                    log(f"round {r + 1}: {part}")
                     order = systems[r % len(systems) :] + systems[: r % len(systems)]
                     for system in order:
                         if not system.alive():
@@ -921,7 +923,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of markdown")
     parser.add_argument("--out", help="also write the report to this file")
+    parser.add_argument("--render", metavar="JSON", help="print the markdown of a report saved with --json, and run nothing")
     args = parser.parse_args(argv)
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text())), end="")
+        return 0
     if unknown := args.only - set(PARTS):
         parser.error(f"--only: no part {', '.join(sorted(unknown))} (parts: {', '.join(PARTS)})")
     return asyncio.run(run(args))

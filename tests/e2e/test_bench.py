@@ -44,6 +44,9 @@ def test_bench_quick_measures_every_metric_without_errors(tmp_path: Path) -> Non
     assert report["memory"]["requests"] == 300 and report["memory"]["before"] > 10
     assert report["targets"] and all(isinstance(t["met"], bool) for t in report["targets"])
     assert json.loads(out.read_text()) == report
+    rendered = subprocess.run([sys.executable, SCRIPT, "--render", str(out)], capture_output=True, text=True, timeout=30).stdout
+    assert "| time to first byte p50, Chat (ms) |" in rendered and "| cliproxy ÷ bare |" not in rendered
+    assert "cliproxy ÷ bare" in rendered.splitlines()[5] and "Errors: none." in rendered
 
 
 def test_bench_exits_1_on_errors_and_says_what_failed() -> None:

@@ -248,7 +248,8 @@ class System:
             path, body = "/v1/responses", {"model": MODEL, "stream": True, "input": prompt}
         else:
             path = "/v1/messages"
-            body = {"model": MODEL, "stream": True, "max_tokens": 1024, "messages": [{"role": "user", "content": prompt}]}
+            # cliproxy stops a Messages stream at about max_tokens tokens, so the budget must outlast the longest stream
+            body = {"model": MODEL, "stream": True, "max_tokens": 32000, "messages": [{"role": "user", "content": prompt}]}
             headers["anthropic-version"] = "2023-06-01"
         data = json.dumps(body).encode()
         head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-length: {len(data)}\r\n"

@@ -16,7 +16,7 @@ from typing import Any
 
 from cliproxy.addons.store import pg
 from cliproxy.addons.store.pg_session import PgSession
-from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, page_of
+from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, page_of
 
 COMPONENT = "responses"
 #: Append-only (see `pg.migrate`).
@@ -42,10 +42,6 @@ _REPLACE = " ON CONFLICT (owner, scope, id) DO UPDATE SET seq = EXCLUDED.seq, ca
 _IGNORE = " ON CONFLICT (owner, scope, id) DO NOTHING"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 class PostgresResponseStore(ResponseStore):
     def __init__(self, dsn: str, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -63,23 +59,7 @@ class PostgresResponseStore(ResponseStore):
 
     # -- responses ----------------------------------------------------------------------------------
     def put_response(self, response: StoredResponse) -> None:
-        record = (
-            _dumps(
-                {
-                    "model": response.model,
-                    "instructions": response.instructions,
-                    "input": response.input,
-                    "new_input": response.new_input,
-                    "output": response.output,
-                    "usage": response.usage,
-                    "response": response.response,
-                    "previous_response_id": response.previous_response_id,
-                    "conversation": response.conversation,
-                }
-            )
-            if response.store
-            else "{}"
-        )
+        record = response.record()
 
         def write(c: Any) -> None:
             with c.transaction():
@@ -107,7 +87,7 @@ class PostgresResponseStore(ResponseStore):
             if not isinstance(item_id, str) or not item_id:
                 continue
             call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
-            rows.append((owner, scope, item_id, start + n, call_id, now, _dumps(item)))
+            rows.append((owner, scope, item_id, start + n, call_id, now, dumps(item)))
         if rows:
             with c.cursor() as cur:
                 cur.executemany("INSERT INTO cliproxy_items VALUES (%s, %s, %s, %s, %s, %s, %s)" + conflict, rows)
@@ -134,7 +114,7 @@ class PostgresResponseStore(ResponseStore):
         if row is None:
             return None
         created_at, store, record = row
-        return StoredResponse(response_id, owner, created_at, bool(store), **json.loads(record))
+        return StoredResponse.from_record(response_id, owner, created_at, store, record)
 
     def delete_response(self, owner: str, response_id: str) -> bool:
         def write(c: Any) -> bool:
@@ -170,7 +150,7 @@ class PostgresResponseStore(ResponseStore):
                 c.execute(
                     "INSERT INTO cliproxy_conversations VALUES (%s, %s, %s, %s, %s) ON CONFLICT (owner, id) DO UPDATE SET"
                     " created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, metadata = EXCLUDED.metadata",
-                    (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, _dumps(conversation.metadata)),
+                    (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, dumps(conversation.metadata)),
                 )
                 self._index(c, conversation.owner, f"conv:{conversation.id}", items, conversation.created_at, conflict=_IGNORE)
 
@@ -193,7 +173,7 @@ class PostgresResponseStore(ResponseStore):
                     return None
                 c.execute(
                     "UPDATE cliproxy_conversations SET metadata = %s, updated_at = %s WHERE owner = %s AND id = %s",
-                    (_dumps(dict(metadata)), time.time(), owner, conversation_id),
+                    (dumps(dict(metadata)), time.time(), owner, conversation_id),
                 )
                 return self._conversation(c, owner, conversation_id)
 

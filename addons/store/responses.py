@@ -11,6 +11,7 @@ decision of what that means for a request to the caller.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -103,6 +104,24 @@ class StoredResponse:
     @property
     def request_items(self) -> list[dict[str, Any]]:
         return self.input[len(self.input) - self.new_input :] if self.new_input else []
+
+    def record(self) -> str:
+        """Its content as the stores keep it: compact JSON (`{}` for a tombstone)."""
+        if not self.store:
+            return "{}"
+        return dumps({name: getattr(self, name) for name in _CONTENT})
+
+    @classmethod
+    def from_record(cls, response_id: str, owner: str, created_at: float, store: bool, record: str) -> StoredResponse:
+        return cls(response_id, owner, created_at, bool(store), **json.loads(record))
+
+
+_CONTENT = ("model", "instructions", "input", "new_input", "output", "usage", "response", "previous_response_id", "conversation")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with text kept as it is (what the stores write)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)

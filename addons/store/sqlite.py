@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, page_of
+from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, page_of
 from cliproxy.addons.store.sqlite_file import SQLiteFile, recovering
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,6 @@ CREATE INDEX IF NOT EXISTS items_by_call ON items (owner, call_id) WHERE call_id
 CREATE INDEX IF NOT EXISTS items_in_scope ON items (owner, scope, seq);
 """
 _CALL_TYPES = ("function_call", "custom_tool_call")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class SQLiteStore(SQLiteFile, ResponseStore):
@@ -78,23 +74,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
     # -- responses ----------------------------------------------------------------------------------
     @recovering
     def put_response(self, response: StoredResponse) -> None:
-        record = (
-            _dumps(
-                {
-                    "model": response.model,
-                    "instructions": response.instructions,
-                    "input": response.input,
-                    "new_input": response.new_input,
-                    "output": response.output,
-                    "usage": response.usage,
-                    "response": response.response,
-                    "previous_response_id": response.previous_response_id,
-                    "conversation": response.conversation,
-                }
-            )
-            if response.store
-            else "{}"
-        )
+        record = response.record()
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
@@ -124,7 +104,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
             if not isinstance(item_id, str) or not item_id:
                 continue
             call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
-            rows.append((owner, scope, item_id, start + n, call_id, now, _dumps(item)))
+            rows.append((owner, scope, item_id, start + n, call_id, now, dumps(item)))
         db.executemany(f"INSERT {verb} INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _append(self, db: sqlite3.Connection, owner: str, conversation_id: str, items: list[dict[str, Any]], now: float) -> bool:
@@ -144,8 +124,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
         if row is None:
             return None
         created_at, store, record = row
-        data = json.loads(record)
-        return StoredResponse(response_id, owner, created_at, bool(store), **data)
+        return StoredResponse.from_record(response_id, owner, created_at, store, record)
 
     @recovering
     def delete_response(self, owner: str, response_id: str) -> bool:
@@ -180,7 +159,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO conversations VALUES (?, ?, ?, ?, ?)",
-                (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, _dumps(conversation.metadata)),
+                (conversation.owner, conversation.id, conversation.created_at, conversation.created_at, dumps(conversation.metadata)),
             )
             self._index(db, conversation.owner, f"conv:{conversation.id}", items, conversation.created_at, verb="OR IGNORE")
 
@@ -202,7 +181,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
                 return None
             db.execute(
                 "UPDATE conversations SET metadata = ?, updated_at = ? WHERE owner = ? AND id = ?",
-                (_dumps(dict(metadata)), time.time(), owner, conversation_id),
+                (dumps(dict(metadata)), time.time(), owner, conversation_id),
             )
             return self._conversation(db, owner, conversation_id)
 

@@ -5,8 +5,6 @@ these tests share)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,6 +18,8 @@ import openai
 import pytest
 import yaml
 
+from cliproxy.addons.store.pg_accounts import PgAccounts
+from cliproxy.auth.store import load_accounts
 from tests.conftest import CLIENT_KEY
 from tests.e2e.test_conversation_state import texts
 from tests.fakes.accounts import mint_account
@@ -41,16 +41,9 @@ def host_config(home: Path, backend_url: str, dsn: str) -> dict:
 
 
 def seed_accounts(dsn: str, auth_dir: Path) -> None:
-    """Where accounts live in the database too (the PostgreSQL account store, when present), the host's
-    account goes there as well; otherwise each host reads its own copy from its auth dir."""
+    """With `store` set the accounts live in the database too: the host's account goes there."""
     try:
-        pg_accounts = importlib.import_module("cliproxy.addons.store.pg_accounts")
-    except ImportError:
-        return
-    from cliproxy.auth.store import load_accounts
-
-    try:
-        store = pg_accounts.PgAccounts(dsn)
+        store = PgAccounts(dsn)
     except Exception:  # noqa: BLE001 - an unreachable database: the test itself says what it expects
         return
     try:
@@ -200,32 +193,6 @@ def test_database_stopped_mid_run_requests_are_served_and_rows_written_after_it_
     # the store is back without a restart: the chain made before the outage goes on
     r = oai(proxies[2]).responses.create(model="gpt-5.5", input="after", previous_response_id=stored.id)
     assert r.output_text == "You said: after" and texts(backend.received[-1].json["input"])[0] == "before the outage"
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("cliproxy.addons.store.pg_accounts") is not None,
-    reason="with the accounts in the database too, a proxy whose database is unreachable at start exits (test_pg_accounts);"
-    " the ledger's and store's own line is in tests/unit/test_pg_hooks.py",
-)
-def test_a_database_unreachable_at_start_is_one_line_each_and_requests_are_served(tmp_path, pg_server, backend_server, backend):
-    dsn = f"postgresql://postgres:{SECRET}@127.0.0.1:{pg_server.port + 1}/nowhere"
-    p = start_proxy(tmp_path / "host", host_config(tmp_path / "host", backend_server.base_url, dsn))
-    try:
-        down = p.wait_log(LEDGER_DOWN)
-        p.wait_log("the response store failed")
-        assert "postgresql://postgres:***@127.0.0.1" in down
-        c = oai(p).chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
-        assert c.choices[0].message.content
-        with pytest.raises(openai.InternalServerError) as err:
-            oai(p).responses.create(model="gpt-5.5", input="x", previous_response_id="resp_abc")
-        assert err.value.code == "store_unavailable"
-        time.sleep(2)
-        assert sum(LEDGER_DOWN in line for line in p.lines) == 1
-        assert sum("the response store failed" in line for line in p.lines) == 1
-        assert not any("Traceback" in line for line in p.lines)  # (mitmproxy's own shutdown may print one)
-    finally:
-        p.stop()
-    assert SECRET not in p.log
 
 
 def test_usage_against_an_unreachable_store_is_one_clear_error(tmp_path, pg_server):

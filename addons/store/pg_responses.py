@@ -16,7 +16,7 @@ from typing import Any
 
 from cliproxy.addons.store import pg
 from cliproxy.addons.store.pg_session import PgSession
-from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, page_of
+from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, item_rows, page_of
 
 COMPONENT = "responses"
 #: Append-only (see `pg.migrate`).
@@ -37,7 +37,6 @@ STEPS = (
     CREATE INDEX cliproxy_items_in_scope ON cliproxy_items (owner, scope, seq);
     CREATE INDEX cliproxy_items_age ON cliproxy_items (created_at) WHERE scope LIKE 'resp:%'""",
 )
-_CALL_TYPES = ("function_call", "custom_tool_call")
 _REPLACE = " ON CONFLICT (owner, scope, id) DO UPDATE SET seq = EXCLUDED.seq, call_id = EXCLUDED.call_id, created_at = EXCLUDED.created_at, data = EXCLUDED.data"
 _IGNORE = " ON CONFLICT (owner, scope, id) DO NOTHING"
 
@@ -81,13 +80,7 @@ class PostgresResponseStore(ResponseStore):
     def _index(
         self, c: Any, owner: str, scope: str, items: list[dict[str, Any]], now: float, start: int = 0, conflict: str = _REPLACE
     ) -> None:
-        rows = []
-        for n, item in enumerate(items):
-            item_id = item.get("id")
-            if not isinstance(item_id, str) or not item_id:
-                continue
-            call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
-            rows.append((owner, scope, item_id, start + n, call_id, now, dumps(item)))
+        rows = item_rows(owner, scope, items, now, start)
         if rows:
             with c.cursor() as cur:
                 cur.executemany("INSERT INTO cliproxy_items VALUES (%s, %s, %s, %s, %s, %s, %s)" + conflict, rows)

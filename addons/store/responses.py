@@ -119,6 +119,21 @@ class StoredResponse:
 _CONTENT = ("model", "instructions", "input", "new_input", "output", "usage", "response", "previous_response_id", "conversation")
 
 
+_CALL_TYPES = ("function_call", "custom_tool_call")
+
+
+def item_rows(owner: str, scope: str, items: list[dict[str, Any]], now: float, start: int = 0) -> list[tuple[Any, ...]]:
+    """The item index rows both stores write: (owner, scope, id, seq, call_id, created, item JSON); items without an id are skipped."""
+    rows = []
+    for n, item in enumerate(items):
+        item_id = item.get("id")
+        if not isinstance(item_id, str) or not item_id:
+            continue
+        call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
+        rows.append((owner, scope, item_id, start + n, call_id, now, dumps(item)))
+    return rows
+
+
 def dumps(value: Any) -> str:
     """Compact JSON with text kept as it is (what the stores write)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, page_of
+from cliproxy.addons.store.responses import Conversation, Limits, Order, Page, ResponseStore, StoredResponse, dumps, item_rows, page_of
 from cliproxy.addons.store.sqlite_file import SQLiteFile, recovering
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ CREATE INDEX IF NOT EXISTS items_by_id ON items (owner, id);
 CREATE INDEX IF NOT EXISTS items_by_call ON items (owner, call_id) WHERE call_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_in_scope ON items (owner, scope, seq);
 """
-_CALL_TYPES = ("function_call", "custom_tool_call")
 
 
 class SQLiteStore(SQLiteFile, ResponseStore):
@@ -98,13 +97,7 @@ class SQLiteStore(SQLiteFile, ResponseStore):
         start: int = 0,
         verb: str = "OR REPLACE",
     ) -> None:
-        rows = []
-        for n, item in enumerate(items):
-            item_id = item.get("id")
-            if not isinstance(item_id, str) or not item_id:
-                continue
-            call_id = item.get("call_id") if item.get("type") in _CALL_TYPES and isinstance(item.get("call_id"), str) else None
-            rows.append((owner, scope, item_id, start + n, call_id, now, dumps(item)))
+        rows = item_rows(owner, scope, items, now, start)
         db.executemany(f"INSERT {verb} INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _append(self, db: sqlite3.Connection, owner: str, conversation_id: str, items: list[dict[str, Any]], now: float) -> bool:

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,18 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-def main() -> None:
-    outcome = run(json.loads(sys.stdin.buffer.read()))
+def serve(exchange: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """The child's life: the task as JSON on stdin, the outcome as JSON on stdout (a parent gone is no error)."""
+    outcome = exchange(json.loads(sys.stdin.buffer.read()))
     try:
         sys.stdout.write(json.dumps(outcome))
         sys.stdout.flush()
     except BrokenPipeError:  # the parent died; the journal is what counts
         pass
+
+
+def main() -> None:
+    serve(run)
 
 
 if __name__ == "__main__":

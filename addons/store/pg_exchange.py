@@ -20,8 +20,6 @@ refresh token in `form`), `url`, `form`, `timeout`. The outcome is `{"status", "
 from __future__ import annotations
 
 import base64
-import json
-import sys
 import time
 from typing import Any
 
@@ -29,6 +27,7 @@ import httpx
 import psycopg
 
 from cliproxy.addons.store.pg import lock_key
+from cliproxy.auth.exchange import serve
 from cliproxy.auth.http import sync_client
 from cliproxy.auth.store import fingerprint
 
@@ -98,12 +97,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    outcome = run(json.loads(sys.stdin.buffer.read()))
-    try:
-        sys.stdout.write(json.dumps(outcome))
-        sys.stdout.flush()
-    except BrokenPipeError:  # the parent died; the journal is what counts
-        pass
+    serve(run)
 
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def keep_answer(st: FlowState, status: int, headers: Iterable[tuple[str, str]], 
 
 class RawRecorder:
     """Wraps a flow's stream callable and keeps the upstream bytes it is fed (up to ANSWER_LIMIT), so the
-    upstream's raw stream can be shown beside the client's translated one. Exposes what cliproxy reads of
-    a stream callable (`translator`, `ends_on_upstream_error`), as the other wrappers do."""
+    upstream's raw stream can be shown beside the client's translated one. Exposes what cliproxy and its
+    patches read of a stream callable (`translator`, `ends_on_upstream_error`, `joins_reads`), as the other
+    wrappers do: without `joins_reads` every upstream chunk would again cost its own call and socket write."""
 
     def __init__(self, inner: Any, on_progress: Any = None, keep: bool = True) -> None:
         self.inner = inner
@@ -84,6 +85,7 @@ class RawRecorder:
         self._next_progress = time.time() + 1.0
         self.translator = getattr(inner, "translator", inner)
         self.ends_on_upstream_error = getattr(inner, "ends_on_upstream_error", False)
+        self.joins_reads = getattr(inner, "joins_reads", False) is True
         self.raw = bytearray()
         self.cut = False
         self.t_first_token: float | None = None  # when the first text, reasoning or tool-call delta arrived

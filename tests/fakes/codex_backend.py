@@ -56,7 +56,7 @@ class Received:
 @dataclass
 class SSEReply:
     events: list[tuple[str, dict[str, Any]]]
-    chunking: str = "awkward"  # awkward | frames | whole
+    chunking: str = "awkward"  # awkward | frames | whole | burst (one HTTP chunk per frame, all in one write)
     crlf: bool = False
     keepalive_every: int = 0  # a `: keep-alive` comment after every N frames
     cut_after: int | None = None  # close the connection after N frames, mid-stream
@@ -1068,12 +1068,15 @@ class CodexBackend:
             pieces = _chunk(frames, reply.chunking, rng)
         if reply.gzip:
             pieces = [gzip.compress(b"".join(pieces))]
+        writes = [b"%x\r\n%s\r\n" % (len(piece), piece) if piece else b"" for piece in pieces]
+        if reply.chunking == "burst":  # every HTTP chunk in one send(): a proxy reads many of them at once
+            writes = [b"".join(writes)]
         try:
-            for piece in pieces:
+            for piece in writes:
                 if not piece:
                     await asyncio.sleep(pause)
                     continue
-                writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                writer.write(piece)
                 await writer.drain()
                 if reply.delay:
                     await asyncio.sleep(reply.delay)
@@ -1138,7 +1141,7 @@ def _strip_image_tool(req: Received) -> Received:
 def _chunk(frames: list[bytes], mode: str, rng: random.Random) -> list[bytes]:
     if mode == "whole":
         return [b"".join(frames)]
-    if mode == "frames":
+    if mode in ("frames", "burst"):
         return frames
     # awkward: cut inside frames at random points, sometimes right after a \r or inside a
     # multi-byte character, and sometimes glue the tail of one frame to the head of the next.

@@ -16,7 +16,7 @@ mitmproxy (12.x) handles these in its HTTP/1 layer, before or without any addon 
 For requests whose route cliproxy serves (decided from the head as the client sent it, like the
 router does; any request on the base-URL listener), this module instead answers a JSON error in the
 client's format (400 for framing, 413 over `max-request-bytes`, mitmproxy's status otherwise), reads
-and drops chunked trailers (mitmproxy cannot forward them), and counts the body as it arrives: past
+and drops chunked trailers (mitmproxy cannot forward them; `chunked_reader`), and counts the body as it arrives: past
 the limit the 413 goes out at once and the rest of the body is read and dropped, never stored (an
 SDK that sends its whole body before reading still gets the 413; the connection closes afterwards).
 Everything else keeps mitmproxy's behaviour.
@@ -32,7 +32,6 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-import h11
 from mitmproxy import http, version
 from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1
@@ -48,13 +47,13 @@ from mitmproxy.proxy.layers.http import (
 )
 
 try:  # private modules: another layout means another mitmproxy, and install() then changes nothing
-    from h11._readers import ChunkedReader
     from mitmproxy.proxy.layers.http import _http1
     from mitmproxy.proxy.layers.http._base import ReceiveHttp
 except ImportError:  # pragma: no cover
-    ChunkedReader, _http1, ReceiveHttp = object, None, None  # type: ignore[assignment,misc]
+    _http1, ReceiveHttp = None, None  # type: ignore[assignment,misc]
 
 from cliproxy.addons.core import routes
+from cliproxy.addons.mitm.chunked_reader import JoiningChunkedReader
 from cliproxy.addons.mitm.flowstate import FlowState, reply_error, state
 from cliproxy.addons.mitm.modes import is_base_url_listener
 from cliproxy.addons.translate import errors
@@ -165,20 +164,8 @@ def _send(self, event) -> Generator[commands.Command, Any, None]:
     yield from _originals["send"](self, event)
 
 
-class TrailerDroppingChunkedReader(ChunkedReader):
-    """h11's chunked reader, except that trailers are read (and checked) but dropped: mitmproxy's HTTP/1
-    layer raises NotImplementedError on them and would leave the client without an answer."""
-
-    def __call__(self, buf):
-        event = super().__call__(buf)
-        if isinstance(event, h11.EndOfMessage) and event.headers:
-            logger.debug("cliproxy: dropped HTTP/1 trailers %s", [bytes(name) for name, _ in event.headers])
-            return h11.EndOfMessage()
-        return event
-
-
 def _make_body_reader(expected_size: int | None):
-    return TrailerDroppingChunkedReader() if expected_size is None else _originals["make_body_reader"](expected_size)
+    return JoiningChunkedReader() if expected_size is None else _originals["make_body_reader"](expected_size)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,9 +5,11 @@
 Run in its own process so that the benchmark's client and the backend do not share one GIL. The
 prompt of a request says what to stream: `events:N` (N one-character text deltas, default 20) and
 `chunks:frames` (one SSE frame per HTTP chunk, the default) or `chunks:tiny` (the same bytes cut
-into 1–40-byte chunks). Every chunk leaves in its own `send()` (TCP_NODELAY is set on each
-connection by `CodexBackend`), so a proxy sees as many small writes as the backend makes; replies
-are encoded once per shape and cached, so the backend's own cost stays small beside the proxies'.
+into 1–40-byte chunks). A frame chunk leaves in its own `send()` (TCP_NODELAY is set on each
+connection by `CodexBackend`), so a proxy sees as many small writes as the backend makes; tiny chunks
+leave packed into sends of up to 1,400 bytes (a TCP segment's worth), since ~37,000 sends of their
+own would make the backend, not the proxies, set the pace. Replies are encoded once per shape and
+cached, so the backend's own cost stays small beside the proxies'.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from tests.fakes.codex_backend import CodexBackend, FakeCatalog, Received, Reply, SSEReply, turn
 
 DEFAULT_EVENTS = 20
+SEGMENT = 1400  # bytes per send() of a tiny-chunked reply
 _EVENTS = re.compile(rb"events:(\d+)")
 _CHUNKS = re.compile(rb"chunks:(\w+)")
 HEAD = (
@@ -59,15 +62,24 @@ def tiny_pieces(data: bytes, seed: int = 16) -> list[bytes]:
 
 @functools.lru_cache(maxsize=32)
 def prepared(n: int, chunking: str) -> tuple[bytes, ...]:
-    """The HTTP chunks (already framed: `size CRLF data CRLF`, then the last chunk) of one reply."""
+    """The sends of one reply: its HTTP chunks (framed: `size CRLF data CRLF`, then the last chunk), one per
+    send for frames, packed into sends of up to 1,400 bytes when tiny."""
     frames = encode(bench_events(n))
-    pieces = tiny_pieces(b"".join(frames)) if chunking == "tiny" else frames
-    return (*(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces), b"0\r\n\r\n")
+    if chunking != "tiny":
+        return (*(b"%x\r\n%s\r\n" % (len(p), p) for p in frames), b"0\r\n\r\n")
+    sends, current = [], b""
+    for piece in tiny_pieces(b"".join(frames)):
+        chunk = b"%x\r\n%s\r\n" % (len(piece), piece)
+        if len(current) + len(chunk) > SEGMENT:
+            sends.append(current)
+            current = b""
+        current += chunk
+    return (*sends, current + b"0\r\n\r\n")
 
 
 @dataclass
 class PreparedSSE(SSEReply):
-    """An SSE reply whose bytes were encoded in advance (`prepared`)."""
+    """An SSE reply whose sends were encoded in advance (`prepared`)."""
 
     chunks: tuple[bytes, ...] = field(default_factory=tuple)
 
@@ -104,7 +116,7 @@ class BenchBackend(CodexBackend):
         try:
             writer.write(HEAD)
             for chunk in reply.chunks:
-                writer.write(chunk)  # one send() per chunk while the socket takes them
+                writer.write(chunk)  # one send() per write while the socket takes them
                 await writer.drain()
         except ConnectionError:
             self.disconnects += 1

@@ -12,7 +12,7 @@ import pytest
 
 from cliproxy.addons.translate import registry
 from cliproxy.scripts import bench
-from tests.fakes.bench_backend import BenchBackend, bench_events, encode, prepared, tiny_pieces
+from tests.fakes.bench_backend import SEGMENT, BenchBackend, bench_events, encode, prepared, tiny_pieces
 
 
 def client_stream(route: str, events: int) -> bytes:
@@ -59,9 +59,13 @@ def test_tiny_pieces_are_1_to_40_bytes_and_rebuild_the_stream() -> None:
     assert b"".join(pieces) == data
     assert all(1 <= len(p) <= 40 for p in pieces)
     assert len({len(p) for p in pieces}) > 30  # sizes vary: frames split anywhere, not on boundaries
-    chunks = prepared(300, "tiny")
-    assert chunks[-1] == b"0\r\n\r\n" and len(chunks) == len(pieces) + 1
-    assert bench.dechunk(b"".join(chunks)) == data
+    sends = prepared(300, "tiny")
+    assert sends[-1].endswith(b"0\r\n\r\n") and all(len(s) <= SEGMENT for s in sends[:-1])
+    assert len(sends) < len(pieces) / 10  # packed: the backend makes few sends of many chunks
+    assert bench.dechunk(b"".join(sends)) == data
+    assert b"".join(sends).count(b"\r\n") == 2 * len(pieces) + 2  # one HTTP chunk per piece, then the last chunk
+    frames = prepared(300, "frames")
+    assert len(frames) == len(encode(bench_events(300))) + 1 and bench.dechunk(b"".join(frames)) == data
 
 
 @pytest.mark.parametrize("chunks", ["frames", "tiny"])

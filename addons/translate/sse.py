@@ -27,6 +27,9 @@ class SSEEvent:
 
 #: A comment frame (`: …`) seen by the parser, reported so translators can forward keep-alives.
 COMMENT = SSEEvent("__comment__", b"")
+#: A partial frame this short, at a frame boundary, is held unparsed until its blank line arrives (a frame
+#: cut by a read boundary is then still taken whole); a longer one is parsed line by line as it comes.
+HOLD = 2048
 
 _NAMES: dict[bytes, str] = {}  # event names seen, decoded once (a stream has a handful)
 
@@ -93,29 +96,33 @@ class SSEParser:
                         emit(SSEEvent(name, data[at + 6 : nl]))
                         start = nl + 2
                         continue
+                if size - start <= HOLD and data[start] != 58 and data.find(b"\n\n", start) < 0 and data.find(b"\n\r\n", start) < 0:
+                    break  # a short frame still arriving (not a comment, sent on its line): held whole, taken whole once complete
             if (nl := data.find(b"\n", start)) < 0:
                 break
             end = nl - 1 if nl > start and data[nl - 1] == 13 else nl  # strip a trailing \r
             self._line(data[start:end], emit)
             start = nl + 1
         if start < size:
-            buf += data[start:]  # a partial line: it holds no newline
+            buf += data[start:]  # a partial line, or a short partial frame: no newline after the last line start
         self._scan = len(buf)
 
     def close(self) -> list[SSEEvent]:
         """End of body: a final unterminated line still counts, then a pending event is dispatched."""
         out: list[SSEEvent] = []
         if self._buf:
-            line = bytes(self._buf).rstrip(b"\r")
+            *lines, last = bytes(self._buf).split(b"\n")  # a held frame may hold whole lines
             self._buf.clear()
             self._scan = 0
-            self._line(line, out.append)
+            for line in lines:
+                self._line(line[:-1] if line.endswith(b"\r") else line, out.append)
+            self._line(last.rstrip(b"\r"), out.append)
         self._line(b"", out.append)
         return out
 
     @property
     def pending(self) -> int:
-        """Bytes held back waiting for the rest of a line."""
+        """Bytes held back waiting for the rest of a line (or of a short frame)."""
         return len(self._buf)
 
     def _line(self, line: bytes, emit: Callable[[SSEEvent], object]) -> None:

@@ -3,6 +3,7 @@
 If one of these fails after a mitmproxy upgrade, `addons/mitm/upstream_failures.py` needs a look
 before the version fence in `check_version` is widened."""
 
+import asyncio
 import inspect
 
 import pytest
@@ -178,14 +179,17 @@ def test_stream_reads_fence_and_install():
         ([_HEAD, _chunked(b"x", b"y") + b"0\r\n\r\n"], True, [b"xy"]),
     ],
 )
-def test_one_stream_call_per_upstream_read(reads, marked, expected):
+def test_one_stream_call_per_upstream_read(reads, marked, expected, monkeypatch):
     """mitmproxy's HTTP/1 client still emits one ResponseData per chunk, reads the body in `read_body`
     reached through `state`, and puts the head's Response (whose `stream` the hook sets) on the layer:
-    the patch merges exactly the data of one read, in order."""
-    from mitmproxy.proxy.layers.http import ResponseEndOfMessage
+    the patch merges exactly the data of one read, in order. (With h11's own chunked reader: cliproxy's
+    joining reader, tested in test_http_framing.py, already joins the complete chunks of a read.)"""
+    from h11._readers import ChunkedReader
+    from mitmproxy.proxy.layers.http import ResponseEndOfMessage, _http1
 
     from cliproxy.addons.mitm import stream_reads
 
+    monkeypatch.setattr(_http1, "make_body_reader", lambda expected_size: ChunkedReader())
     stream_reads.install()
     stream = _Marked() if marked else (lambda data: data)
     got = _upstream_reads(stream, reads)
@@ -202,3 +206,119 @@ def test_http_stream_calls_the_callable_once_per_data_event_and_writes_each_piec
     source = inspect.getsource(HttpStream.state_stream_response_body)
     for needle in ("chunks = self.flow.response.stream(event.data)", "for chunk in chunks:", "ResponseData(self.stream_id, chunk)"):
         assert needle in source, needle
+
+
+# -- addons/mitm/hook_dispatch.py ------------------------------------------------------------------
+
+
+class _Recorder:
+    """An addon with children; records the calls of `requestheaders` across a tree of them."""
+
+    def __init__(self, name: str, log: list[str], children: list | None = None, fail: bool = False, halt: bool = False) -> None:
+        self.name, self.log, self.addons, self.fail, self.halt = name, log, children or [], fail, halt
+
+    def requestheaders(self, flow) -> None:
+        self.log.append(self.name)
+        if self.fail:
+            raise ValueError(f"{self.name} failed")
+        if self.halt:
+            from mitmproxy import exceptions
+
+            raise exceptions.AddonHalt()
+
+
+class _AsyncOne:
+    name = "async_one"
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def requestheaders(self, flow) -> None:
+        await asyncio.sleep(0)
+        self.log.append(self.name)
+
+
+async def _dispatch_log(trigger, make_chain, caplog) -> tuple[list[str], list[str]]:
+    """The handler calls of one `requestheaders` event through `trigger`, and the addon errors logged."""
+    from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
+    from mitmproxy.test import taddons, tflow
+
+    log: list[str] = []
+    caplog.clear()
+    with taddons.context() as tctx:
+        tctx.master.addons.add(*make_chain(log))
+        await trigger(tctx.master.addons, HttpRequestHeadersHook(tflow.tflow()))
+    return log, [r.getMessage() for r in caplog.records if "Addon error" in r.getMessage()]
+
+
+CHAINS = {
+    "order and children": lambda log: [_Recorder("a", log, [_Recorder("a1", log), _Recorder("a2", log)]), _Recorder("b", log)],
+    "an error ends its own tree only": lambda log: [
+        _Recorder("a", log, [_Recorder("a1", log, fail=True), _Recorder("a2", log)]),
+        _Recorder("b", log),
+    ],
+    "a halt ends the event": lambda log: [_Recorder("a", log, halt=True), _Recorder("b", log)],
+    "async handlers are awaited in order": lambda log: [_AsyncOne(log), _Recorder("b", log)],
+}
+
+
+def test_hook_dispatch_fence_and_install():
+    from mitmproxy.addonmanager import AddonManager
+
+    from cliproxy.addons.mitm import hook_dispatch
+
+    assert hook_dispatch.SUPPORTED
+    assert hook_dispatch.install() and hook_dispatch.install()
+    assert AddonManager.trigger_event is hook_dispatch._trigger_event
+    for name in hook_dispatch.CHANGERS:
+        assert getattr(AddonManager, name).__wrapped__ is hook_dispatch._originals[name]  # wrapped once, however often installed
+
+
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_hook_dispatch_calls_what_mitmproxys_walk_calls(chain, caplog):
+    from cliproxy.addons.mitm import hook_dispatch
+
+    hook_dispatch.install()
+
+    async def both() -> tuple:
+        want = await _dispatch_log(hook_dispatch._originals["trigger_event"], CHAINS[chain], caplog)
+        return want, await _dispatch_log(hook_dispatch._trigger_event, CHAINS[chain], caplog)
+
+    want, got = asyncio.run(both())
+    assert got == want and want[0]
+
+
+def test_hook_dispatch_sees_addons_registered_and_removed_later():
+    """A script reload removes an addon tree and registers a new one: the next event reaches the new one only."""
+    from mitmproxy.proxy.layers.http import HttpRequestHeadersHook
+    from mitmproxy.test import taddons, tflow
+
+    from cliproxy.addons.mitm import hook_dispatch
+
+    hook_dispatch.install()
+    log: list[str] = []
+    parent = _Recorder("parent", log)
+
+    async def events() -> list[list[str]]:
+        seen = []
+        with taddons.context() as tctx:
+            manager = tctx.master.addons
+            manager.add(parent)
+
+            async def event() -> None:
+                log.clear()
+                await manager.trigger_event(HttpRequestHeadersHook(tflow.tflow()))
+                seen.append(list(log))
+
+            await event()
+            old = _Recorder("old", log)
+            parent.addons = [old]
+            manager.register(old)
+            await event()
+            manager.remove(old)
+            parent.addons = [_Recorder("new", log)]
+            manager.register(parent.addons[0])
+            await event()
+        return seen
+
+    assert asyncio.run(events()) == [["parent"], ["parent", "old"], ["parent", "new"]]

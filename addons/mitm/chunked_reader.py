@@ -9,8 +9,9 @@ It is h11's `ChunkedReader` with two changes:
   The bytes, their order and what is refused are h11's; a chunk not yet complete, the last chunk and
   anything malformed are left to h11's own step, which raises its own errors.
 
-Relies on h11 0.16 internals (the reader's state fields and `chunk_header_re`):
-tests/unit/test_http_framing.py checks them.
+Relies on h11 0.16 internals (the reader's state fields, `chunk_header_re`, the receive buffer's
+bytearray, read in place so that a buffer that holds no complete chunk costs no copy):
+tests/unit/test_chunked_reader.py checks them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ except ImportError:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 SUPPORTED = h11.__version__.startswith("0.16.") and chunk_header_re is not None
+#: A chunk-size line longer than this is left to h11 (which refuses it), so a malformed head costs no long scans.
+MAX_HEADER = 1024
 
 
 class JoiningChunkedReader(ChunkedReader):
@@ -44,13 +47,13 @@ class JoiningChunkedReader(ChunkedReader):
 
     def _complete_chunks(self, buf) -> bytes | None:
         """The data of the complete chunks at the head of `buf` (consumed, footers included), or None."""
-        data = bytes(buf)
+        data: bytearray = buf._data  # read in place; consumed below through the buffer's own method
         pos = len(self._bytes_to_discard)
         if data[:pos] != self._bytes_to_discard:
             return None  # h11's step names the malformed footer
         pieces = []
         end_of_data = len(data)
-        while (eol := data.find(b"\r\n", pos)) >= 0:
+        while (eol := data.find(b"\r\n", pos, pos + MAX_HEADER)) >= 0:
             header = chunk_header_re.fullmatch(data, pos, eol + 2)
             if header is None:
                 break
@@ -65,4 +68,4 @@ class JoiningChunkedReader(ChunkedReader):
             return None
         buf.maybe_extract_at_most(pos)
         self._bytes_to_discard = b""
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return b"".join(pieces)

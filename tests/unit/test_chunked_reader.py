@@ -76,6 +76,12 @@ def test_the_complete_chunks_of_a_read_are_one_event() -> None:
     assert len(data) <= 4  # the complete chunks of each read, and the two parts of the chunk cut between them
 
 
+def test_a_long_chunk_size_line_is_left_to_h11() -> None:
+    """It is refused as h11 refuses it, and costs no scan beyond MAX_HEADER bytes per step."""
+    body = b"1" * 5000 + b"\r\n"
+    assert run(JoiningChunkedReader(), [body]) == run(ChunkedReader(), [body])
+
+
 def test_trailers_are_read_and_dropped() -> None:
     reader, buf = JoiningChunkedReader(), ReceiveBuffer()
     buf += chunked(b"ab") + b"0\r\nX-Sum: 1\r\n\r\n"
@@ -92,4 +98,5 @@ def test_the_h11_internals_relied_on() -> None:
     assert chunked_reader.chunk_header_re.fullmatch(b"1f;x=y \r\n")["chunk_size"] == b"1f"
     buf = ReceiveBuffer()
     buf += b"2\r\nab"
+    assert isinstance(buf._data, bytearray) and buf._data == b"2\r\nab"
     assert bytes(reader(buf).data) == b"ab" and reader._bytes_to_discard == b"\r\n"  # a chunk read, its footer due

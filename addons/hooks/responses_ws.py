@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 #: The handshake names no model: any account that is not resting for every model may take the socket;
 #: each turn then checks the account against its own model.
 ROUTES = ("responses_websocket", "codex_websocket")
+#: Messages a socket's flow keeps: mitmproxy keeps every relayed message on the flow for the socket's life
+#: (a Codex CLI session of 200 turns of 2,000 events held ~145 MB); older ones are dropped in batches.
+KEPT_MESSAGES = 1000
 #: Handshake headers that belong to the WebSocket itself and go upstream as the client sent them.
 HANDSHAKE = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions")
 
@@ -179,7 +182,10 @@ class ResponsesWebsocket:
         sock, st = self._sockets.get(flow.id), state(flow)
         if sock is None or st is None or flow.websocket is None:
             return
-        msg = flow.websocket.messages[-1]
+        messages = flow.websocket.messages
+        if len(messages) > 2 * KEPT_MESSAGES:  # the newest stay (mitmweb shows them); the current one is among them
+            del messages[:-KEPT_MESSAGES]
+        msg = messages[-1]
         if msg.injected:
             return
         try:

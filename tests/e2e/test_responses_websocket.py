@@ -261,3 +261,35 @@ def test_an_account_resting_mid_socket_sends_the_client_to_a_fresh_socket(two_ac
         closed = one.recv()
         assert isinstance(closed, Closed) and (closed.code, closed.reason) == (1012, "upstream requires HTTP replay")
         assert len(backend.ws_frames) == sent  # the turn never reached the resting account
+
+
+def test_a_long_socket_keeps_only_its_newest_messages_on_the_flow(tmp_path, proxy_home, backend_server, backend):
+    """mitmproxy keeps every relayed message on a socket's flow for the socket's life (a long Codex CLI
+    session grew the proxy by ~145 MB); cliproxy keeps the newest. The saved flow (`-w`, what mitmweb
+    shows) ends with the last turn, and the client got every event of every turn."""
+    from mitmproxy import io
+
+    from cliproxy.addons.hooks.responses_ws import KEPT_MESSAGES
+
+    out = tmp_path / "flows.mitm"
+    config = {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"}
+    p = start_proxy(tmp_path / "long", config, "-w", str(out))
+    try:
+        text = "z" * 1200
+        with WSClient(p, "base_url") as ws:
+            for n in range(3):
+                backend.ws_replies.append(turn(response_id=f"resp_long{n}").text(text, deltas=list(text)).events())
+                events = ws.turn(create(f"turn {n}"))
+                assert events[-1]["type"] == "response.completed" and "".join(e.get("delta", "") for e in events) == text
+        deadline = time.monotonic() + 10
+        while not (out.exists() and out.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        p.stop()
+    with out.open("rb") as fh:
+        flows = [f for f in io.FlowReader(fh).stream() if getattr(f, "websocket", None) is not None]
+    messages = flows[-1].websocket.messages
+    assert 3 * 1200 > 2 * KEPT_MESSAGES  # the socket relayed more than the flow may keep
+    assert KEPT_MESSAGES <= len(messages) <= 2 * KEPT_MESSAGES, len(messages)
+    last = json.loads(messages[-1].content)
+    assert last["type"] == "response.completed" and last["response"]["id"] == "resp_long2"

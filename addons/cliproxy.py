@@ -37,12 +37,12 @@ from cliproxy.addons.hooks.responses_ws import ResponsesWebsocket  # noqa: E402
 from cliproxy.addons.hooks.router import Router  # noqa: E402
 from cliproxy.addons.hooks.settings import Settings  # noqa: E402
 from cliproxy.addons.hooks.status import StatusPage  # noqa: E402
-from cliproxy.addons.mitm import hook_dispatch, http_framing, stream_reads, upstream_failures, websocket_close  # noqa: E402
+from cliproxy.addons.mitm import hook_dispatch, http_framing, stream_reads, upstream_failures, websocket_relay  # noqa: E402
 
 upstream_failures.install()  # upstream failures end in the client's format, not mitmproxy's HTML
 http_framing.install()  # so do HTTP/1 framing faults; request bodies are counted as they arrive
 stream_reads.install()  # a streamed answer's translator gets each upstream read in one call
-websocket_close.install()  # Responses WebSockets can be closed with a code (1012 replay, 1003, 1008, 1009)
+websocket_relay.install()  # Responses WebSockets can be closed with a code (1012 replay, 1003, 1008, 1009)
 hook_dispatch.install()  # an event visits only the addons that handle it
 
 runtime = Runtime()

@@ -47,6 +47,9 @@ if not (REPO / "tests" / "fakes").is_dir():
     )
 sys.path.insert(0, str(REPO))  # the checkout's `tests` package: fakes and the proxy launcher
 
+import wsproto  # noqa: E402
+import wsproto.events  # noqa: E402
+import wsproto.utilities  # noqa: E402
 import yaml  # noqa: E402
 
 from tests.fakes.accounts import mint_account  # noqa: E402
@@ -143,6 +146,77 @@ class Conn:
         return Answer(status, ttfb if ttfb is not None else total, total, b"".join(parts), chunked)
 
 
+class WSConn:
+    """One WebSocket for Responses turns (`response.create` frames); messages are kept raw while timed."""
+
+    def __init__(self, port: int, path: str, headers: dict[str, str]) -> None:
+        self.port, self.path, self.headers = port, path, headers
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 20)
+        extra = [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        self.writer.write(self.ws.send(wsproto.events.Request(host=f"127.0.0.1:{self.port}", target=self.path, extra_headers=extra)))
+        while True:
+            data = await self.reader.read(1 << 16)
+            if not data:
+                raise ConnectionError("closed during the WebSocket handshake")
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, wsproto.events.AcceptConnection):
+                    return
+                if isinstance(event, wsproto.events.RejectConnection):
+                    raise ConnectionError(f"WebSocket handshake refused: {event.status_code}")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def turn(self, frame: bytes) -> tuple[float, float, list[str]]:
+        """(seconds to the first message, to the turn's end, the messages) of one `response.create`."""
+        if self.writer is None:
+            await self.open()
+        reader, writer = self.reader, self.writer
+        assert reader is not None and writer is not None
+        start = time.perf_counter()
+        writer.write(self.ws.send(wsproto.events.TextMessage(frame.decode())))
+        first: float | None = None
+        messages: list[str] = []
+        parts: list[str] = []
+        while True:
+            data = await reader.read(1 << 18)
+            if not data:
+                raise ConnectionError("the socket closed mid-turn")
+            first = first if first is not None else time.perf_counter() - start
+            self.ws.receive_data(data)
+            for event in self.ws.events():
+                if isinstance(event, wsproto.events.CloseConnection):
+                    raise ConnectionError(f"the socket was closed: {event.code} {event.reason}")
+                if not isinstance(event, wsproto.events.TextMessage):
+                    continue
+                parts.append(event.data)
+                if event.message_finished:
+                    messages.append("".join(parts))
+                    parts = []
+                    if '"response.completed"' in messages[-1] or '"response.failed"' in messages[-1] or '"error"' in messages[-1][:40]:
+                        return first, time.perf_counter() - start, messages
+
+
+def ws_text(messages: list[str]) -> tuple[str, bool]:
+    """(the text deltas of a WebSocket turn, whether it completed)."""
+    text, done = [], False
+    for raw in messages:
+        ev = json.loads(raw)
+        if ev.get("type") == "response.output_text.delta":
+            text.append(ev["delta"])
+        done = done or ev.get("type") == "response.completed"
+    return "".join(text), done
+
+
 def dechunk(data: bytes) -> bytes:
     out: list[bytes] = []
     i = 0
@@ -210,7 +284,7 @@ class System:
     port: int
     pid: int | None  # the process whose CPU and memory are measured
     proc: subprocess.Popen | None = None
-    routes: tuple[str, ...] = ROUTES
+    routes: tuple[str, ...] = (*ROUTES, "websocket")
     lines: list[str] = field(default_factory=list)
     errors: int = 0
     problems: list[str] = field(default_factory=list)
@@ -255,6 +329,12 @@ class System:
         head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:{self.port}\r\ncontent-length: {len(data)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         return head.encode() + b"\r\n" + data
+
+    def ws_target(self) -> tuple[str, dict[str, str]]:
+        """(path, headers) of a Responses WebSocket: the backend's own for `direct` and `bare`, else the client API's."""
+        if self.kind in ("direct", "bare"):
+            return PATH, {"authorization": "Bearer bench", "chatgpt-account-id": "bench", "openai-beta": "responses_websockets=2026-02-06"}
+        return "/v1/responses", {}
 
     def fail(self, problem: str, n: int = 1) -> None:
         self.errors += n
@@ -497,6 +577,41 @@ async def one(system: System, conn: Conn, route: str, events: int, chunks: str =
     return answer
 
 
+def ws_frame(events: int) -> bytes:
+    """A `response.create` as the Codex CLI sends it, asking the fake for `events` deltas."""
+    message = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": f"events:{events}"}]}
+    return json.dumps(
+        {"type": "response.create", "model": MODEL, "instructions": "", "store": False, "stream": True, "input": [message]}
+    ).encode()
+
+
+async def ws_one(system: System, conn: WSConn, events: int) -> float | None:
+    """Seconds of one WebSocket turn, checked; None (and an error counted) when it failed."""
+    try:
+        async with asyncio.timeout(120):
+            _, total, messages = await conn.turn(ws_frame(events))
+        text, done = ws_text(messages)
+    except (OSError, ValueError, KeyError, TypeError, wsproto.utilities.ProtocolError) as e:
+        conn.close()
+        system.fail(f"websocket: {e!r}")
+        return None
+    if text != "x" * events or not done:
+        system.fail(f"websocket: {len(text)} characters, {events} expected, {'finished' if done else 'unfinished'}")
+        return None
+    return total
+
+
+async def ws_turns(system: System, scale: Scale) -> dict[str, float]:
+    """A long Responses turn over one WebSocket (the Codex CLI's transport), after a short warm-up turn."""
+    if not system.serves("websocket"):
+        return {}
+    conn = WSConn(system.port, *system.ws_target())
+    await ws_one(system, conn, 20)
+    times = [t * 1000 for _ in range(scale.stream_repeats) if (t := await ws_one(system, conn, scale.stream_events)) is not None]
+    conn.close()
+    return {"ws_responses": statistics.median(times)} if times else {}
+
+
 async def ttfb(system: System, scale: Scale) -> dict[str, float]:
     conn = Conn(system.port)
     await one(system, conn, "chat", 20)  # warm-up: connection, account, caches
@@ -582,6 +697,7 @@ def metrics_for(scale: Scale) -> list[Metric]:
         Metric("stream_responses", f"{n}-event stream, Responses, one frame per chunk", "ms"),
         Metric("stream_messages", f"{n}-event stream, Messages, one frame per chunk", "ms"),
         Metric("tiny_chat", f"{n}-event stream, Chat, 1–40-byte chunks", "ms"),
+        Metric("ws_responses", f"{n}-event turn, Responses over a WebSocket", "ms"),
     ]
     out += [Metric(f"rps{c}", f"requests/s at {c} stream{'s' if c > 1 else ''}, Chat", "req/s", False) for c in scale.levels]
     out += [
@@ -597,6 +713,7 @@ RUNNERS: dict[str, Callable[[System, Scale], Awaitable[dict[str, float]]]] = {
     "stream_responses": stream("responses"),
     "stream_messages": stream("messages"),
     "tiny_chat": stream("chat", "tiny"),
+    "ws_responses": ws_turns,
     "throughput": throughput,  # requests/s at each level, CPU per request, peak RSS
 }
 PARTS = (*RUNNERS, "translators", "memory")

@@ -33,7 +33,7 @@ from cliproxy.addons.core.runtime import Credential, Runtime
 from cliproxy.addons.hooks.codex_upstream import client_identity, credential_headers, forwarded_headers, no_credential
 from cliproxy.addons.hooks.notes import comment
 from cliproxy.addons.hooks.router import websocket_refused
-from cliproxy.addons.mitm import websocket_close
+from cliproxy.addons.mitm import websocket_relay
 from cliproxy.addons.mitm.flowstate import FlowState, on_claimed, reply_error, state
 from cliproxy.addons.store.ledger import image_usage_of, usage_fields
 from cliproxy.addons.translate import errors
@@ -48,9 +48,6 @@ logger = logging.getLogger(__name__)
 #: The handshake names no model: any account that is not resting for every model may take the socket;
 #: each turn then checks the account against its own model.
 ROUTES = ("responses_websocket", "codex_websocket")
-#: Messages a socket's flow keeps: mitmproxy keeps every relayed message on the flow for the socket's life
-#: (a Codex CLI session of 200 turns of 2,000 events held ~145 MB); older ones are dropped in batches.
-KEPT_MESSAGES = 1000
 #: Handshake headers that belong to the WebSocket itself and go upstream as the client sent them.
 HANDSHAKE = ("upgrade", "connection", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions")
 
@@ -126,6 +123,7 @@ class ResponsesWebsocket:
                 "account": cred.member.label,
                 "account_key": cred.member.key,
                 "ws_close_as": [wire.REPLAY_CODE, wire.REPLAY_REASON],
+                "ws_quiet_deltas": True,  # deltas skip the websocket_message hook (mitm.websocket_relay)
                 "turns": [],
             }
         )
@@ -176,16 +174,14 @@ class ResponsesWebsocket:
         sock, st = self._sockets.get(flow.id), state(flow)
         if sock is not None and st is not None and not sock.created:
             st["error"] = f"no response.create within {limit}s"
-            websocket_close.close(flow, 1008, f"no response.create within {limit}s (request-timeout-seconds)")
+            websocket_relay.close(flow, 1008, f"no response.create within {limit}s (request-timeout-seconds)")
 
     def websocket_message(self, flow: http.HTTPFlow) -> None:
         sock, st = self._sockets.get(flow.id), state(flow)
         if sock is None or st is None or flow.websocket is None:
             return
-        messages = flow.websocket.messages
-        if len(messages) > 2 * KEPT_MESSAGES:  # the newest stay (mitmweb shows them); the current one is among them
-            del messages[:-KEPT_MESSAGES]
-        msg = messages[-1]
+        websocket_relay.keep_newest(flow.websocket.messages)  # the newest stay (mitmweb shows them), the current one too
+        msg = flow.websocket.messages[-1]
         if msg.injected:
             return
         try:
@@ -221,11 +217,11 @@ class ResponsesWebsocket:
         limit = self.runtime.config.max_request_bytes
         if not msg.is_text:
             msg.drop()
-            websocket_close.close(flow, 1003, "binary frames are not supported: send response.create as JSON text")
+            websocket_relay.close(flow, 1003, "binary frames are not supported: send response.create as JSON text")
             return
         if len(msg.content) > limit:
             msg.drop()
-            websocket_close.close(flow, 1009, f"frame larger than max-request-bytes ({limit})")
+            websocket_relay.close(flow, 1009, f"frame larger than max-request-bytes ({limit})")
             return
         try:
             frame = wire.parse_frame(msg.content)
@@ -250,7 +246,7 @@ class ResponsesWebsocket:
             msg.drop()
             if self._another(turn.model, sock.member_key):
                 st["error"] = f"{st.get('account')} is resting; client asked to replay on a fresh socket"
-                websocket_close.close(flow, wire.REPLAY_CODE, wire.REPLAY_REASON)
+                websocket_relay.close(flow, wire.REPLAY_CODE, wire.REPLAY_REASON)
             else:
                 self._inject(flow, wire.error_frame(no_credential(self.runtime, turn.model)))
             return
@@ -295,7 +291,7 @@ class ResponsesWebsocket:
                 if self._another(model, member.key):
                     msg.drop()  # the client replays on a fresh socket, which gets another account
                     self._end_turn(flow, st, sock, f"{err.status} {err.message[:150]} (replayed on a fresh socket)")
-                    websocket_close.close(flow, wire.REPLAY_CODE, wire.REPLAY_REASON)
+                    websocket_relay.close(flow, wire.REPLAY_CODE, wire.REPLAY_REASON)
                     return
             if turn is not None:
                 self._end_turn(flow, st, sock, f"{err.status} {err.message[:150]}")

@@ -81,7 +81,8 @@ class FlowState(TypedDict, total=False):
     ended_locally: str  # stop | length: cliproxy ended the answer at the client's stop sequence or token limit
     # Responses over WebSocket (hooks.responses_ws)
     websocket: bool  # a Responses WebSocket: the handshake was pointed at the backend, frames are relayed
-    ws_close_as: list[Any]  # [code, reason] the client gets when the upstream ends the socket (mitm.websocket_close)
+    ws_close_as: list[Any]  # [code, reason] the client gets when the upstream ends the socket (mitm.websocket_relay)
+    ws_quiet_deltas: bool  # the backend's delta messages are relayed without the websocket_message hook (mitm.websocket_relay)
     turns: list[dict[str, Any]]  # one entry per finished turn on the socket: model, effort, usage, ttfe, seconds, error
     # outcome
     usage: dict[str, Any]

@@ -37,6 +37,8 @@ def test_bench_quick_measures_every_metric_without_errors(tmp_path: Path) -> Non
     for metric in ["ttfb", "stream_chat", "stream_responses", "tiny_chat", "rps1", "rps10", "rps50", "rps200", "cpu", "peak_rss"]:
         assert all(values[metric][s][0] > 0 for s in systems), (metric, values.get(metric))
     assert set(values["stream_messages"]) == set(systems) - {"chatmock"}  # ChatMock has no Messages API
+    assert set(values["ws_responses"]) == set(systems) - {"chatmock"}  # nor a WebSocket transport
+    assert all(values["ws_responses"][s][0] > 0 for s in set(systems) - {"chatmock"})
     ratios = report["summary"]["ratios"]
     assert {"cliproxy/bare", "cliproxy/no-ledger"} <= set(ratios["ttfb"])
     assert ("cliproxy/chatmock" in ratios["stream_chat"]) == peers

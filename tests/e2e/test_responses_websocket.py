@@ -269,7 +269,7 @@ def test_a_long_socket_keeps_only_its_newest_messages_on_the_flow(tmp_path, prox
     shows) ends with the last turn, and the client got every event of every turn."""
     from mitmproxy import io
 
-    from cliproxy.addons.hooks.responses_ws import KEPT_MESSAGES
+    from cliproxy.addons.mitm.websocket_relay import KEPT_MESSAGES
 
     out = tmp_path / "flows.mitm"
     config = {"auth-dir": str(proxy_home / "auth"), "codex-base-url": backend_server.base_url, "oauth-issuer": "http://127.0.0.1:9"}

@@ -9,7 +9,8 @@ into 1–40-byte chunks). A frame chunk leaves in its own `send()` (TCP_NODELAY 
 connection by `CodexBackend`), so a proxy sees as many small writes as the backend makes; tiny chunks
 leave packed into sends of up to 1,400 bytes (a TCP segment's worth), since ~37,000 sends of their
 own would make the backend, not the proxies, set the pace. Replies are encoded once per shape and
-cached, so the backend's own cost stays small beside the proxies'.
+cached, so the backend's own cost stays small beside the proxies'. A `response.create` on a WebSocket
+is answered from its prompt the same way, one message per event.
 """
 
 from __future__ import annotations
@@ -92,6 +93,17 @@ def bench_responder(req: Received) -> Reply:
     return PreparedSSE([], chunks=prepared(n, "tiny" if chunking == "tiny" else "frames"))
 
 
+def bench_ws_responder(frame: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A WebSocket turn: the events the prompt of its `response.create` asks for (`events:N`)."""
+    m = _EVENTS.search(json.dumps(frame.get("input")).encode())
+    return bench_events_cached(int(m[1]) if m else DEFAULT_EVENTS)
+
+
+@functools.lru_cache(maxsize=32)
+def bench_events_cached(n: int) -> list[tuple[str, dict[str, Any]]]:
+    return bench_events(n)
+
+
 class _CachedCatalog(FakeCatalog):
     """The fake's catalog with its per-request ETag computed once per account (it hashes the whole catalog)."""
 
@@ -109,6 +121,8 @@ class BenchBackend(CodexBackend):
         super().__init__(bench_responder)
         self.catalog = _CachedCatalog()
         self.received = collections.deque(maxlen=16)  # type: ignore[assignment]  # a list in tests; bounded over 10,000s of requests
+        self.ws_frames = collections.deque(maxlen=16)  # type: ignore[assignment]
+        self.ws_responder = bench_ws_responder
 
     async def _write_sse(self, writer: asyncio.StreamWriter, reply: SSEReply, models_etag: str = "") -> bool:
         if not isinstance(reply, PreparedSSE):

@@ -823,6 +823,7 @@ class CodexBackend:
         self.images = fake_images.FakeImages()  # the native image endpoints (plans as in `catalog.plans`)
         self.ws_handshakes: list[JSONReply] = []  # refusals of the next upgrades, in order (else 101)
         self.ws_replies: list[WSReply | Callable[[dict[str, Any]], WSReply]] = []  # per response.create, in order; else an echo
+        self.ws_responder: Callable[[dict[str, Any]], WSReply] | None = None  # when ws_replies is empty (else an echo)
         self.ws_frames: list[WSFrame] = []
         self.ws_sockets = 0
         self.ws_closes: list[tuple[int, int | None]] = []  # (socket, close code from the client; None: dropped)
@@ -1007,7 +1008,7 @@ class CodexBackend:
                 if refusal is not None:
                     send(refusal)
                     continue
-                reply = self.ws_replies.pop(0) if self.ws_replies else None
+                reply = self.ws_replies.pop(0) if self.ws_replies else self.ws_responder
                 if callable(reply):
                     reply = reply(frame)
                 if reply is None:

@@ -131,3 +131,35 @@ def test_ratios_are_taken_inside_each_round() -> None:
     assert inside["cliproxy/no-ledger"]["median"] == 1.0 and inside["cliproxy/no-ledger"]["max"] == 2.0
     assert "no-ledger/bare" not in inside  # built-in variants are compared to cliproxy only
     assert summary["absolute"]["stream_chat"]["cliproxy"]["median"] == 3.0
+
+
+def test_websocket_turns_against_the_fake_on_one_socket() -> None:
+    """The WebSocket client and the fake's WebSocket responder: turns of the asked length on one socket."""
+    system = bench.System("direct", "direct", 0, None)
+    with BenchBackend() as backend:
+        system.port = backend.port
+
+        async def go() -> list[float | None]:
+            conn = bench.WSConn(backend.port, *system.ws_target())
+            got = [await bench.ws_one(system, conn, n) for n in (1, 500, 3)]
+            conn.close()
+            return got
+
+        got = asyncio.run(go())
+    assert all(t is not None and t > 0 for t in got) and system.errors == 0, system.problems
+
+
+def test_a_websocket_turn_with_the_wrong_text_is_an_error() -> None:
+    system = bench.System("direct", "direct", 0, None)
+    with BenchBackend() as backend:
+        system.port = backend.port
+
+        async def go() -> float | None:
+            conn = bench.WSConn(backend.port, *system.ws_target())
+            backend.ws_responder = lambda frame: bench_events(4)  # four deltas where five are asked for
+            got = await bench.ws_one(system, conn, 5)
+            conn.close()
+            return got
+
+        assert asyncio.run(go()) is None
+    assert system.errors == 1 and "4 characters, 5 expected" in system.problems[0]

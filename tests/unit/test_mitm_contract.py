@@ -48,15 +48,15 @@ def test_install_is_idempotent_and_patches_the_stream():
     assert HttpStream.handle_protocol_error is upstream_failures._handle_protocol_error
 
 
-# -- addons/mitm/websocket_close.py ----------------------------------------------------------------
+# -- addons/mitm/websocket_relay.py ----------------------------------------------------------------
 
 
 def test_websocket_fence():
-    from cliproxy.addons.mitm import websocket_close
+    from cliproxy.addons.mitm import websocket_relay
 
-    websocket_close.check_version()
-    with pytest.raises(websocket_close.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x"):
-        websocket_close.check_version("13.0.0")
+    websocket_relay.check_version()
+    with pytest.raises(websocket_relay.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x"):
+        websocket_relay.check_version("13.0.0")
 
 
 def test_websocket_layer_internals():
@@ -65,9 +65,9 @@ def test_websocket_layer_internals():
     close branch that sets `timestamp_end`, `closed_by_client` and `close_code` before sending."""
     from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer, WebSocketMessageInjected
 
-    from cliproxy.addons.mitm import websocket_close
+    from cliproxy.addons.mitm import websocket_relay
 
-    assert list(inspect.signature(websocket_close._original).parameters) == ["self", "event"]
+    assert list(inspect.signature(websocket_relay._original).parameters) == ["self", "event"]
     assert callable(WebsocketConnection.send2) and {"flow", "message"} <= set(inspect.signature(WebSocketMessageInjected).parameters)
     source = inspect.getsource(WebsocketLayer)
     for needle in (
@@ -88,10 +88,10 @@ def test_close_frames_parse_as_wsproto_reads_them(code, reason):
     import wsproto.connection
     import wsproto.events
 
-    from cliproxy.addons.mitm import websocket_close
+    from cliproxy.addons.mitm import websocket_relay
 
     client = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
-    client.receive_data(websocket_close.close_frame(code, reason))
+    client.receive_data(websocket_relay.close_frame(code, reason))
     [event] = list(client.events())
     assert isinstance(event, wsproto.events.CloseConnection) and event.code == code and reason.startswith(event.reason)
 
@@ -99,11 +99,11 @@ def test_close_frames_parse_as_wsproto_reads_them(code, reason):
 def test_websocket_install_is_idempotent():
     from mitmproxy.proxy.layers.websocket import WebsocketLayer
 
-    from cliproxy.addons.mitm import websocket_close
+    from cliproxy.addons.mitm import websocket_relay
 
-    websocket_close.install()
-    websocket_close.install()
-    assert WebsocketLayer.relay_messages is websocket_close._relay_messages
+    websocket_relay.install()
+    websocket_relay.install()
+    assert WebsocketLayer.relay_messages is websocket_relay._relay_messages
 
 
 # -- addons/mitm/stream_reads.py -------------------------------------------------------------------
@@ -322,3 +322,62 @@ def test_hook_dispatch_sees_addons_registered_and_removed_later():
         return seen
 
     assert asyncio.run(events()) == [["parent"], ["parent", "old"], ["parent", "new"]]
+
+
+def _relayed(quiet: bool, frames: list[tuple[str, str]]) -> tuple[int, list[str], int]:
+    """Drive the patched relay of a fresh WebSocket layer with `frames` ((side, text), side = client | server):
+    (the websocket_message hooks it raised, the texts it relayed, the messages left on the flow)."""
+    import wsproto
+    import wsproto.connection
+    import wsproto.events
+    from mitmproxy import options
+    from mitmproxy.proxy import commands, events
+    from mitmproxy.proxy.context import Context
+    from mitmproxy.proxy.layers.websocket import WebsocketConnection, WebsocketLayer, WebsocketMessageHook
+    from mitmproxy.test import tflow
+
+    from cliproxy.addons.mitm import websocket_relay
+
+    flow = tflow.twebsocketflow()
+    flow.websocket.messages.clear()
+    flow.metadata["cliproxy"] = {"ws_quiet_deltas": True} if quiet else {}
+    context = Context(flow.client_conn, options.Options())
+    context.server = flow.server_conn
+    layer = WebsocketLayer(context, flow)
+    layer.client_ws = WebsocketConnection(wsproto.ConnectionType.SERVER, conn=context.client)
+    layer.server_ws = WebsocketConnection(wsproto.ConnectionType.CLIENT, conn=context.server)
+    senders = {
+        side: wsproto.connection.Connection(kind)
+        for side, kind in (("client", wsproto.ConnectionType.CLIENT), ("server", wsproto.ConnectionType.SERVER))
+    }
+    hooks, relayed = 0, []
+    for side, text in frames:
+        data = senders[side].send(wsproto.events.TextMessage(text))
+        conn = context.client if side == "client" else context.server
+        for command in websocket_relay._relay_messages(layer, events.DataReceived(conn, data)):
+            hooks += isinstance(command, WebsocketMessageHook)
+            if isinstance(command, commands.SendData):
+                relayed.append(command.data)
+    return hooks, relayed, len(flow.websocket.messages)
+
+
+DELTA = '{"type":"response.output_text.delta","delta":"x"}'
+SPACED = '{"type": "response.function_call_arguments.delta", "delta": "{"}'
+FRAMES = [("client", '{"type":"response.create"}'), ("server", '{"type":"response.created"}'), ("server", DELTA), ("server", SPACED)]
+FRAMES += [("client", DELTA), ("server", '{"type":"response.completed"}')]
+
+
+@pytest.mark.parametrize("quiet,hooks", [(False, 6), (True, 4)])
+def test_quiet_deltas_skip_the_hook_and_are_relayed_all_the_same(quiet, hooks):
+    """Only the backend's deltas skip the hook (a client's frame that looks like one does not); every
+    message is relayed, in order, and stays on the flow."""
+    got_hooks, relayed, kept = _relayed(quiet, FRAMES)
+    assert got_hooks == hooks and len(relayed) == len(FRAMES) and kept == len(FRAMES)
+    assert DELTA.encode() in relayed[2] and SPACED.encode() in relayed[3]
+
+
+def test_a_long_quiet_socket_keeps_its_newest_messages():
+    from cliproxy.addons.mitm.websocket_relay import KEPT_MESSAGES
+
+    hooks, relayed, kept = _relayed(True, [("server", DELTA)] * (2 * KEPT_MESSAGES + 5))
+    assert hooks == 0 and len(relayed) == 2 * KEPT_MESSAGES + 5 and KEPT_MESSAGES <= kept <= 2 * KEPT_MESSAGES

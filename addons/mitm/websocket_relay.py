@@ -1,4 +1,5 @@
-"""Closing a relayed WebSocket with a chosen close code, for cliproxy's Responses sockets.
+"""cliproxy's Responses sockets through mitmproxy's WebSocket relay: closing with a chosen code, and
+relaying the backend's streamed deltas without a hook each.
 
 mitmproxy (12.x) lets an addon drop and inject WebSocket messages, but not close a socket with a
 code, and when the upstream ends a socket it hands the client the upstream's close (or 1006, which
@@ -10,7 +11,12 @@ new upstream socket (that holds no `previous_response_id` state) needs. This pat
 - `close(flow, code, reason)`: an injected message of type `CloseRequest` closes both sides, the
   client with `code`/`reason` and the upstream with 1000;
 - on flows whose state names `ws_close_as` (code, reason), a close that starts at the upstream (a
-  close frame or a dropped connection) reaches the client with that code and reason instead.
+  close frame or a dropped connection) reaches the client with that code and reason instead;
+- on flows whose state sets `ws_quiet_deltas`, a backend message that is a streamed delta
+  (`response.….delta`, most of a turn) is relayed without the `websocket_message` hook: cliproxy acts
+  on the other messages of a turn (rate limits, errors, the terminal event), and the hook with the
+  `update` after it cost more than the rest of the relay. The message stays on the flow (mitmweb
+  shows it), and the flow keeps only its newest messages (`keep_newest`).
 
 Every other flow keeps mitmproxy's behaviour. `install` refuses another major version and
 `tests/unit/test_mitm_contract.py` checks the internals used here in milliseconds.
@@ -18,6 +24,7 @@ Every other flow keeps mitmproxy's behaviour. `install` refuses another major ve
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 from typing import Any
@@ -26,10 +33,15 @@ import wsproto
 import wsproto.events
 from mitmproxy import ctx, http, version, websocket
 from mitmproxy.proxy import commands
-from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebSocketMessageInjected
+from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebsocketMessageHook, WebSocketMessageInjected
 from wsproto.frame_protocol import Opcode
 
 SUPPORTED_MAJOR = 12
+#: A backend message that is a streamed delta, as its first bytes show (compact or spaced JSON).
+QUIET = re.compile(rb'\{"type": ?"response\.[a-z_.]*delta"')
+#: Messages a socket's flow keeps: mitmproxy keeps every relayed message on the flow for the socket's life
+#: (a Codex CLI session of 200 turns of 2,000 events held ~145 MB); older ones are dropped in batches.
+KEPT_MESSAGES = 1000
 #: What this module relies on: the layer's relay method, its two wsproto connections and `done` state.
 LAYER_INTERNALS = ("relay_messages", "done", "start")
 
@@ -72,15 +84,27 @@ def _close(self: WebsocketLayer, code: int, reason: str):
     self._handle_event = self.done
 
 
+def keep_newest(messages: list[websocket.WebSocketMessage]) -> None:
+    """Drop the oldest messages once there are twice KEPT_MESSAGES (the newest, the current one too, stay)."""
+    if len(messages) > 2 * KEPT_MESSAGES:
+        del messages[:-KEPT_MESSAGES]
+
+
 def _relay_messages(self: WebsocketLayer, event):
     if isinstance(event, WebSocketMessageInjected) and isinstance(event.message, CloseRequest):
         yield from _close(self, event.message.close_code, event.message.close_reason)
         return
     ws = self.flow.websocket
     assert ws is not None  # the layer exists only for flows that upgraded (mitmproxy's relay asserts the same)
-    replace = _state(self.flow).get("ws_close_as")
+    st = _state(self.flow)
+    replace, quiet = st.get("ws_close_as"), st.get("ws_quiet_deltas")
     was_open = ws.timestamp_end is None
     for command in _original(self, event):
+        if quiet and isinstance(command, WebsocketMessageHook):
+            message = ws.messages[-1]
+            if not message.from_client and not message.injected and message.is_text and QUIET.match(message.content):
+                keep_newest(ws.messages)
+                continue  # relayed as it came, right after this
         if (
             replace
             and was_open

@@ -1,16 +1,16 @@
 """Measure what cliproxy costs, side by side with bare mitmproxy (and ChatMock), interleaved and repeated.
 
-    python scripts/bench.py                   # full run: 5 rounds (~10 minutes on 2 cores)
+    python scripts/bench.py                   # full run: 5 rounds (~6 minutes on 2 cores)
     python scripts/bench.py --peers           # also ChatMock (installed once into ~/.cache/cliproxy-bench)
     python scripts/bench.py --quick           # CI smoke run: every metric, tiny scale, 1 round; exit 1 only on errors
-    python scripts/bench.py --variant pg='--config usage-db=postgresql://...' --json --out bench.json
+    python scripts/bench.py --variant pg='--config store=postgresql://...' --json --out bench.json
     python scripts/bench.py --render bench.json     # the markdown of a saved JSON report
 
 Everything runs on 127.0.0.1, each system in its own process: the fake Codex backend
 (`python -m tests.fakes.bench_backend`), `direct` (the client talks to the fake), `bare` (a `mitmdump`
 reverse proxy with no addon), `cliproxy` (`mitmdump -s addons/cliproxy.py`), `no-ledger` (cliproxy with
 the usage ledger off), any `--variant`, and with `--peers` ChatMock. The client is raw asyncio streams
-(no HTTP library), one process, so it is not what sets the pace.
+(no HTTP library; wsproto for the WebSocket turns), one process, so it is not what sets the pace.
 
 Each round runs every metric on every system in turn (the order rotates from round to round), so the
 load of other processes falls on all alike; ratios (cliproxy ÷ bare, ÷ ChatMock, ÷ each variant) are

@@ -28,6 +28,8 @@ from mitmproxy import ctx, http, version
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 
 from cliproxy.addons.core.failover import FAILURE_HEADER
+from cliproxy.addons.mitm import fence
+from cliproxy.addons.mitm.fence import UnsupportedMitmproxy  # noqa: F401 (what check_version raises)
 
 logger = logging.getLogger(__name__)
 
@@ -88,22 +90,12 @@ def abandon_upstream(flow: http.HTTPFlow) -> bool:
     return True
 
 
-SUPPORTED_MAJOR = 12
 #: The internals used above: HttpStream's states and attributes, and the proxy server's connection table.
 STREAM_INTERNALS = ("handle_protocol_error", "state_stream_response_body", "state_consume_response_body", "state_errored", "send_response")
 
 
-class UnsupportedMitmproxy(RuntimeError):
-    """mitmproxy is not the version these internals were written against."""
-
-
 def check_version(found: str = version.VERSION) -> None:
-    major = found.split(".", 1)[0]
-    if major != str(SUPPORTED_MAJOR) or any(not hasattr(HttpStream, name) for name in STREAM_INTERNALS):
-        raise UnsupportedMitmproxy(
-            f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
-            f"to answer upstream failures in the client's format. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'"
-        )
+    fence.require(HttpStream, STREAM_INTERNALS, "to answer upstream failures in the client's format", found)
 
 
 def install() -> None:

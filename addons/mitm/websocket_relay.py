@@ -36,7 +36,9 @@ from mitmproxy.proxy import commands
 from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, WebsocketMessageHook, WebSocketMessageInjected
 from wsproto.frame_protocol import Opcode
 
-SUPPORTED_MAJOR = 12
+from cliproxy.addons.mitm import fence
+from cliproxy.addons.mitm.fence import UnsupportedMitmproxy  # noqa: F401 (what check_version raises)
+
 #: A backend message that is a streamed delta, as its first bytes show (compact or spaced JSON).
 QUIET = re.compile(rb'\{"type": ?"response\.[a-z_.]*delta"')
 #: Messages a socket's flow keeps: mitmproxy keeps every relayed message on the flow for the socket's life
@@ -127,17 +129,8 @@ def close(flow: http.HTTPFlow, code: int, reason: str) -> None:
     server.inject_event(WebSocketMessageInjected(flow, CloseRequest(code, reason)))
 
 
-class UnsupportedMitmproxy(RuntimeError):
-    """mitmproxy is not the version these internals were written against."""
-
-
 def check_version(found: str = version.VERSION) -> None:
-    major = found.split(".", 1)[0]
-    if major != str(SUPPORTED_MAJOR) or any(not hasattr(WebsocketLayer, name) for name in LAYER_INTERNALS):
-        raise UnsupportedMitmproxy(
-            f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
-            f"to close WebSockets with a code. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'"
-        )
+    fence.require(WebsocketLayer, LAYER_INTERNALS, "to close WebSockets with a code", found)
 
 
 def install() -> None:

@@ -17,9 +17,10 @@ import logging
 
 from mitmproxy import ctx, http, version
 
+from cliproxy.addons.mitm.fence import SUPPORTED_MAJOR
+
 logger = logging.getLogger(__name__)
 
-SUPPORTED_MAJOR = 12
 #: What `show` uses of mitmproxy.addons.view.View.
 VIEW_INTERNALS = ("sig_view_update", "get_by_id", "add")
 

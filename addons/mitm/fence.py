@@ -1,0 +1,22 @@
+"""The version fence of cliproxy's patches of mitmproxy internals: the one major version they were written
+against, and a refusal that says how to install it."""
+
+from __future__ import annotations
+
+from mitmproxy import version
+
+SUPPORTED_MAJOR = 12
+
+
+class UnsupportedMitmproxy(RuntimeError):
+    """mitmproxy is not the version these internals were written against."""
+
+
+def require(owner: type, internals: tuple[str, ...], purpose: str, found: str = version.VERSION) -> None:
+    """Refuse another major version, or a `owner` that lacks one of the `internals` a patch wraps."""
+    major = found.split(".", 1)[0]
+    if major != str(SUPPORTED_MAJOR) or any(not hasattr(owner, name) for name in internals):
+        raise UnsupportedMitmproxy(
+            f"cliproxy needs mitmproxy {SUPPORTED_MAJOR}.x (found {found}): it adapts a few of its internals "
+            f"{purpose}. Install with: pip install 'mitmproxy>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}'"
+        )

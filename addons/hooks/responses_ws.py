@@ -180,7 +180,6 @@ class ResponsesWebsocket:
         sock, st = self._sockets.get(flow.id), state(flow)
         if sock is None or st is None or flow.websocket is None:
             return
-        websocket_relay.keep_newest(flow.websocket.messages)  # the newest stay (mitmweb shows them), the current one too
         msg = flow.websocket.messages[-1]
         if msg.injected:
             return

@@ -16,7 +16,7 @@ new upstream socket (that holds no `previous_response_id` state) needs. This pat
   (`response.….delta`, most of a turn) is relayed without the `websocket_message` hook: cliproxy acts
   on the other messages of a turn (rate limits, errors, the terminal event), and the hook with the
   `update` after it cost more than the rest of the relay. The message stays on the flow (mitmweb
-  shows it), and the flow keeps only its newest messages (`keep_newest`).
+  shows it); on these flows, the flow keeps only its newest messages (`keep_newest`).
 
 Every other flow keeps mitmproxy's behaviour. `install` refuses another major version and
 `tests/unit/test_mitm_contract.py` checks the internals used here in milliseconds.
@@ -103,9 +103,9 @@ def _relay_messages(self: WebsocketLayer, event):
     was_open = ws.timestamp_end is None
     for command in _original(self, event):
         if quiet and isinstance(command, WebsocketMessageHook):
+            keep_newest(ws.messages)
             message = ws.messages[-1]
             if not message.from_client and not message.injected and message.is_text and QUIET.match(message.content):
-                keep_newest(ws.messages)
                 continue  # relayed as it came, right after this
         if (
             replace

@@ -379,8 +379,13 @@ def test_quiet_deltas_skip_the_hook_and_are_relayed_all_the_same(quiet, hooks):
     assert DELTA.encode() in relayed[2] and SPACED.encode() in relayed[3]
 
 
-def test_a_long_quiet_socket_keeps_its_newest_messages():
+@pytest.mark.parametrize(
+    "frame,hooked", [(("server", DELTA), False), (("client", DELTA), True), (("server", '{"type":"response.created"}'), True)]
+)
+def test_a_long_quiet_socket_keeps_its_newest_messages(frame, hooked):
+    """Hooked or not, the messages of a cliproxy socket stay bounded on its flow."""
     from cliproxy.addons.mitm.websocket_relay import KEPT_MESSAGES
 
-    hooks, relayed, kept = _relayed(True, [("server", DELTA)] * (2 * KEPT_MESSAGES + 5))
-    assert hooks == 0 and len(relayed) == 2 * KEPT_MESSAGES + 5 and KEPT_MESSAGES <= kept <= 2 * KEPT_MESSAGES
+    n = 2 * KEPT_MESSAGES + 5
+    hooks, relayed, kept = _relayed(True, [frame] * n)
+    assert hooks == (n if hooked else 0) and len(relayed) == n and KEPT_MESSAGES <= kept <= 2 * KEPT_MESSAGES

@@ -5,8 +5,8 @@ the `update` that follows each) by walking its whole addon tree: for each of ~60
 `safecall` context, makes a coroutine, walks the addon's children, looks the hook up by name, and
 rebuilds the event's arguments. Only a handful handle any one event, so the walk is most of a
 request's dispatch cost, and cliproxy's own addons lengthen it. This patch of
-`AddonManager.trigger_event` keeps, per event name, the list of (top-level addon, its handlers) that
-the walk would find and calls those alone, in the same order, with the same error handling: an
+`AddonManager.trigger_event` keeps, per event name, the handlers that the walk would find, grouped by
+top-level addon, and calls those alone, in the same order, with the same error handling: an
 exception is logged and ends that top-level addon's handlers for this event, `AddonHalt` ends the
 event.
 
@@ -35,23 +35,21 @@ _CACHE = "_cliproxy_handlers"
 
 _originals: dict[str, Any] = {}
 
-Handlers = list[tuple[Any, list[Any]]]
 
-
-def handlers(manager: AddonManager, name: str) -> Handlers:
-    """(top-level addon, its callables for `name`) for every addon of the chain that handles it, in order."""
-    cache: dict[str, Handlers] = manager.__dict__.setdefault(_CACHE, {})
+def handlers(manager: AddonManager, name: str) -> list[list[Any]]:
+    """The callables for `name` of each top-level addon (its own and its children's) that has any, in order."""
+    cache: dict[str, list[list[Any]]] = manager.__dict__.setdefault(_CACHE, {})
     found = cache.get(name)
     if found is None:
         found = []
         for top in manager.chain:
-            funcs = []
-            for a in traverse([top]):
-                func = getattr(a, name, None)
-                if func and callable(func) and not isinstance(func, types.ModuleType):
-                    funcs.append(func)
+            funcs = [
+                func
+                for a in traverse([top])
+                if (func := getattr(a, name, None)) and callable(func) and not isinstance(func, types.ModuleType)
+            ]
             if funcs:
-                found.append((top, funcs))
+                found.append(funcs)
         cache[name] = found
     return found
 
@@ -61,7 +59,7 @@ async def _trigger_event(self: AddonManager, event: hooks.Hook) -> None:
     if not groups:
         return
     args = event.args()
-    for _, funcs in groups:
+    for funcs in groups:
         try:
             with safecall():
                 for func in funcs:
@@ -74,11 +72,10 @@ async def _trigger_event(self: AddonManager, event: hooks.Hook) -> None:
 
 def _dropping_cache(original: Any) -> Any:
     def changer(self: AddonManager, *args: Any, **kwargs: Any) -> Any:
-        self.__dict__.pop(_CACHE, None)
         try:
             return original(self, *args, **kwargs)
         finally:
-            self.__dict__.pop(_CACHE, None)  # also after: the tree the change leaves behind
+            self.__dict__.pop(_CACHE, None)  # rebuilt from the tree the change leaves behind
 
     changer.__wrapped__ = original  # type: ignore[attr-defined]
     return changer

@@ -29,7 +29,6 @@ from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, Respon
 
 from cliproxy.addons.core.failover import FAILURE_HEADER
 from cliproxy.addons.mitm import fence
-from cliproxy.addons.mitm.fence import UnsupportedMitmproxy  # noqa: F401 (what check_version raises)
 
 logger = logging.getLogger(__name__)
 

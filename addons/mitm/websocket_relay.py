@@ -37,7 +37,6 @@ from mitmproxy.proxy.layers.websocket import WebsocketEndHook, WebsocketLayer, W
 from wsproto.frame_protocol import Opcode
 
 from cliproxy.addons.mitm import fence
-from cliproxy.addons.mitm.fence import UnsupportedMitmproxy  # noqa: F401 (what check_version raises)
 
 #: A backend message that is a streamed delta, as its first bytes show (compact or spaced JSON).
 QUIET = re.compile(rb'\{"type": ?"response\.[a-z_.]*delta"')

@@ -11,7 +11,7 @@ from mitmproxy.addons.proxyserver import Proxyserver
 from mitmproxy.proxy.layers.http import HttpStream, ResponseEndOfMessage, ResponseProtocolError
 from mitmproxy.proxy.server import ConnectionHandler
 
-from cliproxy.addons.mitm import upstream_failures
+from cliproxy.addons.mitm import fence, upstream_failures
 
 
 def test_the_installed_mitmproxy_passes_the_fence():
@@ -20,7 +20,7 @@ def test_the_installed_mitmproxy_passes_the_fence():
 
 @pytest.mark.parametrize("found", ["11.1.3", "13.0.0", "garbage"])
 def test_other_major_versions_are_refused_clearly(found):
-    with pytest.raises(upstream_failures.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x \(found .*\).*pip install"):
+    with pytest.raises(fence.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x \(found .*\).*pip install"):
         upstream_failures.check_version(found)
 
 
@@ -55,7 +55,7 @@ def test_websocket_fence():
     from cliproxy.addons.mitm import websocket_relay
 
     websocket_relay.check_version()
-    with pytest.raises(websocket_relay.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x"):
+    with pytest.raises(fence.UnsupportedMitmproxy, match=r"needs mitmproxy 12\.x"):
         websocket_relay.check_version("13.0.0")
 
 

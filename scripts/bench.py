@@ -176,22 +176,20 @@ class WSConn:
             self.writer.close()
         self.reader = self.writer = None
 
-    async def turn(self, frame: bytes) -> tuple[float, float, list[str]]:
-        """(seconds to the first message, to the turn's end, the messages) of one `response.create`."""
+    async def turn(self, frame: bytes) -> tuple[float, list[str]]:
+        """(seconds to the turn's end, its messages) of one `response.create`."""
         if self.writer is None:
             await self.open()
         reader, writer = self.reader, self.writer
         assert reader is not None and writer is not None
         start = time.perf_counter()
         writer.write(self.ws.send(wsproto.events.TextMessage(frame.decode())))
-        first: float | None = None
         messages: list[str] = []
         parts: list[str] = []
         while True:
             data = await reader.read(1 << 18)
             if not data:
                 raise ConnectionError("the socket closed mid-turn")
-            first = first if first is not None else time.perf_counter() - start
             self.ws.receive_data(data)
             for event in self.ws.events():
                 if isinstance(event, wsproto.events.CloseConnection):
@@ -203,7 +201,7 @@ class WSConn:
                     messages.append("".join(parts))
                     parts = []
                     if '"response.completed"' in messages[-1] or '"response.failed"' in messages[-1] or '"error"' in messages[-1][:40]:
-                        return first, time.perf_counter() - start, messages
+                        return time.perf_counter() - start, messages
 
 
 def ws_text(messages: list[str]) -> tuple[str, bool]:
@@ -589,7 +587,7 @@ async def ws_one(system: System, conn: WSConn, events: int) -> float | None:
     """Seconds of one WebSocket turn, checked; None (and an error counted) when it failed."""
     try:
         async with asyncio.timeout(120):
-            _, total, messages = await conn.turn(ws_frame(events))
+            total, messages = await conn.turn(ws_frame(events))
         text, done = ws_text(messages)
     except (OSError, ValueError, KeyError, TypeError, wsproto.utilities.ProtocolError) as e:
         conn.close()

@@ -26,9 +26,11 @@ from typing import Any
 from mitmproxy import exceptions, hooks, version
 from mitmproxy.addonmanager import AddonManager, safecall, traverse
 
+from cliproxy.addons.mitm import fence
+
 logger = logging.getLogger(__name__)
 
-SUPPORTED = version.VERSION.startswith("12.")
+SUPPORTED = fence.supported()
 #: The AddonManager methods that change the addon tree (each one drops the cached lists).
 CHANGERS = ("register", "remove", "clear")
 _CACHE = "_cliproxy_handlers"

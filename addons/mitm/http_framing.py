@@ -53,6 +53,7 @@ except ImportError:  # pragma: no cover
     _http1, ReceiveHttp = None, None  # type: ignore[assignment,misc]
 
 from cliproxy.addons.core import routes
+from cliproxy.addons.mitm import fence
 from cliproxy.addons.mitm.chunked_reader import JoiningChunkedReader
 from cliproxy.addons.mitm.flowstate import FlowState, reply_error, state
 from cliproxy.addons.mitm.modes import is_base_url_listener
@@ -61,7 +62,7 @@ from cliproxy.addons.translate.errors import request_too_large
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED = version.VERSION.startswith("12.") and _http1 is not None
+SUPPORTED = fence.supported() and _http1 is not None
 _FORMAT = "_cliproxy_format"  # on an Http1Server: the client format of its current request, or None
 
 _originals: dict[str, Any] = {}

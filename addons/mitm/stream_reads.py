@@ -30,9 +30,11 @@ try:  # private modules: another layout means another mitmproxy, and install() t
 except ImportError:  # pragma: no cover
     _http1, ReceiveHttp = None, None  # type: ignore[assignment,misc]
 
+from cliproxy.addons.mitm import fence
+
 logger = logging.getLogger(__name__)
 
-SUPPORTED = version.VERSION.startswith("12.") and _http1 is not None
+SUPPORTED = fence.supported() and _http1 is not None
 #: The attribute a stream callable sets to be called once per socket read.
 MARKER = "joins_reads"
 

@@ -17,7 +17,7 @@ import logging
 
 from mitmproxy import ctx, http, version
 
-from cliproxy.addons.mitm.fence import SUPPORTED_MAJOR
+from cliproxy.addons.mitm import fence
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def under_mitmweb() -> bool:
 
 
 def supported(view: object, found: str = version.VERSION) -> bool:
-    return found.split(".", 1)[0] == str(SUPPORTED_MAJOR) and all(hasattr(view, name) for name in VIEW_INTERNALS)
+    return fence.supported(found) and all(hasattr(view, name) for name in VIEW_INTERNALS)
 
 
 def show(flow: http.HTTPFlow, request: http.Request | None) -> None:
